@@ -1,0 +1,2 @@
+//! bench-driver.
+fn main() {}

@@ -1,0 +1,2 @@
+//! btopt CLI.
+fn main() {}

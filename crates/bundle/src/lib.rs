@@ -1,0 +1,1 @@
+//! bundle: placeholder, being written.

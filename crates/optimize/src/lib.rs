@@ -1,0 +1,1 @@
+//! optimize: filled in by its own issue.

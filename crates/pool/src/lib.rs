@@ -1,0 +1,1 @@
+//! pool: filled in by its own issue.
