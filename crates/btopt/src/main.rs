@@ -1,2 +1,186 @@
-//! btopt CLI.
-fn main() {}
+//! `btopt`: the command-line interface. See design-notes' command-line contract.
+//!
+//! Every error is printed to stderr as one line, `error: …`, and exits non-zero: 2 for a
+//! command line that does not parse, 1 for everything else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod bundle_cmd;
+
+/// Heavy strategy-parameter optimization over market-data bundles.
+#[derive(Parser, Debug)]
+#[command(name = "btopt", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create, inspect and check bundles.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BundleCommand {
+    /// Write a deterministic synthetic bundle.
+    Generate(GenerateArgs),
+    /// Ingest data into a new bundle.
+    #[command(subcommand)]
+    Ingest(IngestCommand),
+    /// Print a bundle's summary.
+    Info {
+        /// The bundle directory.
+        dir: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recompute the content hash and check every invariant.
+    Verify {
+        /// The bundle directory.
+        dir: PathBuf,
+    },
+    /// Export a bundle to another layout.
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum IngestCommand {
+    /// zipline's csvdir layout: daily/ and/or minute/ with SYMBOL.csv[.gz].
+    Csvdir {
+        /// The csvdir root.
+        #[arg(long)]
+        source: PathBuf,
+        /// The new bundle directory (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// Which sub-directory to ingest when both exist.
+        #[arg(long)]
+        frequency: Option<FrequencyArg>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ExportCommand {
+    /// zipline's csvdir layout.
+    Csvdir {
+        /// The bundle directory.
+        dir: PathBuf,
+        /// The new csvdir root (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum FrequencyArg {
+    Daily,
+    Minute,
+}
+
+impl From<FrequencyArg> for bundle::Frequency {
+    fn from(f: FrequencyArg) -> Self {
+        match f {
+            FrequencyArg::Daily => bundle::Frequency::Daily,
+            FrequencyArg::Minute => bundle::Frequency::Minute,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum PresetArg {
+    Mag7,
+    Universe,
+}
+
+#[derive(Args, Debug)]
+struct GenerateArgs {
+    /// Data set to generate.
+    #[arg(long)]
+    preset: PresetArg,
+    /// Bar frequency.
+    #[arg(long, default_value = "daily")]
+    frequency: FrequencyArg,
+    /// The new bundle directory (must not exist).
+    #[arg(long)]
+    out: PathBuf,
+    /// First calendar day.
+    #[arg(long, default_value = "2020-01-02")]
+    start: chrono::NaiveDate,
+    /// Last calendar day.
+    #[arg(long, default_value = "2024-12-31")]
+    end: chrono::NaiveDate,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Number of assets (universe preset only).
+    #[arg(long, default_value_t = 100)]
+    assets: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid command line");
+            eprintln!("{}", first.trim());
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The error chain on one line: outer context first, then each cause.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain().map(|c| c.to_string().replace('\n', " ")).collect::<Vec<_>>().join(": ")
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Bundle(cmd) => match cmd {
+            BundleCommand::Generate(a) => {
+                let preset = match a.preset {
+                    PresetArg::Mag7 => bundle::Preset::Mag7,
+                    PresetArg::Universe => bundle::Preset::Universe { assets: a.assets },
+                };
+                let spec = bundle::GenerateSpec {
+                    preset,
+                    frequency: a.frequency.into(),
+                    start: a.start,
+                    end: a.end,
+                    seed: a.seed,
+                };
+                bundle_cmd::generate(&spec, &a.out)
+            }
+            BundleCommand::Ingest(IngestCommand::Csvdir { source, out, frequency }) => {
+                bundle_cmd::ingest_csvdir(&source, &out, frequency.map(Into::into))
+            }
+            BundleCommand::Info { dir, json } => bundle_cmd::info(&dir, json),
+            BundleCommand::Verify { dir } => bundle_cmd::verify(&dir),
+            BundleCommand::Export(ExportCommand::Csvdir { dir, out }) => {
+                let rows = bundle::csvdir::export(&dir, &out).context("failed to export the bundle")?;
+                eprintln!("exported {rows} bars to {}", out.display());
+                Ok(())
+            }
+        },
+    }
+}

@@ -1,0 +1,49 @@
+//! `btopt bundle …`: thin wrappers that print what the bundle crate returns.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+pub(crate) fn generate(spec: &bundle::GenerateSpec, out: &Path) -> Result<()> {
+    let data = bundle::generate::generate(spec).context("failed to generate the bundle")?;
+    let hash = bundle::store::write(&data, out).context("failed to write the bundle")?;
+    let bars: usize = data.bars.iter().map(|b| b.len()).sum();
+    eprintln!("wrote {} ({} assets, {bars} bars, content hash {hash})", out.display(), data.assets.len());
+    Ok(())
+}
+
+pub(crate) fn ingest_csvdir(source: &Path, out: &Path, frequency: Option<bundle::Frequency>) -> Result<()> {
+    let r = bundle::csvdir::ingest(source, out, frequency).context("failed to ingest csvdir")?;
+    eprintln!(
+        "wrote {} ({} {} assets, {} bars read, {} missing bars forward-filled, content hash {})",
+        out.display(),
+        r.assets,
+        r.frequency.as_str(),
+        r.bars_read,
+        r.bars_filled,
+        r.content_hash
+    );
+    Ok(())
+}
+
+pub(crate) fn info(dir: &Path, json: bool) -> Result<()> {
+    let s = bundle::summary::info(dir).context("failed to read the bundle")?;
+    if json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else {
+        print!("{}", s.to_text());
+    }
+    Ok(())
+}
+
+pub(crate) fn verify(dir: &Path) -> Result<()> {
+    let s = bundle::summary::verify(dir).context("bundle verification failed")?;
+    println!(
+        "ok: {} ({} sessions, {} assets, content hash {})",
+        dir.display(),
+        s.sessions,
+        s.assets.len(),
+        s.content_hash
+    );
+    Ok(())
+}
