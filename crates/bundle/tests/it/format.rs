@@ -1,0 +1,120 @@
+//! The on-disk format: immutable opens, truncated or foreign files, hash verification.
+
+use bundle::{Bundle, Field, Frequency, Handles};
+
+fn fresh() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    crate::write_bundle(&crate::small_spec(Frequency::Daily), &dir);
+    (tmp, dir)
+}
+
+#[test]
+fn info_matches_the_contract_shape() {
+    let (_tmp, dir) = fresh();
+    let s = bundle::summary::info(&dir).unwrap();
+    let v = serde_json::to_value(&s).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let mut expected =
+        ["frequency", "sessions", "first_session", "last_session", "content_hash", "splits", "dividends", "assets"];
+    expected.sort_unstable();
+    let mut keys_sorted = keys.clone();
+    keys_sorted.sort_unstable();
+    assert_eq!(keys_sorted, expected);
+    let a0 = &v["assets"][0];
+    let mut akeys: Vec<&str> = a0.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    akeys.sort_unstable();
+    assert_eq!(akeys, ["bars", "first", "last", "sid", "symbol"]);
+    assert_eq!(v["frequency"], "daily");
+    assert_eq!(v["first_session"], "2020-07-01");
+    assert_eq!(v["last_session"], "2020-09-30");
+    assert_eq!(a0["symbol"], "AAPL");
+}
+
+#[test]
+fn foreign_file_is_rejected_with_its_name() {
+    let (_tmp, dir) = fresh();
+    std::fs::write(dir.join("assets.sqlite"), b"this is not a database, just some text that is long enough").unwrap();
+    for err in [bundle::summary::info(&dir).unwrap_err(), bundle::summary::verify(&dir).unwrap_err()] {
+        let e = err.to_string();
+        assert!(e.contains("assets.sqlite") && e.contains("not a SQLite database"), "{e}");
+    }
+}
+
+#[test]
+fn truncated_file_is_rejected_with_its_name() {
+    let (_tmp, dir) = fresh();
+    let path = dir.join("daily_bars.sqlite");
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len / 2).unwrap();
+    for err in [bundle::summary::info(&dir).unwrap_err(), bundle::summary::verify(&dir).unwrap_err()] {
+        let e = err.to_string();
+        assert!(e.contains("daily_bars.sqlite") && e.contains("truncated"), "{e}");
+    }
+}
+
+#[test]
+fn missing_directory_or_file() {
+    let (tmp, dir) = fresh();
+    let e = bundle::summary::info(&tmp.path().join("nope")).unwrap_err().to_string();
+    assert!(e.contains("nope") && e.contains("not a bundle directory"), "{e}");
+    std::fs::remove_file(dir.join("adjustments.sqlite")).unwrap();
+    let e = bundle::summary::info(&dir).unwrap_err().to_string();
+    assert!(e.contains("adjustments.sqlite"), "{e}");
+}
+
+#[test]
+fn verify_detects_a_changed_price() {
+    let (_tmp, dir) = fresh();
+    assert!(bundle::summary::verify(&dir).is_ok());
+    let conn = rusqlite::Connection::open(dir.join("daily_bars.sqlite")).unwrap();
+    conn.execute(
+        "UPDATE daily_bars SET close = close * 1.0001, high = high * 1.01 WHERE sid = 3 AND day = '2020-08-03'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let e = bundle::summary::verify(&dir).unwrap_err().to_string();
+    assert!(e.contains("content hash mismatch"), "{e}");
+}
+
+#[test]
+fn verify_detects_a_broken_invariant() {
+    let (_tmp, dir) = fresh();
+    let conn = rusqlite::Connection::open(dir.join("daily_bars.sqlite")).unwrap();
+    conn.execute("UPDATE daily_bars SET high = low * 0.5 WHERE sid = 2 AND day = '2020-08-03'", []).unwrap();
+    drop(conn);
+    let e = bundle::summary::verify(&dir).unwrap_err().to_string();
+    assert!(e.contains("GOOGL") && e.contains("2020-08-03") && e.contains("high"), "{e}");
+}
+
+#[test]
+fn handles_read_the_same_closes_as_the_loader() {
+    let (_tmp, dir) = fresh();
+    let b = Bundle::load(&dir).unwrap();
+    let h = Handles::open(&dir).unwrap();
+    for sid in 0..7 {
+        assert_eq!(h.raw_closes(sid).unwrap(), b.column(sid, Field::Close));
+    }
+}
+
+#[test]
+fn minute_loader_agrees_with_canonical_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    let spec = bundle::GenerateSpec {
+        start: "2020-11-25".parse().unwrap(),
+        end: "2020-12-01".parse().unwrap(),
+        ..crate::small_spec(Frequency::Minute)
+    };
+    let data = bundle::generate::generate(&spec).unwrap();
+    bundle::store::write(&data, &dir).unwrap();
+    let b = Bundle::load(&dir).unwrap();
+    assert_eq!(b.session_bounds(), [0, 390, 600, 990, 1380]);
+    for sid in 0..7u32 {
+        assert_eq!(b.column(sid, Field::Open), data.bars[sid as usize].open.as_slice());
+    }
+    let h = Handles::open(&dir).unwrap();
+    assert_eq!(h.raw_closes(4).unwrap(), b.column(4, Field::Close));
+}
