@@ -1,1 +1,65 @@
-//! optimize: filled in by its own issue.
+//! optimize: btopt's search half. Parameter spaces, searchers (grid, random, Hyperband,
+//! BOHB), the optimizer loop that drives them over an abstract [`Evaluator`], and a durable
+//! trial store.
+//!
+//! **Architecture invariant:** the optimizers know nothing about processes, pools, bundles or
+//! backtests. They see a [`Space`], [`Config`]s and losses. The one exception is the trial
+//! store, which opens its own SQLite file behind the [`TrialStore`] trait.
+//!
+//! Main types: [`Space`] (with [`Space::from_toml_file`]), the [`Searcher`] implementations
+//! [`GridSearch`], [`RandomSearch`], [`BracketSearch`] (Hyperband/BOHB), the [`Evaluator`]
+//! trait the glue implements, [`optimize`] and its [`Summary`].
+//!
+//! Determinism: every random choice flows from one explicit seed through `ChaCha12Rng`.
+//!
+//! ```
+//! use optimize::*;
+//! let space = Space::from_toml_str(r#"
+//!     [[parameter]]
+//!     name = "short_window"
+//!     type = "discrete"
+//!     min = 5
+//!     max = 20
+//!     step = 5
+//!     [[parameter]]
+//!     name = "threshold"
+//!     type = "continuous"
+//!     min = 0.01
+//!     max = 0.05
+//!     step = 0.02
+//! "#)?;
+//! assert_eq!(space.cardinality(), Some(12));
+//! let settings = HyperbandSettings { min_budget: 1.0 / 9.0, max_budget: 1.0, eta: 3.0, iterations: 3 };
+//! let mut searcher = BracketSearch::bohb(space.clone(), settings, BohbSettings::default(), 42)?;
+//! let mut evaluator = InProcessEvaluator::new(2, |_id, config: &Config, budget| {
+//!     let s = config["short_window"].as_f64().unwrap();
+//!     Outcome::loss((s - 10.0).abs() * budget)
+//! });
+//! let mut store = MemoryStore::new();
+//! let summary = optimize(&space, &mut searcher, &mut evaluator, &mut store,
+//!                        RunOptions { deterministic: true }, &mut ())?;
+//! assert!(summary.best.is_some());
+//! # Ok::<(), optimize::Error>(())
+//! ```
+
+mod error;
+mod evaluator;
+mod kde;
+mod optimizer;
+mod schedule;
+mod searcher;
+mod space;
+mod store;
+mod value;
+
+pub use error::{Error, Result};
+pub use evaluator::{Completion, CountingOnes, Evaluator, InProcessEvaluator, Outcome, TrialStatus};
+pub use kde::{BohbModel, BohbSettings, Kde, KdePair, split_sizes, truncated_std_normal};
+pub use optimizer::{
+    Best, DETERMINISTIC_BATCH, Observer, Progress, RunOptions, Summary, TrialSummary, optimize, study_identity,
+};
+pub use schedule::{BracketPlan, bracket_for_iteration, bracket_schedule, budgets, max_sh_iter};
+pub use searcher::{BracketSearch, GridSearch, HyperbandSettings, Mode, RandomSearch, Searcher, Suggestion, Trial};
+pub use space::{Constraint, Grid, Param, ParamKind, Space};
+pub use store::{MemoryStore, SqliteStore, TrialRecord, TrialStore, identity_hash};
+pub use value::{Config, Value, config_from_json, config_to_json, render_pairs};

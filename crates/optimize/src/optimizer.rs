@@ -1,0 +1,399 @@
+//! The optimizer loop: drives a [`Searcher`] over an [`Evaluator`], records every trial in a
+//! [`TrialStore`], resumes from it, and reports progress to an [`Observer`].
+//!
+//! Two modes:
+//! - **async** (default): keeps every worker busy; results are fed to the searcher as they
+//!   complete and new brackets start whenever all active ones wait at a barrier. Which configs
+//!   get suggested depends on completion timing, so results vary run to run.
+//! - **deterministic**: stages run synchronously. The optimizer takes every trial the searcher
+//!   offers (up to [`DETERMINISTIC_BATCH`]), evaluates the batch on as many workers as exist,
+//!   then feeds the outcomes in trial-id order. Same seed, same results, at any worker count
+//!   (given an objective that is a function of its inputs).
+//!
+//! Resume: the store logs when each trial was suggested and when its outcome was fed. On
+//! start, the optimizer replays that log through the fresh searcher (suggest → must produce the
+//! same trial; feed → the recorded outcome), so its state is exactly what it was, in either
+//! mode. Completed trials are never re-evaluated; trials that were in flight are evaluated
+//! again. In deterministic mode a batch is recorded in one transaction, so a resumed run ends
+//! with exactly the result of an uninterrupted one.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::error::{Error, Result};
+use crate::evaluator::{Completion, Evaluator, Outcome, TrialStatus};
+use crate::searcher::{Mode, Searcher, Suggestion, Trial};
+use crate::space::Space;
+use crate::store::TrialStore;
+use crate::value::{Config, config_to_json};
+
+/// Upper bound on the trials suggested before a deterministic-mode barrier. A constant (not
+/// the worker count), so the sequence of searcher calls never depends on capacity.
+pub const DETERMINISTIC_BATCH: usize = 4096;
+
+/// How to run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Synchronous stages and in-order results (see the module docs).
+    pub deterministic: bool,
+}
+
+/// One finished trial, as reported in the summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialSummary {
+    /// Trial id.
+    pub trial_id: u64,
+    /// Config.
+    pub config: Config,
+    /// Budget.
+    pub budget: f64,
+    /// Bracket, for bracketed searchers.
+    pub bracket: Option<u32>,
+    /// Stage within the bracket.
+    pub stage: Option<u32>,
+    /// Outcome status.
+    pub status: TrialStatus,
+    /// Finite loss, if any.
+    pub loss: Option<f64>,
+    /// Metrics reported with the loss.
+    pub metrics: BTreeMap<String, f64>,
+    /// Crash message, if crashed.
+    pub message: Option<String>,
+    /// Evaluation wall time.
+    pub duration_secs: f64,
+    /// Worker that ran it.
+    pub worker: Option<u32>,
+}
+
+/// The incumbent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Best {
+    /// Trial that produced it.
+    pub trial_id: u64,
+    /// Its config.
+    pub config: Config,
+    /// Its loss.
+    pub loss: f64,
+    /// Its budget.
+    pub budget: f64,
+}
+
+/// The result of a search.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Summary {
+    /// Best finite loss at the largest budget that has one (HpBandSter's incumbent is the best
+    /// at max budget); ties go to the earlier trial.
+    pub best: Option<Best>,
+    /// Finished evaluations, crashed ones included (replayed ones too).
+    pub evaluations: u64,
+    /// Sum of the budgets of all finished evaluations.
+    pub total_budget: f64,
+    /// Finished trials replayed from the store rather than evaluated in this run.
+    pub replayed: u64,
+    /// Every finished trial, in the order fed to the searcher.
+    pub trials: Vec<TrialSummary>,
+}
+
+impl Summary {
+    fn add(&mut self, t: TrialSummary) {
+        self.evaluations += 1;
+        self.total_budget += t.budget;
+        if let Some(loss) = t.loss {
+            let better = match &self.best {
+                None => true,
+                Some(b) => t.budget > b.budget || (t.budget == b.budget && loss < b.loss),
+            };
+            if better {
+                self.best = Some(Best { trial_id: t.trial_id, config: t.config.clone(), loss, budget: t.budget });
+            }
+        }
+        self.trials.push(t);
+    }
+
+    /// The summary in the CLI's JSON shape, minus what the glue adds (`sharpe`, `wall_seconds`):
+    /// `{"best": {"params", "loss", "budget"}, "evaluations", "total_budget",
+    /// "trials": [{"params", "budget", "loss", "status"}]}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "best": self.best.as_ref().map(|b| serde_json::json!({
+                "params": config_to_json(&b.config), "loss": b.loss, "budget": b.budget})),
+            "evaluations": self.evaluations,
+            "total_budget": self.total_budget,
+            "trials": self.trials.iter().map(|t| serde_json::json!({
+                "params": config_to_json(&t.config), "budget": t.budget, "loss": t.loss,
+                "status": t.status.as_str()})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Progress after each finished trial.
+#[derive(Debug)]
+pub struct Progress<'a> {
+    /// The trial that just finished.
+    pub trial: &'a TrialSummary,
+    /// Whether it was replayed from the store.
+    pub replayed: bool,
+    /// Finished evaluations so far.
+    pub evaluations: u64,
+    /// Budget spent so far.
+    pub total_budget: f64,
+    /// Incumbent so far.
+    pub best: Option<&'a Best>,
+}
+
+/// Receives progress; the CLI draws its bar from it. The library never prints.
+pub trait Observer {
+    /// Called after every finished trial.
+    fn on_trial(&mut self, progress: &Progress<'_>);
+}
+
+impl Observer for () {
+    fn on_trial(&mut self, _progress: &Progress<'_>) {}
+}
+
+impl<F: FnMut(&Progress<'_>)> Observer for F {
+    fn on_trial(&mut self, progress: &Progress<'_>) {
+        self(progress)
+    }
+}
+
+/// The identity stored with a study: space, searcher (with its seed) and mode.
+pub fn study_identity(space: &Space, searcher: &dyn Searcher, options: RunOptions) -> serde_json::Value {
+    serde_json::json!({
+        "space": space.identity_json(),
+        "searcher": searcher.identity(),
+        "mode": if options.deterministic { "deterministic" } else { "async" },
+    })
+}
+
+struct Run<'a> {
+    searcher: &'a mut dyn Searcher,
+    store: &'a mut dyn TrialStore,
+    observer: &'a mut dyn Observer,
+    summary: Summary,
+    seq: u64,
+    /// Suggested, not yet fed: the trial as suggested.
+    outstanding: BTreeMap<u64, Trial>,
+}
+
+impl Run<'_> {
+    fn feed(&mut self, c: &Completion, replayed: bool) -> Result<()> {
+        let trial = self
+            .outstanding
+            .remove(&c.trial_id)
+            .ok_or_else(|| Error::Evaluator(format!("completion for unknown trial {}", c.trial_id)))?;
+        self.searcher.observe(c.trial_id, &c.outcome)?;
+        let (metrics, message) = match &c.outcome {
+            Outcome::Ok { metrics, .. } => (metrics.clone(), None),
+            Outcome::Crashed { message } => (BTreeMap::new(), Some(message.clone())),
+        };
+        self.summary.add(TrialSummary {
+            trial_id: c.trial_id,
+            config: trial.config,
+            budget: trial.budget,
+            bracket: trial.bracket,
+            stage: trial.stage,
+            status: c.outcome.status(),
+            loss: c.outcome.finite_loss(),
+            metrics,
+            message,
+            duration_secs: c.duration_secs,
+            worker: c.worker,
+        });
+        if replayed {
+            self.summary.replayed += 1;
+        }
+        let s = &self.summary;
+        self.observer.on_trial(&Progress {
+            trial: s.trials.last().expect("just pushed"),
+            replayed,
+            evaluations: s.evaluations,
+            total_budget: s.total_budget,
+            best: s.best.as_ref(),
+        });
+        Ok(())
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        let s = self.seq;
+        self.seq += 1;
+        s
+    }
+}
+
+/// Compare configs by their JSON text, exactly as written to the store (no float re-parsing).
+fn same_json(config: &serde_json::Value, stored: &str) -> bool {
+    let text = config.to_string();
+    text.as_str() == stored
+}
+
+/// Run (or resume) a search to the end and return its summary.
+///
+/// The optimizer knows nothing about processes, pools or backtests: `evaluator` is the glue.
+/// An evaluator error aborts the run with that error; everything already recorded in `store`
+/// is kept, and calling `optimize` again with a fresh searcher built from the same settings
+/// continues the study.
+pub fn optimize(
+    space: &Space,
+    searcher: &mut dyn Searcher,
+    evaluator: &mut dyn Evaluator,
+    store: &mut dyn TrialStore,
+    options: RunOptions,
+    observer: &mut dyn Observer,
+) -> Result<Summary> {
+    let identity = study_identity(space, searcher, options);
+    let records = store.open_study(&identity)?;
+    let mode = if options.deterministic { Mode::Synchronous } else { Mode::Async };
+    let mut run = Run { searcher, store, observer, summary: Summary::default(), seq: 0, outstanding: BTreeMap::new() };
+
+    // Replay the event log.
+    enum Event {
+        Suggest(usize),
+        Feed(usize),
+    }
+    let mut events: Vec<(u64, Event)> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        events.push((r.suggest_seq, Event::Suggest(i)));
+        if let Some(f) = r.feed_seq {
+            if r.completion.is_none() {
+                return Err(Error::Store(format!("trial {} was fed but has no outcome", r.trial_id)));
+            }
+            events.push((f, Event::Feed(i)));
+        }
+    }
+    events.sort_by_key(|e| e.0);
+    run.seq = events.last().map_or(0, |e| e.0 + 1);
+    for (_, event) in &events {
+        match event {
+            Event::Suggest(i) => {
+                let r = &records[*i];
+                match run.searcher.suggest(mode)? {
+                    Suggestion::Trial(t)
+                        if t.id == r.trial_id
+                            && t.budget == r.budget
+                            && same_json(&config_to_json(&t.config), &r.config_json) =>
+                    {
+                        run.outstanding.insert(t.id, t);
+                    }
+                    other => {
+                        return Err(Error::StudyMismatch(format!(
+                            "replay diverged at trial {}: the store has {} at budget {}, the searcher now gives {other:?}",
+                            r.trial_id, r.config_json, r.budget
+                        )));
+                    }
+                }
+            }
+            Event::Feed(i) => {
+                let c = records[*i].completion.clone().expect("checked above");
+                run.feed(&c, true)?;
+            }
+        }
+    }
+    // Outstanding after replay: completed-but-unfed trials are ready; the rest were in flight.
+    let mut ready: BTreeMap<u64, Completion> = BTreeMap::new();
+    let mut pending: VecDeque<Trial> = VecDeque::new();
+    for r in &records {
+        if r.feed_seq.is_none() {
+            match &r.completion {
+                Some(c) => {
+                    ready.insert(r.trial_id, c.clone());
+                }
+                None => pending.push_back(run.outstanding[&r.trial_id].clone()),
+            }
+        }
+    }
+
+    let capacity = evaluator.capacity().max(1);
+    let mut in_flight: usize = 0;
+    if options.deterministic {
+        loop {
+            if run.outstanding.is_empty() {
+                let mut batch = Vec::new();
+                while batch.len() < DETERMINISTIC_BATCH {
+                    match run.searcher.suggest(mode)? {
+                        Suggestion::Trial(t) => {
+                            let seq = run.next_seq();
+                            batch.push((t, seq));
+                        }
+                        Suggestion::Wait if batch.is_empty() => {
+                            return Err(Error::Stalled("searcher waits with nothing running".into()));
+                        }
+                        Suggestion::Wait | Suggestion::Done => break,
+                    }
+                }
+                if batch.is_empty() {
+                    break;
+                }
+                run.store.record_suggested(&batch)?;
+                for (t, _) in batch {
+                    run.outstanding.insert(t.id, t.clone());
+                    pending.push_back(t);
+                }
+            }
+            while !pending.is_empty() || in_flight > 0 {
+                while in_flight < capacity {
+                    let Some(t) = pending.pop_front() else { break };
+                    evaluator.submit(t.id, &t.config, t.budget)?;
+                    in_flight += 1;
+                }
+                let c = evaluator.next_completed()?;
+                if !run.outstanding.contains_key(&c.trial_id) || ready.contains_key(&c.trial_id) {
+                    return Err(Error::Evaluator(format!("unexpected completion for trial {}", c.trial_id)));
+                }
+                in_flight -= 1;
+                run.store.record_completed(&c, None)?;
+                ready.insert(c.trial_id, c);
+            }
+            let mut fed = Vec::with_capacity(ready.len());
+            for (id, c) in std::mem::take(&mut ready) {
+                run.feed(&c, false)?;
+                let seq = run.next_seq();
+                fed.push((id, seq));
+            }
+            run.store.record_fed(&fed)?;
+        }
+    } else {
+        // Recovered completions first, in id order.
+        for (id, c) in std::mem::take(&mut ready) {
+            run.feed(&c, false)?;
+            let seq = run.next_seq();
+            run.store.record_fed(&[(id, seq)])?;
+        }
+        loop {
+            let mut last = Suggestion::Wait;
+            while in_flight < capacity {
+                let t = match pending.pop_front() {
+                    Some(t) => t,
+                    None => match run.searcher.suggest(mode)? {
+                        Suggestion::Trial(t) => {
+                            let seq = run.next_seq();
+                            run.store.record_suggested(&[(t.clone(), seq)])?;
+                            run.outstanding.insert(t.id, t.clone());
+                            t
+                        }
+                        other => {
+                            last = other;
+                            break;
+                        }
+                    },
+                };
+                evaluator.submit(t.id, &t.config, t.budget)?;
+                in_flight += 1;
+            }
+            if in_flight == 0 {
+                match last {
+                    Suggestion::Done => break,
+                    _ => return Err(Error::Stalled("searcher waits with nothing running".into())),
+                }
+            }
+            let c = evaluator.next_completed()?;
+            if !run.outstanding.contains_key(&c.trial_id) {
+                return Err(Error::Evaluator(format!("unexpected completion for trial {}", c.trial_id)));
+            }
+            in_flight -= 1;
+            let seq = run.next_seq();
+            run.store.record_completed(&c, Some(seq))?;
+            run.feed(&c, false)?;
+        }
+    }
+    Ok(run.summary)
+}
