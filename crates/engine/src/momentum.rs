@@ -1,0 +1,242 @@
+//! The momentum kernel: top-N by lookback return, periodic rebalancing, shared cash.
+
+use crate::backtester::Ctx;
+use crate::metrics::{Metrics, MetricsAcc};
+use crate::{Error, Market, Momentum, WeightingScheme};
+
+/// Marks an asset that is not held.
+const NOT_HELD: usize = usize::MAX;
+
+/// Per-asset buffers reused across backtests, indexed by position in sid order.
+#[derive(Default)]
+pub(crate) struct MomScratch {
+    shares: Vec<f64>,
+    /// Bar of the fill that opened the position, or `NOT_HELD`.
+    entry: Vec<usize>,
+    target: Vec<f64>,
+    target_shares: Vec<f64>,
+    score: Vec<f64>,
+    vol: Vec<f64>,
+    eligible: Vec<bool>,
+    in_set: Vec<bool>,
+    candidates: Vec<usize>,
+    equity: Vec<f64>,
+}
+
+pub(crate) fn run(
+    ctx: Ctx<'_>,
+    p: &Momentum,
+    s: &mut MomScratch,
+    equity_out: Option<&mut Vec<f64>>,
+) -> Result<Metrics, Error> {
+    let Ctx { market, order, fee, win, returns } = ctx;
+    if !market.is_daily() {
+        return Err(Error::Unsupported(format!(
+            "momentum runs on daily bars, but this market has {} bars in {} sessions",
+            market.n_bars(),
+            market.n_sessions()
+        )));
+    }
+    if p.weighting_scheme == WeightingScheme::MarketCap
+        && let Some(a) =
+            market.assets.iter().find(|a| !(a.shares_outstanding.is_finite() && a.shares_outstanding > 0.0))
+    {
+        return Err(Error::InvalidMarket(format!(
+            "market_cap weighting needs positive shares_outstanding, sid {} has {}",
+            a.sid, a.shares_outstanding
+        )));
+    }
+    let n = order.len();
+    for v in [&mut s.shares, &mut s.target, &mut s.target_shares, &mut s.score, &mut s.vol] {
+        v.clear();
+        v.resize(n, 0.0);
+    }
+    s.entry.clear();
+    s.entry.resize(n, NOT_HELD);
+    s.eligible.clear();
+    s.eligible.resize(n, false);
+    s.in_set.clear();
+    s.in_set.resize(n, false);
+
+    let (w0, w1) = (win.bars.start, win.bars.end);
+    let mut cash = 1.0_f64;
+    let mut trades = 0_u64;
+    let mut pending = false;
+    s.equity.clear();
+    for t in w0..w1 {
+        if pending {
+            trades += fill(market, order, fee, t, &mut cash, s);
+            pending = false;
+        }
+        let mut e = cash;
+        for (k, &q) in s.shares.iter().enumerate() {
+            if q > 0.0 {
+                let a = &market.assets[order[k]];
+                e += q * a.close[t.min(a.end_bar - 1)];
+            }
+        }
+        s.equity.push(e);
+        // A decision on W's last close could only fill outside W, so it is skipped.
+        if (t - w0) % p.rebalance_frequency == 0 && t + 1 < w1 {
+            decide(market, order, p, t, s);
+            pending = true;
+        }
+    }
+    returns.clear();
+    returns.resize(s.equity.len(), 0.0);
+    let mut acc = MetricsAcc::new();
+    acc.push(&s.equity, returns);
+    if let Some(out) = equity_out {
+        out.clear();
+        out.extend_from_slice(&s.equity);
+    }
+    Ok(acc.finish(returns, market.periods_per_year, trades))
+}
+
+/// Chooses target weights on the close of bar `t`.
+fn decide(market: &Market<'_>, order: &[usize], p: &Momentum, t: usize, s: &mut MomScratch) {
+    let lb = p.lookback_period;
+    let ann = 252.0_f64.sqrt();
+    s.candidates.clear();
+    for (k, &i) in order.iter().enumerate() {
+        let a = &market.assets[i];
+        let ok = t >= a.first_bar + lb && t < a.end_bar;
+        s.eligible[k] = ok;
+        s.in_set[k] = false;
+        s.target[k] = 0.0;
+        if !ok {
+            continue;
+        }
+        let c = &a.close[t - lb..=t];
+        s.score[k] = c[lb] / c[0] - 1.0;
+        let m = lb as f64;
+        let mean = c.windows(2).map(|w| w[1] / w[0] - 1.0).sum::<f64>() / m;
+        let ss = c.windows(2).map(|w| w[1] / w[0] - 1.0 - mean).map(|d| d * d).sum::<f64>();
+        s.vol[k] = (ss / (m - 1.0)).sqrt() * ann;
+        if s.vol[k] <= p.volatility_threshold {
+            s.candidates.push(k);
+        }
+    }
+    // Highest score first; ties go to the lower sid, which is the lower position `k`.
+    let score = &s.score;
+    s.candidates.sort_unstable_by(|&x, &y| score[y].total_cmp(&score[x]).then(x.cmp(&y)));
+    for &k in s.candidates.iter().take(p.top_n_assets) {
+        s.in_set[k] = true;
+    }
+    // Young positions stay in the target set; one bought at the open of bar e has been held
+    // for t − e + 1 sessions at the close of t. A delisted holding cannot trade, so it stays.
+    for k in 0..order.len() {
+        if s.entry[k] != NOT_HELD && s.eligible[k] && t + 1 - s.entry[k] < p.holding_period {
+            s.in_set[k] = true;
+        }
+    }
+    let members = s.in_set.iter().filter(|&&b| b).count();
+    if members == 0 {
+        return;
+    }
+    match p.weighting_scheme {
+        WeightingScheme::Equal => {
+            let w = 1.0 / members as f64;
+            for k in 0..order.len() {
+                if s.in_set[k] {
+                    s.target[k] = w;
+                }
+            }
+        }
+        WeightingScheme::MarketCap => {
+            for (k, &i) in order.iter().enumerate() {
+                if s.in_set[k] {
+                    let a = &market.assets[i];
+                    s.target[k] = a.close[t] * a.shares_outstanding;
+                }
+            }
+            normalise(&mut s.target);
+        }
+        WeightingScheme::RiskParity => {
+            // 1/vol is infinite for a flat asset; the limit of the normalised weights then
+            // splits everything among the zero-vol members.
+            let zero_vol = (0..order.len()).any(|k| s.in_set[k] && s.vol[k] == 0.0);
+            for k in 0..order.len() {
+                if s.in_set[k] {
+                    s.target[k] = match (zero_vol, s.vol[k] == 0.0) {
+                        (false, _) => 1.0 / s.vol[k],
+                        (true, true) => 1.0,
+                        (true, false) => 0.0,
+                    };
+                }
+            }
+            normalise(&mut s.target);
+        }
+    }
+    // No renormalisation after the bounds: what they remove stays in cash.
+    let (lo, hi) = (p.min_position_size / 100.0, p.max_position_size / 100.0);
+    for w in &mut s.target {
+        if *w < lo {
+            *w = 0.0;
+        } else if *w > hi {
+            *w = hi;
+        }
+    }
+}
+
+fn normalise(w: &mut [f64]) {
+    let total: f64 = w.iter().sum();
+    if total > 0.0 {
+        for x in w.iter_mut() {
+            *x /= total;
+        }
+    }
+}
+
+/// Trades toward the targets at the open of bar `t`: sells first, then buys, scaled by one
+/// common factor if cash falls short. Returns the number of fills.
+fn fill(market: &Market<'_>, order: &[usize], fee: f64, t: usize, cash: &mut f64, s: &mut MomScratch) -> u64 {
+    let mut value = *cash;
+    for (k, &q) in s.shares.iter().enumerate() {
+        if q > 0.0 {
+            let a = &market.assets[order[k]];
+            value += q * if t < a.end_bar { a.open[t] } else { a.close[a.end_bar - 1] };
+        }
+    }
+    let mut fills = 0;
+    let mut cost = 0.0;
+    for (k, &i) in order.iter().enumerate() {
+        let a = &market.assets[i];
+        if !(a.first_bar <= t && t < a.end_bar) {
+            s.target_shares[k] = s.shares[k];
+            continue;
+        }
+        let o = a.open[t];
+        let tq = s.target[k] * value / o;
+        s.target_shares[k] = tq;
+        if tq < s.shares[k] {
+            *cash += (s.shares[k] - tq) * o * (1.0 - fee);
+            s.shares[k] = tq;
+            if tq == 0.0 {
+                s.entry[k] = NOT_HELD;
+            }
+            fills += 1;
+        } else if tq > s.shares[k] {
+            cost += (tq - s.shares[k]) * o * (1.0 + fee);
+        }
+    }
+    let scale = if cost > *cash { *cash / cost } else { 1.0 };
+    for (k, &i) in order.iter().enumerate() {
+        let dq = (s.target_shares[k] - s.shares[k]) * scale;
+        if dq > 0.0 {
+            let o = market.assets[i].open[t];
+            s.shares[k] += dq;
+            *cash -= dq * o * (1.0 + fee);
+            if s.entry[k] == NOT_HELD {
+                s.entry[k] = t;
+            }
+            fills += 1;
+        }
+    }
+    if scale < 1.0 {
+        // The buys were sized to spend exactly the cash; pin it so rounding cannot leave a
+        // tiny negative balance.
+        *cash = 0.0;
+    }
+    fills
+}

@@ -1,0 +1,171 @@
+//! Parameter parsing, defaults, validation messages and serde round trips.
+
+use engine::{Error, MaCrossover, Momentum, RunOptions, Strategy, WeightingScheme};
+
+use crate::{Data, ma};
+
+fn pairs(kv: &[(&str, &str)]) -> Vec<(String, String)> {
+    kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn parse(name: &str, kv: &[(&str, &str)]) -> Result<Strategy, Error> {
+    Strategy::from_pairs(name, &pairs(kv))
+}
+
+fn err(name: &str, kv: &[(&str, &str)]) -> String {
+    parse(name, kv).expect_err("should be rejected").to_string()
+}
+
+#[test]
+fn defaults_fill_everything_left_out() {
+    assert_eq!(
+        parse("ma-crossover", &[]).unwrap(),
+        Strategy::MaCrossover(MaCrossover { short_window: 10, long_window: 50, threshold: 0.0 })
+    );
+    assert_eq!(parse("momentum", &[]).unwrap(), Strategy::Momentum(Momentum::default()));
+    let m = parse("momentum", &[("weighting_scheme", "risk_parity"), ("top_n_assets", "5")]).unwrap();
+    let Strategy::Momentum(m) = m else { panic!("momentum expected") };
+    assert_eq!((m.weighting_scheme, m.top_n_assets, m.lookback_period), (WeightingScheme::RiskParity, 5, 60));
+}
+
+#[test]
+fn integers_may_arrive_as_floats() {
+    for v in ["50", "50.0", "5e1", " 50 "] {
+        let s = parse("ma-crossover", &[("long_window", v), ("threshold", "0.003")]).unwrap();
+        assert_eq!(s, ma(10, 50, 0.003), "{v}");
+    }
+    // short ≥ long is legal: the guidance's grid contains (50, 50).
+    assert_eq!(parse("ma-crossover", &[("short_window", "50"), ("long_window", "50")]).unwrap(), ma(50, 50, 0.0));
+}
+
+/// Strategy name, pairs, expected message.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
+#[test]
+fn bad_input_gets_one_clear_message() {
+    let cases: &[Case<'_>] = &[
+        ("sma", &[], "unknown strategy `sma` (expected one of: ma-crossover, momentum)"),
+        (
+            "ma-crossover",
+            &[("short", "5")],
+            "unknown parameter `short` for ma-crossover (expected one of: short_window, long_window, threshold)",
+        ),
+        ("ma-crossover", &[("short_window", "5.5")], "invalid short_window `5.5`: expected a whole number"),
+        ("ma-crossover", &[("short_window", "0")], "invalid short_window `0`: must be at least 1"),
+        ("ma-crossover", &[("long_window", "-3")], "invalid long_window `-3`: expected a whole number"),
+        ("ma-crossover", &[("threshold", "abc")], "invalid threshold `abc`: expected a number"),
+        ("ma-crossover", &[("threshold", "-0.1")], "invalid threshold `-0.1`: must be finite and at least 0"),
+        ("ma-crossover", &[("threshold", "inf")], "invalid threshold `inf`: expected a finite number"),
+        (
+            "ma-crossover",
+            &[("short_window", "5"), ("short_window", "6")],
+            "parameter `short_window` given more than once",
+        ),
+        (
+            "momentum",
+            &[("weighting_scheme", "cap")],
+            "invalid weighting_scheme `cap`: expected equal, market_cap or risk_parity",
+        ),
+        (
+            "momentum",
+            &[("lookback_period", "1")],
+            "invalid lookback_period `1`: must be at least 2 (volatility needs two daily returns)",
+        ),
+        ("momentum", &[("rebalance_frequency", "0")], "invalid rebalance_frequency `0`: must be at least 1"),
+        ("momentum", &[("volatility_threshold", "0")], "invalid volatility_threshold `0`: must be greater than 0"),
+        (
+            "momentum",
+            &[("threshold", "0.1")],
+            "unknown parameter `threshold` for momentum (expected one of: lookback_period, holding_period, rebalance_frequency, weighting_scheme, top_n_assets, volatility_threshold, min_position_size, max_position_size)",
+        ),
+    ];
+    for (name, kv, want) in cases {
+        assert_eq!(err(name, kv), *want);
+    }
+}
+
+#[test]
+fn run_options_are_checked() {
+    let e = |b: f64, r: Option<std::ops::Range<usize>>, f: f64| {
+        RunOptions::new_checked(b, r, f).expect_err("should be rejected").to_string()
+    };
+    assert_eq!(e(0.0, None, 0.001), "invalid run options: budget must be in (0, 1], got 0");
+    assert_eq!(e(1.5, None, 0.001), "invalid run options: budget must be in (0, 1], got 1.5");
+    assert_eq!(e(f64::NAN, None, 0.001), "invalid run options: budget must be in (0, 1], got NaN");
+    assert_eq!(e(1.0, Some(3..3), 0.001), "invalid run options: session range 3..3 is empty");
+    assert_eq!(e(1.0, None, -0.1), "invalid run options: fee must be in [0, 1), got -0.1");
+    let d = RunOptions::default();
+    assert_eq!((d.budget(), d.sessions(), d.fee()), (1.0, None, 0.001));
+
+    // A range past the market's end is caught at run time, against the market.
+    let close = [1.0, 2.0, 3.0];
+    let data = Data::daily(&close, &close);
+    let market = data.market();
+    let o = RunOptions::new_checked(1.0, Some(0..4), 0.0).unwrap();
+    assert_eq!(
+        engine::run(&market, &ma(1, 2, 0.0), &o).unwrap_err().to_string(),
+        "invalid run options: session range 0..4 exceeds the market's 3 sessions"
+    );
+    // Typed parameters built by hand are validated too.
+    let bad = ma(0, 2, 0.0);
+    assert_eq!(
+        engine::run(&market, &bad, &RunOptions::default()).unwrap_err().to_string(),
+        "invalid short_window `0`: must be at least 1"
+    );
+}
+
+#[test]
+fn strategies_round_trip_through_pairs_postcard_and_json() {
+    let all = [
+        ma(7, 30, 0.002),
+        parse("momentum", &[("weighting_scheme", "market_cap"), ("volatility_threshold", "0.3")]).unwrap(),
+    ];
+    for s in all {
+        let back: Vec<(String, String)> = s.to_pairs().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        assert_eq!(Strategy::from_pairs(s.name(), &back).unwrap(), s);
+        let bytes = postcard::to_stdvec(&s).unwrap();
+        assert_eq!(postcard::from_bytes::<Strategy>(&bytes).unwrap(), s);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Strategy>(&json).unwrap(), s);
+    }
+    assert_eq!(
+        serde_json::to_string(&ma(5, 20, 0.0)).unwrap(),
+        r#"{"ma-crossover":{"short_window":5,"long_window":20,"threshold":0.0}}"#
+    );
+}
+
+#[test]
+fn metrics_serialise_with_the_cli_field_names() {
+    let close = [10.0, 11.0, 12.0];
+    let data = Data::daily(&close, &close);
+    let m = engine::run(&data.market(), &ma(1, 2, 0.0), &RunOptions::default()).unwrap();
+    let v: serde_json::Value = serde_json::to_value(m).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut want = ["total_return", "sharpe", "max_drawdown", "trades", "sortino", "calmar", "bars", "final_equity"];
+    want.sort_unstable();
+    let mut keys = keys;
+    keys.sort_unstable();
+    assert_eq!(keys, want);
+}
+
+#[test]
+fn markets_are_checked() {
+    let close = [1.0, 2.0, -3.0];
+    let data = Data::daily(&close, &close);
+    let a = &data.assets[0];
+    let series = engine::AssetSeries {
+        sid: 0,
+        open: &a.open,
+        close: &a.close,
+        first_bar: 0,
+        end_bar: 3,
+        shares_outstanding: 1.0,
+    };
+    let e = engine::Market::new_checked(252.0, &data.bounds, vec![series]).unwrap_err();
+    assert_eq!(e.to_string(), "invalid market: sid 0 has open -3 on bar 2, expected a finite positive price");
+    let short = engine::AssetSeries { close: &a.close[..2], ..series };
+    let e = engine::Market::new_checked(252.0, &data.bounds, vec![short]).unwrap_err();
+    assert_eq!(e.to_string(), "invalid market: sid 0 has 3 opens and 2 closes, expected 3 each");
+    let e = engine::Market::new_checked(252.0, &data.bounds, vec![series, series]).unwrap_err();
+    assert_eq!(e.to_string(), "invalid market: sid 0 appears twice");
+}
