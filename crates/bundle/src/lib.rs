@@ -25,6 +25,7 @@
 //! # let _ = aapl_close; Ok(()) }
 //! ```
 
+pub mod cache;
 pub mod calendar;
 pub mod csvdir;
 mod data;

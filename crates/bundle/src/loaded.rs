@@ -53,7 +53,7 @@ impl Field {
 }
 
 /// An asset of a loaded bundle.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Asset {
     /// Sid, equal to the asset's index.
     pub sid: u32,
@@ -97,8 +97,33 @@ pub struct Bundle {
     splits: Vec<Split>,
     dividends: Vec<Dividend>,
     /// Layout `[asset][field][bar]`, `n_bars` values per column.
-    values: Box<[f64]>,
+    values: Values,
     n_bars: usize,
+}
+
+/// Where the column values live: on the heap (loaded from SQLite), or in a read-only map of
+/// the bundle's columnar cache file (see [`crate::cache`]).
+#[derive(Debug)]
+enum Values {
+    Owned(Box<[f64]>),
+    Mapped { map: memmap2::Mmap, offset: usize, len: usize },
+}
+
+impl Values {
+    fn as_slice(&self) -> &[f64] {
+        match self {
+            Values::Owned(v) => v,
+            Values::Mapped { map, offset, len } => {
+                let bytes = &map[*offset..*offset + *len * 8];
+                // SAFETY: any bit pattern is a valid f64; the cache writer places the values at
+                // an 8-aligned offset of a page-aligned map (checked in `from_mapped`), and the
+                // format is little-endian, which `from_mapped` requires of the target.
+                let (pre, values, post) = unsafe { bytes.align_to::<f64>() };
+                debug_assert!(pre.is_empty() && post.is_empty());
+                values
+            }
+        }
+    }
 }
 
 impl Bundle {
@@ -158,9 +183,50 @@ impl Bundle {
             assets,
             splits: data.splits.clone(),
             dividends: data.dividends.clone(),
-            values,
+            values: Values::Owned(values),
             n_bars,
         }
+    }
+
+    /// Rebuilds a bundle around a read-only map of its columnar cache file.
+    pub(crate) fn from_mapped(
+        header: crate::cache::Header,
+        map: memmap2::Mmap,
+        offset: usize,
+        path: &Path,
+    ) -> Result<Bundle> {
+        let len = header.assets.len() * Field::ALL.len() * header.n_bars;
+        let fits = offset.checked_add(len * 8).is_some_and(|end| end <= map.len());
+        let aligned = (map.as_ptr() as usize + offset) % std::mem::align_of::<f64>() == 0;
+        if !cfg!(target_endian = "little") || !fits || !aligned {
+            return Err(Error::at_path(path, "columnar cache is truncated, misaligned or foreign"));
+        }
+        let session_bounds = crate::data::session_bounds(header.frequency, &header.sessions);
+        if session_bounds.last() != Some(&header.n_bars) {
+            return Err(Error::at_path(path, "columnar cache header is inconsistent"));
+        }
+        Ok(Bundle {
+            frequency: header.frequency,
+            content_hash: header.content_hash,
+            provenance: header.provenance,
+            sessions: header.sessions,
+            session_bounds,
+            assets: header.assets,
+            splits: header.splits,
+            dividends: header.dividends,
+            values: Values::Mapped { map, offset, len },
+            n_bars: header.n_bars,
+        })
+    }
+
+    /// All column values in storage order `[asset][field][bar]`, for the cache writer.
+    pub(crate) fn raw_values(&self) -> &[f64] {
+        self.values.as_slice()
+    }
+
+    /// Whether the columns are a map of the cache file rather than heap memory.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.values, Values::Mapped { .. })
     }
 
     /// Bar frequency.
@@ -202,11 +268,11 @@ impl Bundle {
     /// One column of one asset over the whole bar grid (`NaN` where it does not trade).
     pub fn column(&self, sid: u32, field: Field) -> &[f64] {
         let start = (sid as usize * Field::ALL.len() + field as usize) * self.n_bars;
-        &self.values[start..start + self.n_bars]
+        &self.values.as_slice()[start..start + self.n_bars]
     }
     /// Bytes of bar data held in memory (all columns of all assets).
     pub fn value_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.values)
+        std::mem::size_of_val(self.values.as_slice())
     }
     /// Index of the first session on or after `date`.
     pub fn session_at_or_after(&self, date: NaiveDate) -> usize {

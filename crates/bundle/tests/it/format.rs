@@ -118,3 +118,27 @@ fn minute_loader_agrees_with_canonical_content() {
     let h = Handles::open(&dir).unwrap();
     assert_eq!(h.raw_closes(4).unwrap(), b.column(4, Field::Close));
 }
+
+#[test]
+fn mapped_cache_equals_the_loaded_bundle() {
+    let (_tmp, dir) = fresh();
+    let loaded = Bundle::load(&dir).unwrap();
+    let mapped = Bundle::open_mapped(&dir).unwrap();
+    assert!(mapped.is_mapped() && !loaded.is_mapped());
+    assert_eq!(mapped.assets(), loaded.assets());
+    assert_eq!(mapped.sessions(), loaded.sessions());
+    assert_eq!(mapped.content_hash(), loaded.content_hash());
+    for sid in 0..7 {
+        for f in Field::ALL {
+            let (a, b) = (mapped.column(sid, f), loaded.column(sid, f));
+            assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "sid {sid} {f:?}");
+        }
+    }
+    // A second open reuses the file; a corrupted cache is refused, never misread.
+    let path = bundle::cache::cache_path(&dir, loaded.content_hash());
+    assert!(Bundle::open_mapped(&dir).is_ok());
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 100).unwrap();
+    let e = Bundle::open_mapped(&dir).unwrap_err().to_string();
+    assert!(e.contains("columns-") && e.contains("truncated"), "{e}");
+}
