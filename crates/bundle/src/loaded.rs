@@ -197,7 +197,7 @@ impl Bundle {
     ) -> Result<Bundle> {
         let len = header.assets.len() * Field::ALL.len() * header.n_bars;
         let fits = offset.checked_add(len * 8).is_some_and(|end| end <= map.len());
-        let aligned = (map.as_ptr() as usize + offset) % std::mem::align_of::<f64>() == 0;
+        let aligned = (map.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<f64>());
         if !cfg!(target_endian = "little") || !fits || !aligned {
             return Err(Error::at_path(path, "columnar cache is truncated, misaligned or foreign"));
         }
