@@ -37,7 +37,7 @@
 //! });
 //! let mut store = MemoryStore::new();
 //! let summary = optimize(&space, &mut searcher, &mut evaluator, &mut store,
-//!                        RunOptions { deterministic: true }, &mut ())?;
+//!                        RunOptions { deterministic: true, ..RunOptions::default() }, &mut ())?;
 //! assert!(summary.best.is_some());
 //! # Ok::<(), optimize::Error>(())
 //! ```

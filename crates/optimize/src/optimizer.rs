@@ -35,6 +35,12 @@ pub const DETERMINISTIC_BATCH: usize = 4096;
 pub struct RunOptions {
     /// Synchronous stages and in-order results (see the module docs).
     pub deterministic: bool,
+    /// Reuse the outcome of an earlier successful trial with the same config and budget
+    /// instead of evaluating again (recorded with `reused_from`; not counted in
+    /// `evaluations`/`total_budget`). Sound when the objective is a function of config and
+    /// budget, as a backtest is; BOHB on a grid-valued space proposes repeats often.
+    /// HpBandSter has no such cache, so it is off by default.
+    pub reuse_results: bool,
 }
 
 /// One finished trial, as reported in the summary.
@@ -60,6 +66,8 @@ pub struct TrialSummary {
     pub message: Option<String>,
     /// Evaluation wall time.
     pub duration_secs: f64,
+    /// The earlier trial whose outcome was reused (see [`RunOptions::reuse_results`]).
+    pub reused_from: Option<u64>,
     /// Worker that ran it.
     pub worker: Option<u32>,
 }
@@ -83,8 +91,10 @@ pub struct Summary {
     /// Best finite loss at the largest budget that has one (HpBandSter's incumbent is the best
     /// at max budget); ties go to the earlier trial.
     pub best: Option<Best>,
-    /// Finished evaluations, crashed ones included (replayed ones too).
+    /// Finished evaluations, crashed ones included (replayed ones too), reused ones excluded.
     pub evaluations: u64,
+    /// Trials answered from an earlier identical trial.
+    pub reused: u64,
     /// Sum of the budgets of all finished evaluations.
     pub total_budget: f64,
     /// Finished trials replayed from the store rather than evaluated in this run.
@@ -95,8 +105,12 @@ pub struct Summary {
 
 impl Summary {
     fn add(&mut self, t: TrialSummary) {
-        self.evaluations += 1;
-        self.total_budget += t.budget;
+        if t.reused_from.is_some() {
+            self.reused += 1;
+        } else {
+            self.evaluations += 1;
+            self.total_budget += t.budget;
+        }
         if let Some(loss) = t.loss {
             let better = match &self.best {
                 None => true,
@@ -162,6 +176,7 @@ pub fn study_identity(space: &Space, searcher: &dyn Searcher, options: RunOption
         "space": space.identity_json(),
         "searcher": searcher.identity(),
         "mode": if options.deterministic { "deterministic" } else { "async" },
+        "reuse_results": options.reuse_results,
     })
 }
 
@@ -173,15 +188,37 @@ struct Run<'a> {
     seq: u64,
     /// Suggested, not yet fed: the trial as suggested.
     outstanding: BTreeMap<u64, Trial>,
+    /// Successful fed outcomes by (config JSON, budget bits), for `reuse_results`.
+    cache: BTreeMap<(String, u64), (u64, Outcome)>,
+    reuse: bool,
+}
+
+/// A completion not yet fed, with the trial it reused, if any.
+type Ready = BTreeMap<u64, (Completion, Option<u64>)>;
+
+fn cache_key(t: &Trial) -> (String, u64) {
+    (config_to_json(&t.config).to_string(), t.budget.to_bits())
 }
 
 impl Run<'_> {
-    fn feed(&mut self, c: &Completion, replayed: bool) -> Result<()> {
+    /// A completion answering `t` from the cache, if reuse is on and one exists.
+    fn reuse_for(&self, t: &Trial) -> Option<(Completion, u64)> {
+        if !self.reuse {
+            return None;
+        }
+        let (orig, outcome) = self.cache.get(&cache_key(t))?;
+        Some((Completion { trial_id: t.id, outcome: outcome.clone(), duration_secs: 0.0, worker: None }, *orig))
+    }
+
+    fn feed(&mut self, c: &Completion, replayed: bool, reused_from: Option<u64>) -> Result<()> {
         let trial = self
             .outstanding
             .remove(&c.trial_id)
             .ok_or_else(|| Error::Evaluator(format!("completion for unknown trial {}", c.trial_id)))?;
         self.searcher.observe(c.trial_id, &c.outcome)?;
+        if c.outcome.status() == TrialStatus::Ok {
+            self.cache.entry(cache_key(&trial)).or_insert((reused_from.unwrap_or(c.trial_id), c.outcome.clone()));
+        }
         let (metrics, message) = match &c.outcome {
             Outcome::Ok { metrics, .. } => (metrics.clone(), None),
             Outcome::Crashed { message } => (BTreeMap::new(), Some(message.clone())),
@@ -198,6 +235,7 @@ impl Run<'_> {
             message,
             duration_secs: c.duration_secs,
             worker: c.worker,
+            reused_from,
         });
         if replayed {
             self.summary.replayed += 1;
@@ -243,7 +281,16 @@ pub fn optimize(
     let identity = study_identity(space, searcher, options);
     let records = store.open_study(&identity)?;
     let mode = if options.deterministic { Mode::Synchronous } else { Mode::Async };
-    let mut run = Run { searcher, store, observer, summary: Summary::default(), seq: 0, outstanding: BTreeMap::new() };
+    let mut run = Run {
+        searcher,
+        store,
+        observer,
+        summary: Summary::default(),
+        seq: 0,
+        outstanding: BTreeMap::new(),
+        cache: BTreeMap::new(),
+        reuse: options.reuse_results,
+    };
 
     // Replay the event log.
     enum Event {
@@ -284,18 +331,18 @@ pub fn optimize(
             }
             Event::Feed(i) => {
                 let c = records[*i].completion.clone().expect("checked above");
-                run.feed(&c, true)?;
+                run.feed(&c, true, records[*i].reused_from)?;
             }
         }
     }
     // Outstanding after replay: completed-but-unfed trials are ready; the rest were in flight.
-    let mut ready: BTreeMap<u64, Completion> = BTreeMap::new();
+    let mut ready: Ready = BTreeMap::new();
     let mut pending: VecDeque<Trial> = VecDeque::new();
     for r in &records {
         if r.feed_seq.is_none() {
             match &r.completion {
                 Some(c) => {
-                    ready.insert(r.trial_id, c.clone());
+                    ready.insert(r.trial_id, (c.clone(), r.reused_from));
                 }
                 None => pending.push_back(run.outstanding[&r.trial_id].clone()),
             }
@@ -332,20 +379,28 @@ pub fn optimize(
             while !pending.is_empty() || in_flight > 0 {
                 while in_flight < capacity {
                     let Some(t) = pending.pop_front() else { break };
+                    if let Some((c, orig)) = run.reuse_for(&t) {
+                        run.store.record_completed(&c, Some(orig), None)?;
+                        ready.insert(c.trial_id, (c, Some(orig)));
+                        continue;
+                    }
                     evaluator.submit(t.id, &t.config, t.budget)?;
                     in_flight += 1;
+                }
+                if in_flight == 0 {
+                    continue;
                 }
                 let c = evaluator.next_completed()?;
                 if !run.outstanding.contains_key(&c.trial_id) || ready.contains_key(&c.trial_id) {
                     return Err(Error::Evaluator(format!("unexpected completion for trial {}", c.trial_id)));
                 }
                 in_flight -= 1;
-                run.store.record_completed(&c, None)?;
-                ready.insert(c.trial_id, c);
+                run.store.record_completed(&c, None, None)?;
+                ready.insert(c.trial_id, (c, None));
             }
             let mut fed = Vec::with_capacity(ready.len());
-            for (id, c) in std::mem::take(&mut ready) {
-                run.feed(&c, false)?;
+            for (id, (c, orig)) in std::mem::take(&mut ready) {
+                run.feed(&c, false, orig)?;
                 let seq = run.next_seq();
                 fed.push((id, seq));
             }
@@ -353,8 +408,8 @@ pub fn optimize(
         }
     } else {
         // Recovered completions first, in id order.
-        for (id, c) in std::mem::take(&mut ready) {
-            run.feed(&c, false)?;
+        for (id, (c, orig)) in std::mem::take(&mut ready) {
+            run.feed(&c, false, orig)?;
             let seq = run.next_seq();
             run.store.record_fed(&[(id, seq)])?;
         }
@@ -376,6 +431,12 @@ pub fn optimize(
                         }
                     },
                 };
+                if let Some((c, orig)) = run.reuse_for(&t) {
+                    let seq = run.next_seq();
+                    run.store.record_completed(&c, Some(orig), Some(seq))?;
+                    run.feed(&c, false, Some(orig))?;
+                    continue;
+                }
                 evaluator.submit(t.id, &t.config, t.budget)?;
                 in_flight += 1;
             }
@@ -391,8 +452,8 @@ pub fn optimize(
             }
             in_flight -= 1;
             let seq = run.next_seq();
-            run.store.record_completed(&c, Some(seq))?;
-            run.feed(&c, false)?;
+            run.store.record_completed(&c, None, Some(seq))?;
+            run.feed(&c, false, None)?;
         }
     }
     Ok(run.summary)

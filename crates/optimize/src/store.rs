@@ -36,6 +36,8 @@ pub struct TrialRecord {
     pub completion: Option<Completion>,
     /// Sequence number of the event that fed the outcome to the searcher.
     pub feed_seq: Option<u64>,
+    /// The trial whose outcome this one reused, if any.
+    pub reused_from: Option<u64>,
 }
 
 /// Where a study's trials live.
@@ -45,8 +47,14 @@ pub trait TrialStore {
     fn open_study(&mut self, identity: &serde_json::Value) -> Result<Vec<TrialRecord>>;
     /// Record suggested trials with their suggestion sequence numbers, atomically.
     fn record_suggested(&mut self, trials: &[(Trial, u64)]) -> Result<()>;
-    /// Record a completion; `feed_seq` when it is fed to the searcher at once.
-    fn record_completed(&mut self, completion: &Completion, feed_seq: Option<u64>) -> Result<()>;
+    /// Record a completion (answered from trial `reused_from`, if set); `feed_seq` when it is
+    /// fed to the searcher at once.
+    fn record_completed(
+        &mut self,
+        completion: &Completion,
+        reused_from: Option<u64>,
+        feed_seq: Option<u64>,
+    ) -> Result<()>;
     /// Record that these `(trial_id, feed_seq)` outcomes were fed, atomically.
     fn record_fed(&mut self, fed: &[(u64, u64)]) -> Result<()>;
 }
@@ -127,19 +135,26 @@ impl TrialStore for MemoryStore {
                     suggest_seq: *seq,
                     completion: None,
                     feed_seq: None,
+                    reused_from: None,
                 },
             );
         }
         Ok(())
     }
 
-    fn record_completed(&mut self, completion: &Completion, feed_seq: Option<u64>) -> Result<()> {
+    fn record_completed(
+        &mut self,
+        completion: &Completion,
+        reused_from: Option<u64>,
+        feed_seq: Option<u64>,
+    ) -> Result<()> {
         let r = self
             .trials
             .get_mut(&completion.trial_id)
             .ok_or_else(|| Error::Store(format!("unknown trial {}", completion.trial_id)))?;
         r.completion = Some(completion.clone());
         r.feed_seq = feed_seq;
+        r.reused_from = reused_from;
         Ok(())
     }
 
@@ -181,7 +196,8 @@ CREATE TABLE IF NOT EXISTS trials (
     duration REAL,
     worker INTEGER,
     suggest_seq INTEGER NOT NULL,
-    feed_seq INTEGER
+    feed_seq INTEGER,
+    reused_from INTEGER
 );
 ";
 
@@ -199,7 +215,7 @@ impl SqliteStore {
     fn load(&self) -> Result<Vec<TrialRecord>> {
         let mut stmt = self.conn.prepare(
             "SELECT trial_id, config, budget, bracket, stage, status, loss, metrics, message,
-                    duration, worker, suggest_seq, feed_seq FROM trials ORDER BY trial_id",
+                    duration, worker, suggest_seq, feed_seq, reused_from FROM trials ORDER BY trial_id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -216,12 +232,27 @@ impl SqliteStore {
                 r.get::<_, Option<i64>>(10)?,
                 r.get::<_, i64>(11)?,
                 r.get::<_, Option<i64>>(12)?,
+                r.get::<_, Option<i64>>(13)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, config_json, budget, bracket, stage, status, loss, metrics, message, duration, worker, sseq, fseq) =
-                row?;
+            let (
+                id,
+                config_json,
+                budget,
+                bracket,
+                stage,
+                status,
+                loss,
+                metrics,
+                message,
+                duration,
+                worker,
+                sseq,
+                fseq,
+                reused,
+            ) = row?;
             let config = config_from_json(
                 &serde_json::from_str(&config_json).map_err(|e| Error::Store(format!("trial {id}: {e}")))?,
             )?;
@@ -253,6 +284,7 @@ impl SqliteStore {
                     worker: worker.map(|w| w as u32),
                 }),
                 feed_seq: fseq.map(|s| s as u64),
+                reused_from: reused.map(|r| r as u64),
             });
         }
         Ok(out)
@@ -303,11 +335,15 @@ impl TrialStore for SqliteStore {
         Ok(())
     }
 
-    fn record_completed(&mut self, c: &Completion, feed_seq: Option<u64>) -> Result<()> {
+    fn record_completed(&mut self, c: &Completion, reused_from: Option<u64>, feed_seq: Option<u64>) -> Result<()> {
         let (loss, metrics, message) = match &c.outcome {
             Outcome::Ok { loss, metrics } => (
                 loss.is_finite().then_some(*loss),
-                Some(serde_json::to_string(metrics).map_err(|e| Error::Store(e.to_string()))?),
+                {
+                    // JSON has no NaN/inf: keep finite metrics only.
+                    let finite: BTreeMap<&String, &f64> = metrics.iter().filter(|(_, v)| v.is_finite()).collect();
+                    Some(serde_json::to_string(&finite).map_err(|e| Error::Store(e.to_string()))?)
+                },
                 None,
             ),
             Outcome::Crashed { message } => (None, None, Some(message.clone())),
@@ -315,7 +351,7 @@ impl TrialStore for SqliteStore {
         let status: TrialStatus = c.outcome.status();
         let n = self.conn.execute(
             "UPDATE trials SET status = ?2, loss = ?3, metrics = ?4, message = ?5, duration = ?6,
-                    worker = ?7, feed_seq = ?8 WHERE trial_id = ?1",
+                    worker = ?7, feed_seq = ?8, reused_from = ?9 WHERE trial_id = ?1",
             params![
                 c.trial_id as i64,
                 status.as_str(),
@@ -324,7 +360,8 @@ impl TrialStore for SqliteStore {
                 message,
                 c.duration_secs,
                 c.worker.map(i64::from),
-                feed_seq.map(|s| s as i64)
+                feed_seq.map(|s| s as i64),
+                reused_from.map(|r| r as i64)
             ],
         )?;
         if n != 1 {

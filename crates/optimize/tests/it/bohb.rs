@@ -85,8 +85,15 @@ fn truncated_normal_stays_in_bounds() {
 }
 
 fn bohb_and_random(seed: u64, iterations: usize) -> (f64, f64, f64) {
-    let s =
-        super::run_bohb_co(seed, iterations, 4, RunOptions { deterministic: true }, &mut super::mem(), None).unwrap();
+    let s = super::run_bohb_co(
+        seed,
+        iterations,
+        4,
+        RunOptions { deterministic: true, ..RunOptions::default() },
+        &mut super::mem(),
+        None,
+    )
+    .unwrap();
     let co = super::counting_ones(seed);
     let space = co.space();
     let evals = s.total_budget.floor() as u64;
@@ -111,10 +118,24 @@ fn bohb_beats_random_search_at_equal_budget_on_counting_ones() {
 
 #[test]
 fn bohb_gets_within_one_of_the_optimum_in_bounded_brackets() {
-    let seed = 3;
-    let s = super::run_bohb_co(seed, 20, 4, RunOptions { deterministic: true }, &mut super::mem(), None).unwrap();
-    let optimum = super::counting_ones(seed).optimum();
-    let best = s.best.unwrap();
-    assert_eq!(best.budget, 1.0);
-    assert!(best.loss <= optimum + 1.0, "best {} vs optimum {optimum}", best.loss);
+    // Measured (examples/counting_ones.rs): seeds 3, 4, 8 first reach it in brackets 9, 16, 16.
+    for seed in [3, 4, 8] {
+        let s = super::run_bohb_co(
+            seed,
+            30,
+            4,
+            RunOptions { deterministic: true, ..RunOptions::default() },
+            &mut super::mem(),
+            None,
+        )
+        .unwrap();
+        let optimum = super::counting_ones(seed).optimum();
+        let first = s
+            .trials
+            .iter()
+            .find(|t| t.budget == 1.0 && t.loss.is_some_and(|l| l <= optimum + 1.0))
+            .and_then(|t| t.bracket);
+        assert!(first.is_some_and(|b| b < 30), "seed {seed}: best {:?}", s.best.map(|b| b.loss));
+        assert!(s.best.unwrap().loss <= optimum + 1.0);
+    }
 }

@@ -9,7 +9,7 @@ use optimize::{
     TrialStatus, TrialStore, config_to_json, optimize,
 };
 
-const DET: RunOptions = RunOptions { deterministic: true };
+const DET: RunOptions = RunOptions { deterministic: true, reuse_results: false };
 
 /// What must match between runs: every trial's id, config, budget, status and loss, and the best.
 fn fingerprint(s: &Summary) -> Vec<String> {
@@ -205,4 +205,68 @@ fn summary_json_has_the_cli_shape() {
         assert!(t.get(key).is_some(), "{key}");
     }
     assert_eq!(j["best"]["params"].as_object().unwrap().len(), 16);
+}
+
+/// A deterministic objective on the 1,100-point space with its optimum at (20, 110, 0.004).
+fn ma_objective(_id: u64, c: &optimize::Config, budget: f64) -> Outcome {
+    let f = |k: &str| c[k].as_f64().unwrap();
+    let base = (f("short_window") - 20.0).powi(2) / 100.0
+        + (f("long_window") - 110.0).powi(2) / 1000.0
+        + (f("threshold") - 0.004).powi(2) * 1e4;
+    Outcome::loss(base * (1.0 + 0.2 * (1.0 - budget)) - 3.0)
+}
+
+fn run_ma(
+    opts: RunOptions,
+    store: &mut dyn TrialStore,
+    capacity: usize,
+    fail_after: Option<usize>,
+) -> (optimize::Result<Summary>, usize) {
+    let space = optimize::Space::from_toml_file(&super::spaces_dir().join("ma-1100.toml")).unwrap();
+    let settings = optimize::HyperbandSettings { min_budget: 0.05, max_budget: 1.0, eta: 3.0, iterations: 20 };
+    let mut searcher = BracketSearch::bohb(space.clone(), settings, BohbSettings::default(), 7).unwrap();
+    let calls = Rc::new(RefCell::new(0usize));
+    let counter = calls.clone();
+    let mut ev = InProcessEvaluator::new(capacity, move |id, c, b| {
+        *counter.borrow_mut() += 1;
+        ma_objective(id, c, b)
+    })
+    .shuffled(3);
+    if let Some(k) = fail_after {
+        ev = ev.fail_after(k);
+    }
+    let r = optimize(&space, &mut searcher, &mut ev, store, opts, &mut ());
+    let n = *calls.borrow();
+    (r, n)
+}
+
+#[test]
+fn reusing_results_skips_repeats_without_changing_the_search() {
+    let plain = run_ma(DET, &mut super::mem(), 2, None).0.unwrap();
+    let reuse = RunOptions { deterministic: true, reuse_results: true };
+    let (cached, calls) = run_ma(reuse, &mut super::mem(), 2, None);
+    let cached = cached.unwrap();
+    let strip = |s: &Summary| -> Vec<String> {
+        s.trials
+            .iter()
+            .map(|t| format!("{} {} {} {:?}", t.trial_id, config_to_json(&t.config), t.budget, t.loss))
+            .collect()
+    };
+    assert_eq!(strip(&cached), strip(&plain), "a deterministic objective gives the same trajectory");
+    assert!(cached.reused > 0, "BOHB repeats configs on a small grid");
+    assert_eq!(cached.evaluations + cached.reused, plain.evaluations);
+    assert_eq!(calls as u64, cached.evaluations);
+    assert!(cached.total_budget < plain.total_budget);
+    for t in cached.trials.iter().filter(|t| t.reused_from.is_some()) {
+        let orig = &cached.trials.iter().find(|o| Some(o.trial_id) == t.reused_from).unwrap();
+        assert_eq!((&orig.config, orig.budget, orig.loss), (&t.config, t.budget, t.loss));
+        assert!(orig.reused_from.is_none() && orig.trial_id < t.trial_id);
+    }
+    // Resume with reuse on still ends where an uninterrupted run ends.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.sqlite");
+    assert!(run_ma(reuse, &mut SqliteStore::open(&path).unwrap(), 4, Some(60)).0.is_err());
+    let resumed = run_ma(reuse, &mut SqliteStore::open(&path).unwrap(), 1, None).0.unwrap();
+    assert_eq!(fingerprint(&resumed), fingerprint(&cached));
+    assert_eq!(resumed.reused, cached.reused);
 }
