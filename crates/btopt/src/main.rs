@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod backtest_cmd;
 mod bundle_cmd;
 
 /// Heavy strategy-parameter optimization over market-data bundles.
@@ -24,6 +25,36 @@ enum Command {
     /// Create, inspect and check bundles.
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Run one backtest.
+    Backtest(BacktestArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct BacktestArgs {
+    /// The bundle directory.
+    #[arg(long)]
+    bundle: PathBuf,
+    /// Strategy: ma-crossover or momentum.
+    #[arg(long)]
+    strategy: String,
+    /// A strategy parameter, NAME=VALUE (repeatable); unset parameters take their defaults.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+    /// Fidelity: evaluate the last ceil(budget·T) sessions of the range, budget in (0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    budget: f64,
+    /// First calendar day of the range.
+    #[arg(long)]
+    start: Option<chrono::NaiveDate>,
+    /// Last calendar day of the range.
+    #[arg(long)]
+    end: Option<chrono::NaiveDate>,
+    /// Fee rate on traded notional.
+    #[arg(long, default_value_t = engine::RunOptions::DEFAULT_FEE)]
+    fee: f64,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -156,6 +187,7 @@ fn one_line(e: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Backtest(a) => backtest_cmd::run(&a),
         Command::Bundle(cmd) => match cmd {
             BundleCommand::Generate(a) => {
                 let preset = match a.preset {

@@ -1,5 +1,6 @@
 //! The command-line contract, exercised through the real `btopt` binary.
 
+mod backtest;
 mod bundle;
 
 use std::path::Path;

@@ -1,0 +1,148 @@
+//! The glue between btopt's crates: backtests over a loaded bundle.
+//!
+//! This is the one crate that knows both the bundle and the engine (and, through its pool and
+//! optimizer adapters, the process pool and the searchers). It keeps those crates ignorant of
+//! each other:
+//!
+//! - [`market_of`] views a loaded [`bundle::Bundle`] as an [`engine::Market`];
+//! - [`Engine`] owns a bundle (through `Arc`) together with a per-worker
+//!   [`engine::Backtester`], so a worker keeps its SMA cache for its whole life;
+//! - [`BacktestTask`] is the unit of work that crosses the process boundary.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let bundle = std::sync::Arc::new(bundle::Bundle::load("data/mag7-daily".as_ref())?);
+//! let mut engine = runner::Engine::new(bundle)?;
+//! let strategy = engine::Strategy::from_pairs("ma-crossover", &[])?;
+//! let metrics = engine.run(&strategy, &engine::RunOptions::default())?;
+//! # let _ = metrics; Ok(()) }
+//! ```
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bundle::{Bundle, Field};
+use chrono::NaiveDate;
+use engine::{AssetSeries, Backtester, Market, Metrics, RunOptions, Strategy};
+use serde::{Deserialize, Serialize};
+
+/// Errors of the glue layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The engine refused the market, the strategy or the options.
+    #[error(transparent)]
+    Engine(#[from] engine::Error),
+    /// A date range that selects no session of the bundle.
+    #[error("{0}")]
+    Range(String),
+}
+
+/// The bundle's adjusted opens and closes as the engine's market view.
+///
+/// Checks every traded price once (O(bars)); build it once per worker, not per backtest.
+pub fn market_of(bundle: &Bundle) -> Result<Market<'_>, engine::Error> {
+    let assets = bundle
+        .assets()
+        .iter()
+        .map(|a| AssetSeries {
+            sid: a.sid,
+            open: bundle.column(a.sid, Field::AdjOpen),
+            close: bundle.column(a.sid, Field::AdjClose),
+            first_bar: a.first_bar,
+            end_bar: a.end_bar,
+            shares_outstanding: a.shares_outstanding,
+        })
+        .collect();
+    Market::new_checked(bundle.frequency().periods_per_year(), bundle.session_bounds(), assets)
+}
+
+/// Session indices `start..end` of the bundle's sessions within the calendar dates
+/// `[start, end]` (both inclusive, either open-ended).
+pub fn session_range(bundle: &Bundle, start: Option<NaiveDate>, end: Option<NaiveDate>) -> Result<Range<usize>, Error> {
+    let sessions = bundle.sessions();
+    let lo = start.map_or(0, |d| sessions.partition_point(|s| *s < d));
+    let hi = end.map_or(sessions.len(), |d| sessions.partition_point(|s| *s <= d));
+    if lo >= hi {
+        let show = |d: Option<NaiveDate>| d.map_or("-".to_string(), |d| d.to_string());
+        return Err(Error::Range(format!(
+            "date range {}..{} holds no session of the bundle ({}..{})",
+            show(start),
+            show(end),
+            sessions[0],
+            sessions[sessions.len() - 1]
+        )));
+    }
+    Ok(lo..hi)
+}
+
+struct MarketOwner {
+    bundle: Arc<Bundle>,
+}
+
+self_cell::self_cell!(
+    struct MarketCell {
+        owner: MarketOwner,
+        #[covariant]
+        dependent: Market,
+    }
+);
+
+self_cell::self_cell!(
+    struct EngineCell {
+        owner: MarketCell,
+        #[not_covariant]
+        dependent: Backtester,
+    }
+);
+
+/// A bundle plus a backtester over it, owned together so that a long-lived worker can keep
+/// the backtester's SMA cache for its whole life.
+pub struct Engine {
+    cell: EngineCell,
+}
+
+impl Engine {
+    /// Views `bundle` as a market (checking every price once) and builds a backtester on it.
+    pub fn new(bundle: Arc<Bundle>) -> Result<Engine, Error> {
+        let market = MarketCell::try_new(MarketOwner { bundle }, |o| market_of(&o.bundle))?;
+        let cell = EngineCell::try_new(market, |m| Backtester::new(m.borrow_dependent()))?;
+        Ok(Engine { cell })
+    }
+
+    /// The bundle this engine runs on.
+    pub fn bundle(&self) -> &Arc<Bundle> {
+        &self.cell.borrow_owner().borrow_owner().bundle
+    }
+
+    /// Runs one backtest.
+    pub fn run(&mut self, strategy: &Strategy, opts: &RunOptions) -> Result<Metrics, Error> {
+        Ok(self.cell.with_dependent_mut(|_, bt| bt.run(strategy, opts))?)
+    }
+
+    /// Runs one task. Errors come back as data: a bad task must not kill a worker.
+    pub fn execute(&mut self, task: &BacktestTask) -> BacktestOutcome {
+        match self.run(&task.strategy, &task.options) {
+            Ok(m) => BacktestOutcome::Done(m),
+            Err(e) => BacktestOutcome::Invalid(e.to_string()),
+        }
+    }
+}
+
+/// One backtest to run: the unit of work that crosses the process boundary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BacktestTask {
+    /// The strategy and its parameters.
+    pub strategy: Strategy,
+    /// Budget, session range and fee.
+    pub options: RunOptions,
+}
+
+/// What a worker returns for a [`BacktestTask`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum BacktestOutcome {
+    /// The backtest ran.
+    Done(Metrics),
+    /// The engine refused the task; the message says why.
+    Invalid(String),
+}
