@@ -59,7 +59,10 @@ pub use optimizer::{
     Best, DETERMINISTIC_BATCH, Observer, Progress, RunOptions, Summary, TrialSummary, optimize, study_identity,
 };
 pub use schedule::{BracketPlan, bracket_for_iteration, bracket_schedule, budgets, max_sh_iter};
-pub use searcher::{BracketSearch, GridSearch, HyperbandSettings, Mode, RandomSearch, Searcher, Suggestion, Trial};
+pub use searcher::{
+    BracketSearch, GridSearch, HyperbandSettings, Mode, RandomSearch, SearchKind, SearchSpec, Searcher, Suggestion,
+    Trial,
+};
 pub use space::{Constraint, Grid, Param, ParamKind, Space};
 pub use store::{MemoryStore, SqliteStore, TrialRecord, TrialStore, identity_hash};
 pub use value::{Config, Value, config_from_json, config_to_json, render_pairs};

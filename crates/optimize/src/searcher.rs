@@ -503,3 +503,86 @@ impl Searcher for BracketSearch {
         self.settings.max_budget
     }
 }
+
+/// Which searcher `btopt optimize --search` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchKind {
+    /// [`GridSearch`].
+    Grid,
+    /// [`RandomSearch`].
+    Random,
+    /// [`BracketSearch::hyperband`].
+    Hyperband,
+    /// [`BracketSearch::bohb`].
+    Bohb,
+}
+
+impl std::str::FromStr for SearchKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<SearchKind> {
+        match s {
+            "grid" => Ok(SearchKind::Grid),
+            "random" => Ok(SearchKind::Random),
+            "hyperband" => Ok(SearchKind::Hyperband),
+            "bohb" => Ok(SearchKind::Bohb),
+            other => Err(Error::InvalidSettings(format!(
+                "unknown search `{other}` (expected grid, random, hyperband or bohb)"
+            ))),
+        }
+    }
+}
+
+/// Everything the CLI's search flags say, in one place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchSpec {
+    /// `--search`.
+    pub kind: SearchKind,
+    /// `--min-budget` (Hyperband/BOHB).
+    pub min_budget: f64,
+    /// `--max-budget`; grid and random evaluate every config at this budget.
+    pub max_budget: f64,
+    /// `--eta` (Hyperband/BOHB).
+    pub eta: f64,
+    /// `--iterations`: brackets for Hyperband/BOHB.
+    pub iterations: usize,
+    /// `--evaluations`: cap for grid/random (`None`: the whole grid).
+    pub evaluations: Option<u64>,
+    /// `--seed`.
+    pub seed: u64,
+}
+
+impl Default for SearchSpec {
+    /// BOHB with the guidance's settings: budgets 0.05..1, eta 3, 10 brackets, seed 42.
+    fn default() -> Self {
+        SearchSpec {
+            kind: SearchKind::Bohb,
+            min_budget: 0.05,
+            max_budget: 1.0,
+            eta: 3.0,
+            iterations: 10,
+            evaluations: None,
+            seed: 42,
+        }
+    }
+}
+
+impl SearchSpec {
+    /// Build the searcher (BOHB with [`BohbSettings::default`]).
+    pub fn build(&self, space: &Space) -> Result<Box<dyn Searcher>> {
+        let hb = HyperbandSettings {
+            min_budget: self.min_budget,
+            max_budget: self.max_budget,
+            eta: self.eta,
+            iterations: self.iterations,
+        };
+        Ok(match self.kind {
+            SearchKind::Grid => Box::new(GridSearch::new(space.clone(), self.max_budget, self.evaluations)?),
+            SearchKind::Random => {
+                Box::new(RandomSearch::new(space.clone(), self.max_budget, self.evaluations, self.seed)?)
+            }
+            SearchKind::Hyperband => Box::new(BracketSearch::hyperband(space.clone(), hb, self.seed)?),
+            SearchKind::Bohb => Box::new(BracketSearch::bohb(space.clone(), hb, BohbSettings::default(), self.seed)?),
+        })
+    }
+}

@@ -148,3 +148,79 @@ fn wait_and_done_do_not_change_state() {
     assert_eq!(s.suggest(Mode::Synchronous).unwrap(), Suggestion::Done);
     assert!(s.observe(3, &Outcome::loss(0.0)).is_err(), "a second result for a trial is an error");
 }
+
+#[test]
+fn search_specs_build_every_searcher() {
+    let space = ma36();
+    // Loss is minimal at short 10, long 45, threshold 0.03.
+    let objective = |_: u64, c: &Config, b: f64| {
+        let f = |k: &str| c[k].as_f64().unwrap();
+        Outcome::loss(
+            (f("short_window") - 10.0).abs()
+                + (f("long_window") - 45.0).abs() / 15.0
+                + (f("threshold") - 0.03).abs() * 50.0
+                + (1.0 - b),
+        )
+    };
+    for (name, evaluations, want) in
+        [("grid", None, 36u64), ("random", Some(10), 10), ("hyperband", None, 0), ("bohb", None, 0)]
+    {
+        let spec = optimize::SearchSpec {
+            kind: name.parse().unwrap(),
+            min_budget: 1.0 / 9.0,
+            iterations: 3,
+            evaluations,
+            ..optimize::SearchSpec::default()
+        };
+        let mut searcher = spec.build(&space).unwrap();
+        let mut ev = InProcessEvaluator::new(2, objective);
+        let s = optimize(&space, &mut *searcher, &mut ev, &mut super::mem(), RunOptions::default(), &mut ()).unwrap();
+        if want > 0 {
+            assert_eq!(s.evaluations, want, "{name}");
+        } else {
+            assert_eq!(s.evaluations, 13 + 4 + 3, "{name}: brackets [9,3,1], [3,1], [3]");
+        }
+        assert_eq!(s.best.as_ref().unwrap().budget, 1.0);
+        if name == "grid" {
+            let best = &s.best.unwrap().config;
+            assert_eq!(
+                optimize::render_pairs(best),
+                optimize::render_pairs(&space.config_at(space.index_of(best).unwrap()).unwrap())
+            );
+            assert_eq!(
+                (best["short_window"].render(), best["long_window"].render(), best["threshold"].render()),
+                ("10".into(), "45".into(), "0.03".into())
+            );
+        }
+    }
+    let e = "tpe".parse::<optimize::SearchKind>().unwrap_err().to_string();
+    assert!(e.contains("unknown search `tpe`"), "{e}");
+}
+
+mod worker_count {
+    use optimize::{BohbSettings, BracketSearch, InProcessEvaluator, RunOptions, config_to_json, optimize};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        /// Deterministic mode: same seed, same trials, whatever the worker count and completion order.
+        #[test]
+        fn results_do_not_depend_on_worker_count(seed in 0u64..1000, capacity in 2usize..12, order in 0u64..1000) {
+            let run = |capacity: usize, order: Option<u64>| {
+                let co = optimize::CountingOnes { n_cat: 2, n_cont: 2, max_draws: 27, seed };
+                let space = co.space();
+                let hb = optimize::HyperbandSettings { min_budget: 1.0 / 9.0, max_budget: 1.0, eta: 3.0, iterations: 4 };
+                let mut s = BracketSearch::bohb(space.clone(), hb, BohbSettings::default(), seed).unwrap();
+                let mut ev = InProcessEvaluator::new(capacity, move |id, c, b| co.evaluate(id, c, b));
+                if let Some(o) = order {
+                    ev = ev.shuffled(o);
+                }
+                let opts = RunOptions { deterministic: true, reuse_results: false };
+                let sum = optimize(&space, &mut s, &mut ev, &mut optimize::MemoryStore::new(), opts, &mut ()).unwrap();
+                sum.trials.iter().map(|t| format!("{} {} {} {:?}", t.trial_id, config_to_json(&t.config), t.budget, t.loss)).collect::<Vec<_>>()
+            };
+            prop_assert_eq!(run(1, None), run(capacity, Some(order)));
+        }
+    }
+}
