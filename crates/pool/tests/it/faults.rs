@@ -1,0 +1,186 @@
+//! Every fault is a test: panics, aborts, signals, exits, OOM, timeouts, oversized frames.
+
+use crate::{check, process_backends, run};
+
+#[test]
+fn panics_come_back_as_data() {
+    for backend in process_backends().iter().chain(&["thread"]) {
+        let out = check(
+            &["--backend", backend, "--workers", "2", "--tasks", "echo*3,panic,echo*3,panic,echo*3,panic,echo*3,panic"],
+            "",
+            "summary ok=12 failed=4",
+        );
+        let panics: Vec<_> = out.results().into_iter().filter(|l| l.contains(" err ")).collect();
+        assert_eq!(
+            panics,
+            ["3 err panic demo panic", "7 err panic demo panic", "11 err panic demo panic", "15 err panic demo panic"],
+            "{backend}"
+        );
+        assert!(out.line("stats ").contains("lost=0"), "{backend}: a panic must not cost a worker");
+    }
+}
+
+#[test]
+fn worker_killed_once_is_replaced_and_its_task_retried() {
+    for backend in process_backends() {
+        for fault in ["abort@ids=2+5,attempts=1", "sigkill@ids=2+5,attempts=1", "exit@ids=2+5,attempts=1"] {
+            let out =
+                check(&["--backend", backend, "--workers", "2", "--tasks", "echo*16"], fault, "summary ok=16 failed=0");
+            for (i, l) in out.results().iter().enumerate() {
+                assert_eq!(l, &format!("{i} ok num {i}"), "{backend} {fault}");
+            }
+            assert!(out.line("stats ").contains("retries=2"), "{backend} {fault}: {}", out.line("stats "));
+        }
+    }
+}
+
+#[test]
+fn task_that_keeps_killing_workers_fails_alone() {
+    for backend in process_backends() {
+        let out = check(
+            &["--backend", backend, "--workers", "2", "--tasks", "echo*16"],
+            "abort@ids=3+7+11+15",
+            "summary ok=12 failed=4",
+        );
+        for l in out.results() {
+            let id: u64 = l.split(' ').next().unwrap().parse().unwrap();
+            if [3, 7, 11, 15].contains(&id) {
+                assert!(l.starts_with(&format!("{id} err lost task {id} failed")), "{backend}: {l}");
+                assert!(l.contains("each of 3 attempts"), "{backend}: {l}");
+            } else {
+                assert_eq!(l, format!("{id} ok num {id}"), "{backend}");
+            }
+        }
+        assert!(out.line("stats ").contains("lost=12"), "{backend}: {}", out.line("stats "));
+    }
+}
+
+#[test]
+fn jobs_that_abort_exit_or_sigkill_fail_after_three_attempts() {
+    for backend in process_backends() {
+        let out = check(
+            &["--backend", backend, "--workers", "2", "--tasks", "echo*4,abort,echo*4,exit,echo*4,sigkill,echo"],
+            "",
+            "summary ok=13 failed=3",
+        );
+        let failed: Vec<_> = out.results().into_iter().filter(|l| l.contains(" err ")).collect();
+        assert_eq!(failed.len(), 3);
+        for (l, id) in failed.iter().zip([4, 9, 14]) {
+            assert!(l.starts_with(&format!("{id} err lost task {id} failed")), "{backend}: {l}");
+        }
+    }
+}
+
+#[test]
+fn out_of_memory_worker_is_replaced() {
+    // RLIMIT_AS makes the 2 GiB allocation fail; Rust then aborts the worker.
+    for backend in process_backends() {
+        let out = check(
+            &[
+                "--backend",
+                backend,
+                "--workers",
+                "2",
+                "--rlimit-mb",
+                "1024",
+                "--tasks",
+                "echo*5,alloc:2048,echo*5,alloc:8",
+            ],
+            "",
+            "summary ok=11 failed=1",
+        );
+        assert!(out.results()[5].starts_with("5 err lost task 5"), "{backend}: {}", out.results()[5]);
+        assert_eq!(out.results()[11], "11 ok bytes 8388608");
+    }
+}
+
+#[test]
+fn timeout_kills_and_replaces_the_worker() {
+    for backend in process_backends() {
+        let out = check(
+            &["--backend", backend, "--workers", "2", "--timeout-ms", "400", "--tasks", "echo*3,hang,echo*3,sleep:1"],
+            "hang@ids=1",
+            "summary ok=6 failed=2",
+        );
+        let r = out.results();
+        assert!(r[1].starts_with("1 err timeout task 1 timed out"), "{backend}: {}", r[1]);
+        assert!(r[3].starts_with("3 err timeout task 3 timed out"), "{backend}: {}", r[3]);
+        assert_eq!(r[7], "7 ok unit");
+        assert!(out.line("stats ").contains("timeouts=2"), "{backend}");
+    }
+}
+
+#[test]
+fn fractional_injection_is_reproducible() {
+    let args = ["--backend", "fork", "--workers", "2", "--tasks", "echo*64"];
+    let args = if cfg!(unix) { args } else { ["--backend", "spawn", "--workers", "2", "--tasks", "echo*64"] };
+    let a = run(&args, "exit@frac=0.25,seed=11");
+    let b = run(&args, "exit@frac=0.25,seed=11");
+    // Same tasks fail in both runs (worker ids and pids in the messages may differ).
+    let outcome = |o: &crate::Output| -> Vec<String> {
+        o.results().iter().map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" ")).collect()
+    };
+    assert_eq!(outcome(&a), outcome(&b));
+    let failed = a.results().iter().filter(|l| l.contains(" err lost ")).count();
+    assert!(failed > 4 && failed < 32, "{failed} of 64 failed");
+    let c = run(&args, "exit@frac=0.25,seed=11,attempts=1");
+    assert_eq!(c.line("summary "), "summary ok=64 failed=0");
+}
+
+#[test]
+fn oversized_result_is_an_error_not_a_hang() {
+    for backend in process_backends() {
+        let out = check(
+            &["--backend", backend, "--workers", "2", "--max-frame", "4096", "--tasks", "echo*3,big:100000,echo*3"],
+            "",
+            "summary ok=6 failed=1",
+        );
+        assert!(out.results()[3].starts_with("3 err frame"), "{backend}: {}", out.results()[3]);
+    }
+}
+
+#[test]
+fn invalid_fault_spec_fails_the_build() {
+    let out = run(&["--backend", process_backends()[0], "--tasks", "echo"], "explode@ids=1");
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("invalid BTOPT_FAULT_INJECT"), "{}", out.stderr);
+}
+
+#[test]
+fn worker_stderr_is_forwarded_with_the_worker_id() {
+    for backend in process_backends() {
+        let out = check(
+            &["--backend", backend, "--workers", "2", "--tasks", "print:hello-from-a-worker,echo"],
+            "",
+            "summary ok=2 failed=0",
+        );
+        let line = out.stderr.lines().find(|l| l.contains("hello-from-a-worker")).expect("forwarded line");
+        assert!(line.starts_with("[worker ") && line.ends_with("] hello-from-a-worker"), "{backend}: {line:?}");
+    }
+}
+
+#[test]
+fn corrupt_result_frame_loses_the_worker_and_only_that_task() {
+    for backend in process_backends() {
+        let out = check(
+            &["--backend", backend, "--workers", "2", "--tasks", "echo*8"],
+            "garble@ids=1+6",
+            "summary ok=6 failed=2",
+        );
+        for l in out.results() {
+            let id: u64 = l.split(' ').next().unwrap().parse().unwrap();
+            if id == 1 || id == 6 {
+                assert!(l.starts_with(&format!("{id} err frame task {id} failed")), "{backend}: {l}");
+                assert!(l.contains("bad frame"), "{backend}: {l}");
+            } else {
+                assert_eq!(l, format!("{id} ok num {id}"), "{backend}");
+            }
+        }
+        // A garbled frame on the first attempt only is retried like any other crash.
+        check(
+            &["--backend", backend, "--workers", "2", "--tasks", "echo*8"],
+            "garble@ids=1+6,attempts=1",
+            "summary ok=8 failed=0",
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Lifecycle: no zombies or orphans after drop/shutdown, workers die with their parent.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{demo, process_backends, wait_guarded};
+
+/// Starts `pool-demo serve`, returning the child and the pids it reported.
+fn serve(backend: &str) -> (Child, Vec<u32>) {
+    let mut child = demo()
+        .args(["serve", "--backend", backend, "--workers", "3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pool-demo serve");
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.as_mut().expect("stdout"));
+    out.read_line(&mut line).expect("read pids");
+    let rest = line.strip_prefix("pids ").unwrap_or_else(|| panic!("unexpected line {line:?}"));
+    let (pids, ok) = rest.trim().split_once(' ').expect("pids and ok");
+    assert_eq!(ok, "ok=true");
+    let pids: Vec<u32> = pids.split(',').map(|p| p.parse().expect("pid")).collect();
+    (child, pids)
+}
+
+#[cfg(target_os = "linux")]
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s.rfind(')').and_then(|i| s[i + 2..].chars().next()).is_some_and(|c| c != 'Z' && c != 'X'),
+        Err(_) => false,
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn wait_all_gone(pids: &[u32]) -> Vec<u32> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if !pids.iter().any(|&p| running(p)) {
+            return Vec::new();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pids.iter().copied().filter(|&p| running(p)).collect()
+}
+
+#[test]
+fn drop_and_shutdown_leave_no_child_behind() {
+    for backend in process_backends() {
+        for how in ["drop", "shutdown"] {
+            let (mut child, pids) = serve(backend);
+            let expected = if *backend == "per-batch" { 1 } else { 4 };
+            let expected = if *backend == "spawn" { 3 } else { expected };
+            assert_eq!(pids.len(), expected, "{backend}: {pids:?}");
+            writeln!(child.stdin.as_mut().expect("stdin"), "{how}").expect("send command");
+            let out = wait_guarded(child);
+            assert!(out.status.success(), "{}", out.stderr);
+            // The demo checks /proc itself right after the drop returns: reaped, not zombies.
+            assert!(out.stdout.contains("dropped alive=0"), "{backend} {how}: {}", out.stdout);
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn workers_die_with_a_killed_parent() {
+    for backend in process_backends() {
+        for signal in [libc::SIGKILL, libc::SIGINT, libc::SIGTERM] {
+            let (child, pids) = serve(backend);
+            assert!(pids.iter().all(|&p| running(p)));
+            // SAFETY: signalling our own child, which has not been reaped yet.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+            let out = wait_guarded(child);
+            assert!(!out.status.success());
+            assert_eq!(wait_all_gone(&pids), Vec::<u32>::new(), "{backend} signal {signal}: survivors");
+        }
+    }
+}
+
+#[test]
+fn worker_mode_needs_the_token() {
+    let mut child = demo()
+        .env(pool::WORKER_ENV, "expected-token")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let mut stdin = child.stdin.take().expect("stdin");
+    pool::frame::write_frame(&mut stdin, b"wrong-token", 256).expect("write");
+    drop(stdin);
+    let out = wait_guarded(child);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stderr.contains("without the matching token"), "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+
+    // A giant length prefix instead of a token is refused without allocating it.
+    let mut child = demo()
+        .env(pool::WORKER_ENV, "t")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    child.stdin.take().expect("stdin").write_all(&u32::MAX.to_le_bytes()).expect("write");
+    let out = wait_guarded(child);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stderr.contains("exceeds the maximum"), "{}", out.stderr);
+}
+
+#[test]
+fn without_the_variable_the_binary_runs_normally() {
+    let out = wait_guarded(
+        demo()
+            .arg("no-such-command")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("unknown command"), "{}", out.stderr);
+}
