@@ -1,1 +1,3 @@
-//! End-to-end tests.
+//! End-to-end tests across crates: bundles written, read back in every way, and backtested.
+
+mod backtests;
