@@ -297,9 +297,10 @@ impl TrialStore for SqliteStore {
             self.conn.query_row("SELECT identity FROM study WHERE id = 1", [], |r| r.get(0)).optional()?;
         match stored {
             Some(text) => {
-                let old: serde_json::Value =
-                    serde_json::from_str(&text).map_err(|e| Error::Store(format!("study identity: {e}")))?;
-                if &old != identity {
+                // Compare the canonical text, not re-parsed floats (budgets like 1/81).
+                if text != identity.to_string() {
+                    let old: serde_json::Value =
+                        serde_json::from_str(&text).map_err(|e| Error::Store(format!("study identity: {e}")))?;
                     return Err(Error::StudyMismatch(describe_mismatch(&old, identity)));
                 }
             }
