@@ -298,7 +298,8 @@ impl TrialStore for SqliteStore {
         match stored {
             Some(text) => {
                 // Compare the canonical text, not re-parsed floats (budgets like 1/81).
-                if text != identity.to_string() {
+                let wanted = identity.to_string();
+                if text != wanted {
                     let old: serde_json::Value =
                         serde_json::from_str(&text).map_err(|e| Error::Store(format!("study identity: {e}")))?;
                     return Err(Error::StudyMismatch(describe_mismatch(&old, identity)));
