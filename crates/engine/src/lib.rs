@@ -35,6 +35,7 @@
 
 mod backtester;
 mod error;
+mod kernels;
 mod ma;
 mod market;
 mod metrics;

@@ -2,6 +2,7 @@
 
 use crate::MaCrossover;
 use crate::backtester::Ctx;
+use crate::kernels;
 use crate::metrics::{Metrics, MetricsAcc};
 use crate::sma::SmaCache;
 
@@ -88,10 +89,15 @@ pub(crate) fn run(
     }
 
     let n = w1 - w0;
-    returns.clear();
-    returns.resize(n, 0.0);
-    scratch.equity.clear();
-    scratch.equity.resize(CHUNK.min(n), 0.0);
+    // Grow-only buffers: every element used is written before it is read, so there is no
+    // need to clear them per backtest.
+    if returns.len() < n {
+        returns.resize(n, 0.0);
+    }
+    let returns = &mut returns[..n];
+    if scratch.equity.len() < CHUNK.min(n) {
+        scratch.equity.resize(CHUNK.min(n), 0.0);
+    }
     if let Some(out) = equity_out.as_deref_mut() {
         out.clear();
     }
@@ -101,10 +107,14 @@ pub(crate) fn run(
     while c0 < w1 {
         let c1 = (c0 + CHUNK).min(w1);
         let eq = &mut scratch.equity[..c1 - c0];
-        eq.fill(0.0);
-        for st in &mut scratch.slices {
+        // The first slice stores its values, the others add theirs, in sid order.
+        for (k, st) in scratch.slices.iter_mut().enumerate() {
             let a = &market.assets[st.asset];
-            trades += step(st, a.open, a.close, cache, kup, kdn, buy_k, sell_k, c0, eq);
+            let kern = Kernel { open: a.open, close: a.close, cache, kup, kdn, buy_k, sell_k };
+            trades += if k == 0 { kern.step::<false>(st, c0, eq) } else { kern.step::<true>(st, c0, eq) };
+        }
+        if scratch.slices.is_empty() {
+            eq.fill(1.0);
         }
         acc.push(eq, &mut returns[c0 - w0..c1 - w0]);
         if let Some(out) = equity_out.as_deref_mut() {
@@ -115,71 +125,112 @@ pub(crate) fn run(
     acc.finish(returns, market.periods_per_year, trades)
 }
 
-/// Advances one slice over the chunk starting at bar `c0`, adding its value at each close
-/// to `eq`. Returns the number of fills.
-#[expect(clippy::too_many_arguments, reason = "a hot kernel; a params struct would hide the data flow")]
-#[inline]
-fn step(
-    st: &mut Slice,
-    open: &[f64],
-    close: &[f64],
-    cache: &SmaCache,
+/// What one asset's step reads: its columns, its SMAs and the run's constants.
+struct Kernel<'a> {
+    open: &'a [f64],
+    close: &'a [f64],
+    cache: &'a SmaCache,
     kup: f64,
     kdn: f64,
     buy_k: f64,
     sell_k: f64,
-    c0: usize,
-    eq: &mut [f64],
-) -> u64 {
-    let c1 = c0 + eq.len();
-    let (first, end) = (st.first, st.end);
-    let (mut cash, mut shares, mut held, mut pending) = (st.cash, st.shares, st.held, st.pending);
-    let mut fills = 0_u64;
+}
 
-    // Before the first bar the slice is cash.
-    let lo = first.clamp(c0, c1);
-    for e in &mut eq[..lo - c0] {
-        *e += cash;
-    }
-    let hi = end.clamp(lo, c1);
-    // Traded bars before both SMAs exist: no signal, so nothing to fill either.
-    let mid = st.decide_from.clamp(lo, hi);
-    for (e, &c) in eq[lo - c0..mid - c0].iter_mut().zip(&close[lo..mid]) {
-        *e += cash + shares * c;
-    }
-    // The hot loop: fill at the open what the last close decided, mark at the close, decide.
-    if mid < hi {
-        let ss = &cache.slice(st.short)[mid - first..hi - first];
-        let sl = &cache.slice(st.long)[mid - first..hi - first];
-        let bars = eq[mid - c0..hi - c0].iter_mut().zip(&open[mid..hi]).zip(&close[mid..hi]).zip(ss.iter().zip(sl));
-        for (((e, &o), &c), (&s, &l)) in bars {
-            if pending != held {
-                if pending {
-                    shares = cash / (o * buy_k);
-                    cash = 0.0;
-                } else {
-                    cash = shares * o * sell_k;
-                    shares = 0.0;
+impl Kernel<'_> {
+    /// Advances one slice over the chunk starting at bar `c0`, writing (`ADD = false`) or
+    /// adding (`ADD = true`) its value at each close to `eq`. Returns the number of fills.
+    #[inline(always)]
+    fn step<const ADD: bool>(&self, st: &mut Slice, c0: usize, eq: &mut [f64]) -> u64 {
+        #[inline(always)]
+        fn put<const ADD: bool>(e: &mut f64, v: f64) {
+            if ADD { *e += v } else { *e = v }
+        }
+        let Kernel { open, close, cache, kup, kdn, buy_k, sell_k } = *self;
+        let c1 = c0 + eq.len();
+        let (first, end) = (st.first, st.end);
+        let (mut cash, mut shares, mut held, mut pending) = (st.cash, st.shares, st.held, st.pending);
+        let mut fills = 0_u64;
+
+        // Before the first bar the slice is cash.
+        let lo = first.clamp(c0, c1);
+        for e in &mut eq[..lo - c0] {
+            put::<ADD>(e, cash);
+        }
+        let hi = end.clamp(lo, c1);
+        // Traded bars before both SMAs exist: no signal, so nothing to fill either.
+        let mid = st.decide_from.clamp(lo, hi);
+        for (e, &c) in eq[lo - c0..mid - c0].iter_mut().zip(&close[lo..mid]) {
+            put::<ADD>(e, cash + shares * c);
+        }
+        // The hot part, in two passes. First the decisions on each close as bitmasks, with no
+        // loop-carried state. Then walk from one position change to the next: between two
+        // changes the slice's value is either constant cash or shares·close, and the next
+        // change is a trailing-zero count away.
+        if mid < hi {
+            let len = hi - mid;
+            let ss = &cache.slice(st.short)[mid - first..hi - first];
+            let sl = &cache.slice(st.long)[mid - first..hi - first];
+            let mut to_long = [0_u64; CHUNK / 64];
+            let mut to_flat = [0_u64; CHUNK / 64];
+            kernels::crossover_masks(ss, sl, kup, kdn, &mut to_long, &mut to_flat);
+            let (eq, open, close) = (&mut eq[mid - c0..hi - c0], &open[mid..hi], &close[mid..hi]);
+            let mut t = 0;
+            while t < len {
+                if pending != held {
+                    if pending {
+                        shares = cash / (open[t] * buy_k);
+                        cash = 0.0;
+                    } else {
+                        cash = shares * open[t] * sell_k;
+                        shares = 0.0;
+                    }
+                    held = pending;
+                    fills += 1;
                 }
-                held = pending;
-                fills += 1;
+                // The close on which the target next changes, or `len` if none in the chunk.
+                let flip = next_set(if held { &to_flat } else { &to_long }, t, len);
+                let stop = (flip + 1).min(len);
+                if held {
+                    for (e, &c) in eq[t..stop].iter_mut().zip(&close[t..stop]) {
+                        put::<ADD>(e, shares * c);
+                    }
+                } else {
+                    for e in &mut eq[t..stop] {
+                        put::<ADD>(e, cash);
+                    }
+                }
+                if flip < len {
+                    pending = !held;
+                }
+                t = stop;
             }
-            *e += cash + shares * c;
-            // Two strict comparisons, not `>=`, so the band keeps the target exactly as the
-            // contract says; `|`/`&` on bools keeps it branch-free.
-            let up = s > l * kup;
-            let down = s < l * kdn;
-            pending = up | (pending & !down);
         }
-    }
-    // After the last bar the position is held and valued at the last close.
-    let tail = end.clamp(c0, c1).max(hi);
-    if tail < c1 {
-        let v = if shares > 0.0 { cash + shares * close[end - 1] } else { cash };
-        for e in &mut eq[tail - c0..] {
-            *e += v;
+        // After the last bar the position is held and valued at the last close.
+        let tail = end.clamp(c0, c1).max(hi);
+        if tail < c1 {
+            let v = if shares > 0.0 { cash + shares * close[end - 1] } else { cash };
+            for e in &mut eq[tail - c0..] {
+                put::<ADD>(e, v);
+            }
         }
+        (st.cash, st.shares, st.held, st.pending) = (cash, shares, held, pending);
+        fills
     }
-    (st.cash, st.shares, st.held, st.pending) = (cash, shares, held, pending);
-    fills
+}
+
+/// The first set bit at index `from..len` of `mask`, or `len`.
+#[inline(always)]
+fn next_set(mask: &[u64; CHUNK / 64], from: usize, len: usize) -> usize {
+    let mut w = from / 64;
+    let mut bits = mask[w] & (!0_u64 << (from % 64));
+    loop {
+        if bits != 0 {
+            return (w * 64 + bits.trailing_zeros() as usize).min(len);
+        }
+        w += 1;
+        if w * 64 >= len {
+            return len;
+        }
+        bits = mask[w];
+    }
 }

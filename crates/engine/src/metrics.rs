@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::kernels;
+
 /// The result of one backtest. Initial capital is 1.0.
 ///
 /// It derives serde because results travel back from pool workers.
@@ -29,51 +31,31 @@ pub struct Metrics {
 /// Streams the equity curve chunk by chunk, so the caller need not keep it.
 ///
 /// Returns are kept (in a reused buffer) because the standard deviation uses the exact
-/// two-pass formula, which is both deterministic and free of the cancellation that
-/// `Σr² − n·mean²` suffers.
+/// two-pass formula, which is deterministic and free of the cancellation that
+/// `Σr² − n·mean²` suffers. Sums run in four fixed lanes (element `i` goes to lane
+/// `i mod 4`, lanes combined as `(l0+l1)+(l2+l3)`): a fixed order, so still deterministic to
+/// the bit, and it lets the compiler use SIMD instead of one long dependency chain.
 pub(crate) struct MetricsAcc {
     prev: f64,
     peak: f64,
-    sum: f64,
-    down: f64,
+    /// Lowest equity since the current peak was set.
+    trough: f64,
     min_ratio: f64,
-    rmin: f64,
-    rmax: f64,
 }
 
 impl MetricsAcc {
     pub(crate) fn new() -> Self {
-        MetricsAcc {
-            prev: 1.0,
-            peak: 1.0,
-            sum: 0.0,
-            down: 0.0,
-            min_ratio: 1.0,
-            rmin: f64::INFINITY,
-            rmax: f64::NEG_INFINITY,
-        }
+        MetricsAcc { prev: 1.0, peak: 1.0, trough: f64::INFINITY, min_ratio: 1.0 }
     }
 
     /// Consumes the next chunk of equity values, writing their returns to `r_out`.
     #[inline]
     pub(crate) fn push(&mut self, equity: &[f64], r_out: &mut [f64]) {
-        let (mut prev, mut peak, mut sum, mut down) = (self.prev, self.peak, self.sum, self.down);
-        let (mut min_ratio, mut rmin, mut rmax) = (self.min_ratio, self.rmin, self.rmax);
-        for (&e, r_slot) in equity.iter().zip(r_out.iter_mut()) {
-            let r = e / prev - 1.0;
-            *r_slot = r;
-            sum += r;
-            let neg = r.min(0.0);
-            down += neg * neg;
-            rmin = rmin.min(r);
-            rmax = rmax.max(r);
-            // The peak starts at 1.0 (E_start), which is the max(1.0, …) of the contract.
-            peak = peak.max(e);
-            min_ratio = min_ratio.min(e / peak);
-            prev = e;
-        }
-        (self.prev, self.peak, self.sum, self.down) = (prev, peak, sum, down);
-        (self.min_ratio, self.rmin, self.rmax) = (min_ratio, rmin, rmax);
+        let Some(&last) = equity.last() else { return };
+        // Division by the previous value has no loop-carried dependency: it vectorises.
+        kernels::returns_into(self.prev, equity, r_out);
+        self.prev = last;
+        (self.peak, self.trough, self.min_ratio) = drawdown(equity, self.peak, self.trough, self.min_ratio);
     }
 
     /// Finishes with all returns of W (as written by `push`).
@@ -81,21 +63,24 @@ impl MetricsAcc {
         let n = returns.len();
         let nf = n as f64;
         let final_equity = self.prev;
-        let mean = self.sum / nf;
+        let (sum, down) = kernels::sum_and_downside(returns);
+        let mean = lanes(sum) / nf;
         let ann = periods_per_year.sqrt();
         // All-equal returns have zero variance by definition; testing that exactly avoids a
-        // huge sharpe from the rounding noise of `r − mean`.
-        let sharpe = if n < 2 || self.rmin == self.rmax {
+        // huge sharpe from the rounding noise of `r − mean`. It usually stops at index 1.
+        let all_equal = returns.iter().all(|&r| r == returns[0]);
+        let sharpe = if n < 2 || all_equal {
             0.0
         } else {
-            let ss: f64 = returns.iter().map(|r| (r - mean) * (r - mean)).sum();
-            let sd = (ss / (nf - 1.0)).sqrt();
+            let ss = kernels::squared_deviations(returns, mean);
+            let sd = (lanes(ss) / (nf - 1.0)).sqrt();
             if sd > 0.0 { mean / sd * ann } else { 0.0 }
         };
-        let dd = (self.down / nf).sqrt();
+        let dd = (lanes(down) / nf).sqrt();
         let sortino = if dd > 0.0 { mean / dd * ann } else { 0.0 };
         // min_t(x_t − 1) = min_t(x_t) − 1 exactly, because rounding is monotone.
-        let max_drawdown = self.min_ratio - 1.0;
+        let min_ratio = min2(self.min_ratio, self.trough / self.peak);
+        let max_drawdown = min_ratio - 1.0;
         let calmar = if max_drawdown < 0.0 {
             (final_equity.powf(periods_per_year / nf) - 1.0) / max_drawdown.abs()
         } else {
@@ -112,4 +97,53 @@ impl MetricsAcc {
             final_equity,
         }
     }
+}
+
+fn lanes(l: [f64; 4]) -> f64 {
+    (l[0] + l[1]) + (l[2] + l[3])
+}
+
+/// `min` without NaN handling (no NaN reaches here), which compiles to one `minsd`/`minpd`.
+#[inline(always)]
+fn min2(a: f64, b: f64) -> f64 {
+    if a < b { a } else { b }
+}
+
+#[inline(always)]
+fn max2(a: f64, b: f64) -> f64 {
+    if a > b { a } else { b }
+}
+
+/// Advances the drawdown state `(peak, trough, min_ratio)` over `equity`.
+///
+/// No division per bar: while the peak is unchanged, min_t fl(E_t/peak) equals
+/// fl(min_t E_t / peak) because rounding is monotone, so only the trough of each
+/// peak-to-peak segment is divided. Blocks of 8 bars that set no new peak (the common case)
+/// reduce with a min tree instead of a serial chain through the trough.
+#[inline(never)]
+fn drawdown(equity: &[f64], peak: f64, trough: f64, min_ratio: f64) -> (f64, f64, f64) {
+    let (mut peak, mut trough, mut min_ratio) = (peak, trough, min_ratio);
+    let mut serial = |block: &[f64], peak: &mut f64, trough: &mut f64| {
+        for &e in block {
+            if e > *peak {
+                min_ratio = min2(min_ratio, *trough / *peak);
+                *peak = e;
+                *trough = e;
+            } else {
+                *trough = min2(*trough, e);
+            }
+        }
+    };
+    let mut blocks = equity.chunks_exact(8);
+    for b in &mut blocks {
+        let hi = max2(max2(max2(b[0], b[1]), max2(b[2], b[3])), max2(max2(b[4], b[5]), max2(b[6], b[7])));
+        if hi > peak {
+            serial(b, &mut peak, &mut trough);
+        } else {
+            let lo = min2(min2(min2(b[0], b[1]), min2(b[2], b[3])), min2(min2(b[4], b[5]), min2(b[6], b[7])));
+            trough = min2(trough, lo);
+        }
+    }
+    serial(blocks.remainder(), &mut peak, &mut trough);
+    (peak, trough, min_ratio)
 }
