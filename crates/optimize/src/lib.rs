@@ -11,6 +11,15 @@
 //! trait the glue implements, [`optimize`] and its [`Summary`].
 //!
 //! Determinism: every random choice flows from one explicit seed through `ChaCha12Rng`.
+//! With [`RunOptions::deterministic`], a run is identical at any worker count; the default
+//! asynchronous mode keeps workers busier but its results depend on completion timing.
+//!
+//! For the glue (`btopt optimize`): parse the space with [`Space::from_toml_file`], build the
+//! searcher with [`SearchSpec::build`], implement [`Evaluator`] over the worker pool (render a
+//! config with [`render_pairs`] for the engine; report loss = −sharpe and metrics), open a
+//! [`SqliteStore`] for `--store` (else [`MemoryStore`]), call [`optimize`] with an
+//! [`Observer`] for the progress bar, and print [`Summary::to_json`] plus `sharpe` and
+//! `wall_seconds`. Calling [`optimize`] again on the same store resumes the study.
 //!
 //! ```
 //! use optimize::*;

@@ -333,6 +333,14 @@ enum Sampler {
 
 /// Hyperband (random configs) or BOHB (KDE model) over HpBandSter's bracket schedule.
 /// Configs are sampled just in time; one explicit seed drives every random choice.
+///
+/// Successive halving promotes the top `n_{k+1}` finite losses of a stage (ties to the earlier
+/// trial); crashed and non-finite results are never promoted, so a stage can be smaller than
+/// planned and a bracket ends early when nothing is left. `iterations` counts brackets.
+///
+/// Constraints (HpBandSter has none): prior samples are drawn by rejection; model candidates
+/// that violate a constraint are skipped, and if none of the `num_samples` passes, the config
+/// comes from the prior.
 #[derive(Debug, Clone)]
 pub struct BracketSearch {
     space: Space,

@@ -135,6 +135,14 @@ fn resume_in_deterministic_mode_matches_an_uninterrupted_run() {
         assert_eq!(resumed.replayed as usize, kill_at.min(first.borrow().len()) - pending_unfed(kill_at));
         let completed_first: BTreeSet<u64> = first.borrow()[..kill_at].iter().copied().collect();
         assert!(second.borrow().iter().all(|id| !completed_first.contains(id)), "a completed trial was re-evaluated");
+        if kill_at == 150 {
+            // Opening a finished study replays it and evaluates nothing.
+            let third = Rc::new(RefCell::new(Vec::new()));
+            let again = run_into(&mut store, DET, 2, None, third.clone()).unwrap();
+            assert_eq!(fingerprint(&again), fingerprint(&uninterrupted));
+            assert!(third.borrow().is_empty());
+            assert_eq!(again.replayed, again.evaluations);
+        }
     }
 }
 
