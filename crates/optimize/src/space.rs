@@ -527,7 +527,7 @@ impl Space {
     }
 
     /// Sample a feasible config by rejection; fails if the constraints reject
-    /// [`MAX_REJECTIONS`] draws in a row.
+    /// 100,000 draws in a row.
     pub fn sample<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> Result<Config> {
         for _ in 0..MAX_REJECTIONS {
             let c = self.sample_unconstrained(rng);
