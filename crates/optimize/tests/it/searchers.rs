@@ -224,3 +224,25 @@ mod worker_count {
         }
     }
 }
+
+mod random_permutation {
+    use optimize::{Mode, Param, RandomSearch, Searcher, Space, Suggestion};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Random search visits every grid point exactly once, for any grid size and seed.
+        #[test]
+        fn random_search_is_a_permutation_of_the_grid(n in 2i64..3000, seed in any::<u64>()) {
+            let space = Space::new(vec![Param::discrete("i", 0, n - 1, 1)], &[]).unwrap();
+            let mut r = RandomSearch::new(space.clone(), 1.0, None, seed).unwrap();
+            let mut seen = Vec::new();
+            while let Suggestion::Trial(t) = r.suggest(Mode::Async).unwrap() {
+                seen.push(space.index_of(&t.config).unwrap());
+            }
+            seen.sort_unstable();
+            prop_assert_eq!(seen, (0..n as u128).collect::<Vec<_>>());
+        }
+    }
+}
