@@ -237,6 +237,7 @@ struct Child {
     err: Option<OwnedFd>,
     buf: Vec<u8>,
     reaped: bool,
+    killed: bool,
 }
 
 fn forward(c: &mut Child, eof: bool) {
@@ -267,6 +268,17 @@ fn reap_all(children: &mut [Child], block: bool) {
         }
         if let Some(c) = children.iter_mut().find(|c| c.pid == pid) {
             c.reaped = true;
+            // Say how a worker died unless the pool killed it on purpose.
+            let how = if libc::WIFSIGNALED(status) {
+                Some(format!("died of signal {}", libc::WTERMSIG(status)))
+            } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) != 0 {
+                Some(format!("exited with status {}", libc::WEXITSTATUS(status)))
+            } else {
+                None
+            };
+            if let Some(how) = how.filter(|_| !c.killed) {
+                write_all_fd(2, format!("[worker {}] (pid {pid}) {how}\n", c.wid).as_bytes());
+            }
         }
         if block && children.iter().all(|c| c.reaped) {
             return;
@@ -355,7 +367,8 @@ where
                 }
             }
             OP_KILL => {
-                if let Some(c) = children.iter().find(|c| c.pid as u64 == arg && !c.reaped) {
+                if let Some(c) = children.iter_mut().find(|c| c.pid as u64 == arg && !c.reaped) {
+                    c.killed = true;
                     // SAFETY: `c.pid` is an unreaped child of ours, so it cannot be recycled.
                     unsafe { libc::kill(c.pid, libc::SIGKILL) };
                 }
@@ -373,7 +386,8 @@ where
         }
         drain(&mut children, 5);
     }
-    for c in children.iter().filter(|c| !c.reaped) {
+    for c in children.iter_mut().filter(|c| !c.reaped) {
+        c.killed = true;
         // SAFETY: unreaped children of ours.
         unsafe { libc::kill(c.pid, libc::SIGKILL) };
     }
@@ -435,7 +449,9 @@ where
             // SAFETY: leave without destructors: inherited handles must not be closed here.
             unsafe { libc::_exit(code) }
         }
-        pid => Ok((Child { pid, wid, err: Some(err_r), buf: Vec::new(), reaped: false }, [task_w, res_r])),
+        pid => {
+            Ok((Child { pid, wid, err: Some(err_r), buf: Vec::new(), reaped: false, killed: false }, [task_w, res_r]))
+        }
     }
 }
 

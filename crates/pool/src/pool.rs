@@ -348,11 +348,15 @@ impl<W: Worker> Pool<W> {
         }
     }
 
-    /// Sum of PSS and RSS over workers and helpers (Linux). Add the parent's own with
-    /// [`memory::of_pids`] and `std::process::id()` if it still holds a copy.
+    /// Sum of PSS and RSS over workers and helpers (Linux); for the thread backend, the
+    /// current process. For process backends, add the parent's own with [`memory::of_pids`]
+    /// and `std::process::id()` if it still holds a copy of the state.
     pub fn memory(&self) -> std::io::Result<Memory> {
         let mut pids = self.worker_pids();
         pids.extend(self.helper_pids());
+        if let Inner::Thread(_) = self.inner {
+            pids.push(std::process::id());
+        }
         memory::of_pids(&pids)
     }
 

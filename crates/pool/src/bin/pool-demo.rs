@@ -212,9 +212,26 @@ fn parse_tasks(spec: &str) -> Result<Vec<Job>, String> {
     Ok(jobs)
 }
 
-/// Builds a pool of `Demo` workers on the chosen backend: the pattern the glue follows.
+fn shared_len(a: &Args) -> usize {
+    (a.shared_mb * 131_072.0) as usize // f64s per MiB
+}
+
+/// The state the parent builds before the pool (empty where the workers build their own).
+fn parent_state(a: &Args) -> Arc<Vec<f64>> {
+    match a.backend {
+        Backend::Spawn => Arc::new(Vec::new()),
+        Backend::Fork if a.reopen => Arc::new(Vec::new()),
+        _ => Arc::new(build_shared(shared_len(a))),
+    }
+}
+
 fn build(a: &Args) -> Result<Pool<Demo>, pool::Error> {
-    let len = (a.shared_mb * 131_072.0) as usize; // f64s per MiB
+    build_from(a, parent_state(a))
+}
+
+/// Builds a pool of `Demo` workers on the chosen backend: the pattern the glue follows.
+fn build_from(a: &Args, shared: Arc<Vec<f64>>) -> Result<Pool<Demo>, pool::Error> {
+    let len = shared_len(a);
     let mut b = PoolBuilder::new().workers(a.workers).max_frame_len(a.max_frame).max_attempts(a.attempts);
     if a.timeout_ms > 0 {
         b = b.task_timeout(Duration::from_millis(a.timeout_ms));
@@ -231,20 +248,17 @@ fn build(a: &Args) -> Result<Pool<Demo>, pool::Error> {
             })
         }
         #[cfg(unix)]
-        Backend::Fork => b.fork_with(Demo { shared: Arc::new(build_shared(len)) }, move |_| {
+        Backend::Fork => b.fork_with(Demo { shared }, move |_| {
             set_rlimit(rlimit);
             Ok(())
         }),
         #[cfg(unix)]
-        Backend::PerBatch => b.per_batch(Demo { shared: Arc::new(build_shared(len)) }, move |_| {
+        Backend::PerBatch => b.per_batch(Demo { shared }, move |_| {
             set_rlimit(rlimit);
             Ok(())
         }),
         Backend::Spawn => b.spawn::<Demo>(&Init { shared_len: len, rlimit_mb: rlimit }),
-        Backend::Thread => {
-            let shared = Arc::new(build_shared(len));
-            b.thread(move || Demo { shared: shared.clone() })
-        }
+        Backend::Thread => b.thread(move || Demo { shared: shared.clone() }),
         #[cfg(not(unix))]
         _ => b.spawn::<Demo>(&Init { shared_len: len, rlimit_mb: rlimit }),
     }
@@ -328,7 +342,10 @@ fn serve(a: &Args) -> Result<(), String> {
 
 fn bench(a: &Args) -> Result<(), String> {
     let t0 = Instant::now();
-    let mut pool = build(a).map_err(|e| format!("failed to build the pool: {e}"))?;
+    let shared = parent_state(a);
+    let state = t0.elapsed();
+    let t0 = Instant::now();
+    let mut pool = build_from(a, shared).map_err(|e| format!("failed to build the pool: {e}"))?;
     let startup = t0.elapsed();
     // Warm up, then sequential round trips: one task in flight at a time.
     for i in 0..1000 {
@@ -350,10 +367,11 @@ fn bench(a: &Args) -> Result<(), String> {
     let _ = pool.map((0..a.workers as u64 * 4).map(|_| Job::Sum(0)));
     let mem = pool.memory().ok();
     println!(
-        "bench backend={} workers={} shared_mb={} startup_ms={:.3} roundtrip_us={:.2} throughput_per_s={:.0} failed={failed} pss_mb={} rss_mb={}",
+        "bench backend={} workers={} shared_mb={} parent_state_ms={:.3} startup_ms={:.3} roundtrip_us={:.2} throughput_per_s={:.0} failed={failed} pss_mb={} rss_mb={}",
         a.backend,
         a.workers,
         a.shared_mb,
+        state.as_secs_f64() * 1e3,
         startup.as_secs_f64() * 1e3,
         rt * 1e6,
         tput,

@@ -8,7 +8,11 @@ use crate::{demo, process_backends, wait_guarded};
 
 /// Starts `pool-demo serve`, returning the child and the pids it reported.
 fn serve(backend: &str) -> (Child, Vec<u32>) {
-    let mut child = demo()
+    let mut cmd = demo();
+    // Its own process group, so that a test can send Ctrl-C to the whole group as a terminal does.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd
         .args(["serve", "--backend", backend, "--workers", "3"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -69,8 +73,10 @@ fn workers_die_with_a_killed_parent() {
         for signal in [libc::SIGKILL, libc::SIGINT, libc::SIGTERM] {
             let (child, pids) = serve(backend);
             assert!(pids.iter().all(|&p| running(p)));
-            // SAFETY: signalling our own child, which has not been reaped yet.
-            assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+            // Ctrl-C goes to the whole process group (workers included); the rest to the parent.
+            let target = if signal == libc::SIGINT { -(child.id() as i32) } else { child.id() as i32 };
+            // SAFETY: signalling our own child (or its group), which has not been reaped yet.
+            assert_eq!(unsafe { libc::kill(target, signal) }, 0);
             let out = wait_guarded(child);
             assert!(!out.status.success());
             assert_eq!(wait_all_gone(&pids), Vec::<u32>::new(), "{backend} signal {signal}: survivors");
@@ -122,4 +128,35 @@ fn without_the_variable_the_binary_runs_normally() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.contains("unknown command"), "{}", out.stderr);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn forked_workers_share_the_state_copy_on_write() {
+    let measure = |backend: &str| -> (f64, f64) {
+        let out = wait_guarded(
+            demo()
+                .args(["bench", "--backend", backend, "--workers", "4", "--shared-mb", "32"])
+                .args(["--roundtrips", "10", "--throughput", "100"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start bench"),
+        );
+        assert!(out.status.success(), "{}", out.stderr);
+        let field = |k: &str| -> f64 {
+            let v = out.stdout.split_whitespace().find_map(|w| w.strip_prefix(k)).expect("field");
+            v.parse().expect("number")
+        };
+        assert_eq!(field("failed="), 0.0);
+        (field("pss_mb="), field("rss_mb="))
+    };
+    // Four workers and the zygote each map the 32 MiB array; PSS divides it among them.
+    let (pss, rss) = measure("fork");
+    assert!(rss > 4.0 * 32.0, "fork rss {rss}");
+    assert!(pss < 2.0 * 32.0, "fork pss {pss} for one 32 MiB copy");
+    // Spawned workers each build their own copy.
+    let (pss, _) = measure("spawn");
+    assert!(pss > 3.0 * 32.0, "spawn pss {pss}");
 }
