@@ -184,7 +184,7 @@ impl PoolBuilder {
         let launcher = crate::fork::start(state, child_init, self.max_frame, faults)?;
         let backend = if per_batch { Backend::PerBatch } else { Backend::Fork };
         let proc = ProcPool::start(Box::new(launcher), self.workers, self.cfg(per_batch))?;
-        Ok(Pool::new(Inner::Proc(Box::new(proc)), backend, self.workers))
+        Ok(Pool::new(Inner::Proc(Box::new(proc)), backend, &self))
     }
 
     /// Spawn backend: start `workers` copies of the program in worker mode; each builds its
@@ -194,7 +194,7 @@ impl PoolBuilder {
         FaultSpec::from_env()?;
         let launcher = crate::spawn::SpawnLauncher::new::<W>(self.program.clone(), init, self.max_frame)?;
         let proc = ProcPool::start(Box::new(launcher), self.workers, self.cfg(false))?;
-        Ok(Pool::new(Inner::Proc(Box::new(proc)), Backend::Spawn, self.workers))
+        Ok(Pool::new(Inner::Proc(Box::new(proc)), Backend::Spawn, &self))
     }
 
     /// Thread backend: `make` builds one worker value per thread (share big state with an
@@ -205,7 +205,7 @@ impl PoolBuilder {
         F: Fn() -> W + Send + Sync + 'static,
     {
         let t = ThreadPool::start(self.workers, make)?;
-        Ok(Pool::new(Inner::Thread(t), Backend::Thread, self.workers))
+        Ok(Pool::new(Inner::Thread(t), Backend::Thread, &self))
     }
 }
 
@@ -238,24 +238,30 @@ pub struct Pool<W: Worker> {
     inner: Inner<W>,
     backend: Backend,
     workers: usize,
+    max_frame: usize,
     next_id: TaskId,
     stash: VecDeque<(TaskId, Result<W::Output, Error>)>,
 }
 
 impl<W: Worker> Pool<W> {
-    fn new(inner: Inner<W>, backend: Backend, workers: usize) -> Pool<W> {
-        Pool { inner, backend, workers, next_id: 0, stash: VecDeque::new() }
+    fn new(inner: Inner<W>, backend: Backend, b: &PoolBuilder) -> Pool<W> {
+        Pool { inner, backend, workers: b.workers, max_frame: b.max_frame, next_id: 0, stash: VecDeque::new() }
     }
 
     /// Queues one task and returns its id; workers start on it at once.
-    /// Fails only if the task cannot be serialized.
+    /// Fails only if the task cannot be serialized or its frame exceeds the maximum size
+    /// ([`Error::is_frame`]); the id is used up either way.
     pub fn submit(&mut self, task: W::Task) -> Result<TaskId, Error> {
         let id = self.next_id;
         self.next_id += 1;
         match &mut self.inner {
             Inner::Proc(p) => {
-                let frame = encode_request(id, &task)
-                    .map_err(|e| Error::new(Kind::Codec { task: id, message: e.to_string() }))?;
+                let codec = |message: String| Error::new(Kind::Codec { task: id, message });
+                let frame = encode_request(id, &task).map_err(|e| codec(e.to_string()))?;
+                if frame.len() > self.max_frame {
+                    let n = frame.len();
+                    return Err(codec(format!("task frame of {n} bytes exceeds the maximum of {}", self.max_frame)));
+                }
                 p.submit(id, frame);
             }
             Inner::Thread(t) => t.submit(id, task),

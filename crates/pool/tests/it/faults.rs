@@ -136,6 +136,11 @@ fn oversized_result_is_an_error_not_a_hang() {
             "summary ok=6 failed=1",
         );
         assert!(out.results()[3].starts_with("3 err frame"), "{backend}: {}", out.results()[3]);
+        // An oversized task is refused at submit, before it reaches a worker.
+        let tasks = format!("echo,print:{},echo", "x".repeat(5000));
+        let out = check(&["--backend", backend, "--max-frame", "4096", "--tasks", &tasks], "", "summary ok=2 failed=1");
+        assert!(out.results()[1].contains("task frame of"), "{backend}: {}", out.results()[1]);
+        assert!(out.line("stats ").contains("lost=0"), "{backend}");
     }
 }
 
