@@ -48,7 +48,8 @@ fn rss_bytes() -> u64 {
 fn ensure(data_dir: &Path, name: &str, spec: &GenerateSpec) -> Result<PathBuf> {
     let dir = data_dir.join(format!("{name}-seed{}", spec.seed));
     if dir.exists() {
-        bundle::summary::info(&dir).with_context(|| format!("cached bundle {} is unreadable; delete it", dir.display()))?;
+        bundle::summary::info(&dir)
+            .with_context(|| format!("cached bundle {} is unreadable; delete it", dir.display()))?;
         println!("{name}: cached at {}", dir.display());
         return Ok(dir);
     }
