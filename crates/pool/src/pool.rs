@@ -190,6 +190,9 @@ impl PoolBuilder {
     /// Spawn backend: start `workers` copies of the program in worker mode; each builds its
     /// state with [`SpawnWorker::init`] from `init`. The program must call
     /// [`worker_main_if_requested`](crate::worker_main_if_requested) with a registry holding `W`.
+    ///
+    /// Works from any thread. On Linux a worker dies with the thread that started it
+    /// (`PR_SET_PDEATHSIG`); if that thread ends first, the pool replaces the worker.
     pub fn spawn<W: SpawnWorker>(self, init: &W::Init) -> Result<Pool<W>, Error> {
         FaultSpec::from_env()?;
         let launcher = crate::spawn::SpawnLauncher::new::<W>(self.program.clone(), init, self.max_frame)?;

@@ -30,7 +30,7 @@ pub(crate) struct Launched {
 }
 
 /// How a process backend starts, kills and reaps workers.
-pub(crate) trait Launcher {
+pub(crate) trait Launcher: Send {
     fn launch(&mut self, wid: u64, events: &Sender<Event>) -> Result<Launched, Error>;
     /// Kills the worker if it is still running (never a recycled pid).
     fn kill(&mut self, wid: u64, pid: u32);

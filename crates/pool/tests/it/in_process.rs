@@ -22,7 +22,7 @@ impl SpawnWorker for Square {
     }
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 #[test]
 fn fork_is_refused_in_a_multi_threaded_process() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -97,4 +97,16 @@ fn workers_that_die_between_tasks_fail_the_queue_instead_of_hanging() {
         }
     }
     assert!(pool.stats().lost > 0);
+}
+
+#[test]
+fn a_pool_can_move_to_another_thread() {
+    fn assert_send<T: Send>(_: &T) {}
+    let pool = PoolBuilder::new().workers(1).thread(|| Square).expect("build");
+    assert_send(&pool);
+    let r = std::thread::spawn(move || {
+        let mut pool = pool;
+        pool.map([3]).pop().expect("one result").expect("ok")
+    });
+    assert_eq!(r.join().expect("join"), 9);
 }
