@@ -9,14 +9,55 @@
 //!   read of the same bytes a warm backtest touches (open, close and two SMAs per asset):
 //!   the memory-bandwidth bound.
 //!
+//! Every benchmark runs twice: `wall/…` with criterion's wall clock, and `cpu/…` with this
+//! thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), which stays meaningful on a shared,
+//! oversubscribed machine where wall time also counts time spent descheduled.
+//!
 //! Run: `CARGO_TARGET_DIR=/work/target-engine cargo bench -p engine --bench engine`.
 
 use std::hint::black_box;
+use std::time::Duration;
 
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engine::{AssetSeries, Backtester, MaCrossover, Market, RunOptions, Strategy};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha12Rng;
+
+/// CPU time of the calling thread.
+struct CpuTime;
+
+fn thread_cpu_now() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+impl Measurement for CpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        thread_cpu_now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_now().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Same unit (nanoseconds as a duration), so the wall-clock formatter fits.
+        WallTime.formatter()
+    }
+}
 
 struct Columns {
     open: Vec<f64>,
@@ -62,7 +103,7 @@ fn grid() -> Vec<Strategy> {
     out
 }
 
-fn ma_sweep_daily(c: &mut Criterion) {
+fn ma_sweep_daily<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
     const BARS: usize = 2520;
     let mut rng = ChaCha12Rng::seed_from_u64(42);
     let cols = vec![walk(&mut rng, BARS, 0.02)];
@@ -70,7 +111,7 @@ fn ma_sweep_daily(c: &mut Criterion) {
     let m = market(&cols, &bounds, 252.0);
     let grid = grid();
     let opts = RunOptions::default();
-    let mut g = c.benchmark_group("ma_sweep_daily");
+    let mut g = c.benchmark_group(format!("{clock}/ma_sweep_daily"));
     g.throughput(Throughput::Elements(BARS as u64));
     let mut warm = Backtester::new(&m).unwrap();
     let mut i = 0;
@@ -90,7 +131,7 @@ fn ma_sweep_daily(c: &mut Criterion) {
     g.finish();
 }
 
-fn ma_minute_mag7(c: &mut Criterion) {
+fn ma_minute_mag7<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
     const SESSIONS: usize = 1258;
     const BARS: usize = SESSIONS * 390;
     let mut rng = ChaCha12Rng::seed_from_u64(7);
@@ -99,7 +140,7 @@ fn ma_minute_mag7(c: &mut Criterion) {
     let m = market(&cols, &bounds, 252.0 * 390.0);
     let s = Strategy::MaCrossover(MaCrossover { short_window: 10, long_window: 50, threshold: 0.0 });
     let opts = RunOptions::default();
-    let mut g = c.benchmark_group("ma_minute_mag7");
+    let mut g = c.benchmark_group(format!("{clock}/ma_minute_mag7"));
     g.sample_size(20);
     g.throughput(Throughput::Bytes((7 * BARS * 4 * size_of::<f64>()) as u64));
     let mut warm = Backtester::new(&m).unwrap();
@@ -125,5 +166,20 @@ fn ma_minute_mag7(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ma_sweep_daily, ma_minute_mag7);
-criterion_main!(benches);
+fn wall(c: &mut Criterion) {
+    ma_sweep_daily(c, "wall");
+    ma_minute_mag7(c, "wall");
+}
+
+fn cpu(c: &mut Criterion<CpuTime>) {
+    ma_sweep_daily(c, "cpu");
+    ma_minute_mag7(c, "cpu");
+}
+
+criterion_group!(wall_clock, wall);
+criterion_group! {
+    name = cpu_clock;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = cpu
+}
+criterion_main!(wall_clock, cpu_clock);

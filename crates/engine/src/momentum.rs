@@ -1,5 +1,7 @@
 //! The momentum kernel: top-N by lookback return, periodic rebalancing, shared cash.
 
+use std::collections::HashMap;
+
 use crate::backtester::Ctx;
 use crate::metrics::{Metrics, MetricsAcc};
 use crate::{Error, Market, Momentum, WeightingScheme};
@@ -21,6 +23,14 @@ pub(crate) struct MomScratch {
     in_set: Vec<bool>,
     candidates: Vec<usize>,
     equity: Vec<f64>,
+    /// Score and volatility per lookback, indexed `position · n_bars + bar`.
+    tables: HashMap<usize, Table>,
+}
+
+/// Momentum score and annualised volatility of every (asset, bar), filled lazily.
+struct Table {
+    score: Vec<f64>,
+    vol: Vec<f64>,
 }
 
 pub(crate) fn run(
@@ -107,12 +117,23 @@ fn decide(market: &Market<'_>, order: &[usize], p: &Momentum, t: usize, s: &mut 
         if !ok {
             continue;
         }
-        let c = &a.close[t - lb..=t];
-        s.score[k] = c[lb] / c[0] - 1.0;
-        let m = lb as f64;
-        let mean = c.windows(2).map(|w| w[1] / w[0] - 1.0).sum::<f64>() / m;
-        let ss = c.windows(2).map(|w| w[1] / w[0] - 1.0 - mean).map(|d| d * d).sum::<f64>();
-        s.vol[k] = (ss / (m - 1.0)).sqrt() * ann;
+        // Score and volatility depend only on (asset, lookback, bar), so a sweep computes each
+        // once per worker; NaN marks "not yet computed" (real values are finite).
+        let n_bars = a.close.len();
+        let table = s.tables.entry(lb).or_insert_with(|| {
+            let cells = order.len() * n_bars;
+            Table { score: vec![f64::NAN; cells], vol: vec![f64::NAN; cells] }
+        });
+        let cell = k * n_bars + t;
+        if table.vol[cell].is_nan() {
+            let c = &a.close[t - lb..=t];
+            table.score[cell] = c[lb] / c[0] - 1.0;
+            let m = lb as f64;
+            let mean = c.windows(2).map(|w| w[1] / w[0] - 1.0).sum::<f64>() / m;
+            let ss = c.windows(2).map(|w| w[1] / w[0] - 1.0 - mean).map(|d| d * d).sum::<f64>();
+            table.vol[cell] = (ss / (m - 1.0)).sqrt() * ann;
+        }
+        (s.score[k], s.vol[k]) = (table.score[cell], table.vol[cell]);
         if s.vol[k] <= p.volatility_threshold {
             s.candidates.push(k);
         }

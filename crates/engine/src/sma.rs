@@ -14,9 +14,11 @@
 
 use std::collections::HashMap;
 
+use crate::kernels;
+
 /// Knuth's TwoSum: `a + b = s + e` exactly.
 #[inline(always)]
-fn two_sum(a: f64, b: f64) -> (f64, f64) {
+pub(crate) fn two_sum(a: f64, b: f64) -> (f64, f64) {
     let s = a + b;
     let bb = s - a;
     let e = (a - (s - bb)) + (b - bb);
@@ -54,17 +56,24 @@ impl Prefix {
     /// Writes `SMA_w` at span-relative bars `from..from + out.len()`; bars with fewer than
     /// `w` closes get NaN, which no comparison accepts, so they never signal.
     pub(crate) fn sma_into(&self, w: usize, from: usize, out: &mut [f64]) {
-        let wf = w as f64;
-        for (j, o) in out.iter_mut().enumerate() {
-            let t = from + j;
-            *o = if t + 1 < w {
-                f64::NAN
-            } else {
-                let (a, b) = (t + 1, t + 1 - w);
-                let (d, e) = two_sum(self.hi[a], -self.hi[b]);
-                (d + (e + (self.lo[a] - self.lo[b]))) / wf
-            };
+        // Bars with fewer than `w` closes come first; splitting them off leaves a branch-free
+        // loop that vectorises.
+        let warm = (w - 1).saturating_sub(from).min(out.len());
+        let (nan, full) = out.split_at_mut(warm);
+        nan.fill(f64::NAN);
+        let t0 = from + warm;
+        let n = full.len();
+        if n == 0 {
+            return;
         }
+        kernels::window_means(
+            &self.hi[t0 + 1..t0 + 1 + n],
+            &self.hi[t0 + 1 - w..t0 + 1 - w + n],
+            &self.lo[t0 + 1..t0 + 1 + n],
+            &self.lo[t0 + 1 - w..t0 + 1 - w + n],
+            w as f64,
+            full,
+        );
     }
 }
 

@@ -45,3 +45,32 @@ fn results_are_identical_with_and_without_the_cache() {
         assert!(warm.iter().any(|m| m.trades > 0));
     }
 }
+
+#[test]
+fn momentum_sweeps_reuse_score_tables_without_changing_results() {
+    use engine::{Momentum, Strategy, WeightingScheme};
+    let data = Data::random(21, 12, 120, 1);
+    let market = data.market();
+    let mut bt = Backtester::new(&market).unwrap();
+    let mut n = 0;
+    for lookback_period in [2, 5, 20] {
+        for (rebalance_frequency, budget) in [(1, 1.0), (3, 0.4), (5, 0.75)] {
+            for weighting_scheme in [WeightingScheme::Equal, WeightingScheme::MarketCap, WeightingScheme::RiskParity] {
+                let s = Strategy::Momentum(Momentum {
+                    lookback_period,
+                    rebalance_frequency,
+                    weighting_scheme,
+                    top_n_assets: 4,
+                    volatility_threshold: 0.8,
+                    ..Momentum::default()
+                });
+                let o = opts(budget, Some(10..115), 0.001);
+                let reused = bt.run(&s, &o).unwrap();
+                let fresh = engine::run(&market, &s, &o).unwrap();
+                assert_same(&reused, &fresh);
+                n += usize::from(reused.trades > 0);
+            }
+        }
+    }
+    assert!(n > 10, "most configurations should trade");
+}
