@@ -171,7 +171,11 @@ impl TrialStore for MemoryStore {
 /// An SQLite file in WAL mode with `synchronous = NORMAL`: a committed trial survives a
 /// SIGKILL of the process. Tables `study` (one row: identity JSON and its hash) and `trials`
 /// (id, config JSON, budget, bracket, stage, status, loss, metrics JSON, message, duration,
-/// worker, suggest_seq, feed_seq). Status is `running` until the trial completes.
+/// worker, suggest_seq, feed_seq, reused_from). Status is `running` until the trial completes.
+///
+/// One optimizer process per file. Open it after the pool has forked its workers, or make
+/// sure the children never touch it: an SQLite connection must not be used or closed across
+/// fork (design notes, "SQLite across fork"); forked workers that end with `_exit` are fine.
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
