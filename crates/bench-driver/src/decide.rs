@@ -84,7 +84,7 @@ fn timing_failures(cmp: &Comparison) -> Vec<String> {
     }
     let p = cmp.p_value();
     if p.is_nan() || p >= ALPHA {
-        failures.push(format!("p = {p:.4} >= {ALPHA} (not significant)"));
+        failures.push(format!("p = {} >= {ALPHA} (not significant)", format_p(p)));
     }
     failures
 }
@@ -93,12 +93,18 @@ fn timing_failures(cmp: &Comparison) -> Vec<String> {
 fn timing_evidence(cmp: &Comparison) -> String {
     let s = cmp.speedup;
     format!(
-        "speed-up {:.2}% (95% CI {:.2}% to {:.2}%) >= {MIN_SPEEDUP_PCT}% with p = {:.4} < {ALPHA}",
+        "speed-up {:.2}% (95% CI {:.2}% to {:.2}%) >= {MIN_SPEEDUP_PCT}% with p = {} < {ALPHA}",
         s.pct,
         s.ci95[0],
         s.ci95[1],
-        cmp.p_value()
+        format_p(cmp.p_value())
     )
+}
+
+/// A p-value for people: four decimals, or scientific notation below 1e-4, where four
+/// decimals would print a misleading 0.0000.
+pub fn format_p(p: f64) -> String {
+    if p > 0.0 && p < 1e-4 { format!("{p:.2e}") } else { format!("{p:.4}") }
 }
 
 /// The guidance's rule for one optimization step: ACCEPT iff the arms are `equivalent`, and

@@ -11,8 +11,9 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::report::MemorySample;
+use crate::report::{MemorySample, Report};
 
 /// Plot size in pixels.
 const SIZE: (u32, u32) = (960, 540);
@@ -126,6 +127,10 @@ pub fn speedup_chart(bars: &[SpeedupBar], path: &Path) -> io::Result<()> {
     let rejected = RGBColor(160, 160, 160);
     for (i, b) in bars.iter().enumerate() {
         if !b.pct.is_finite() {
+            // Not timed (not equivalent): say so rather than leave a silent gap.
+            let at = (0.0, SegmentValue::CenterOf(row(i) as i32));
+            let style = ("sans-serif", 14).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
+            chart.draw_series(std::iter::once(Text::new(" not timed", at, style))).map_err(err)?;
             continue;
         }
         let (y0, y1) = segment(row(i), n);
@@ -202,7 +207,8 @@ pub fn memory_chart(samples: &[MemorySample], path: &Path) -> io::Result<()> {
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(label_width(arms.iter().map(|a| a.len())))
-        .build_cartesian_2d(0.0..hi * 1.08, (0..n as i32 - 1).into_segmented())
+        // The extra 30% on the right leaves room for the legend beside the longest bar.
+        .build_cartesian_2d(0.0..hi * 1.3, (0..n as i32 - 1).into_segmented())
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -378,4 +384,65 @@ pub fn convergence_chart(series: &[ConvergenceSeries], title: &str, path: &Path)
         .draw()
         .map_err(err)?;
     root.present().map_err(err)
+}
+
+/// The speed-up bars of a report's scenarios, in order; untimed scenarios get a NaN bar, which
+/// [`speedup_chart`] labels "not timed".
+pub fn speedup_bars(report: &Report) -> Vec<SpeedupBar> {
+    report
+        .scenarios
+        .iter()
+        .map(|s| SpeedupBar {
+            name: s.name.clone(),
+            pct: s.speedup_pct.unwrap_or(f64::NAN),
+            ci95: s.speedup_ci95.unwrap_or([f64::NAN; 2]),
+            accepted: s.decision == crate::decide::Decision::Accept,
+        })
+        .collect()
+}
+
+/// Every memory sample of a report's scenarios, once per (arm, workers): scenarios that share
+/// a baseline each carry its samples, and the plot needs them once.
+pub fn memory_samples(report: &Report) -> Vec<MemorySample> {
+    let mut out: Vec<MemorySample> = Vec::new();
+    for m in report.scenarios.iter().filter_map(|s| s.memory.as_ref()) {
+        for s in &m.samples {
+            if !out.iter().any(|o| o.arm == s.arm && o.workers == s.workers) {
+                out.push(s.clone());
+            }
+        }
+    }
+    out
+}
+
+/// One convergence plot: a title (the scenario and space) and its searchers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Convergence {
+    /// File stem, e.g. `convergence-bohb-5m` (written as `<stem>.svg`).
+    pub stem: String,
+    /// Title after "Convergence: ".
+    pub title: String,
+    /// One series per searcher.
+    pub series: Vec<ConvergenceSeries>,
+}
+
+/// Writes every plot of a report into `dir`: `speedup.svg`, `memory.svg` when any scenario
+/// measured memory, and one `<stem>.svg` per convergence plot. Returns the paths written.
+pub fn write_all(report: &Report, convergence: &[Convergence], dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    let mut written = Vec::new();
+    let path = dir.join("speedup.svg");
+    speedup_chart(&speedup_bars(report), &path)?;
+    written.push(path);
+    let memory = memory_samples(report);
+    if !memory.is_empty() {
+        let path = dir.join("memory.svg");
+        memory_chart(&memory, &path)?;
+        written.push(path);
+    }
+    for c in convergence {
+        let path = dir.join(format!("{}.svg", c.stem));
+        convergence_chart(&c.series, &c.title, &path)?;
+        written.push(path);
+    }
+    Ok(written)
 }

@@ -330,6 +330,10 @@ pub struct Report {
     pub cumulative: Vec<Step>,
     /// Whether the stop rule (two accepted steps each below 2%) fired.
     pub stopped_on_diminishing_returns: bool,
+    /// Plot files, relative to the report's directory, embedded in `report.md`. Set it from
+    /// what [`crate::plots::write_all`] wrote.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plots: Vec<String>,
 }
 
 impl Report {
@@ -342,6 +346,7 @@ impl Report {
             cumulative_speedup_pct: tracker.cumulative_pct(),
             cumulative: tracker.steps().to_vec(),
             stopped_on_diminishing_returns: tracker.should_stop(),
+            plots: Vec::new(),
         }
     }
 }
@@ -407,12 +412,9 @@ fn cell(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "—".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
-/// A p-value for a table cell: fixed point unless tiny.
+/// A p-value for a table cell.
 fn p_cell(p: Option<f64>) -> String {
-    match p {
-        Some(p) if p > 0.0 && p < 1e-4 => format!("{p:.2e}"),
-        other => cell(other, 4),
-    }
+    p.map_or_else(|| "—".to_owned(), decide::format_p)
 }
 
 /// A float with 6 decimals, without trailing zeros.
@@ -505,6 +507,12 @@ pub fn render_markdown(report: &Report) -> String {
         if report.stopped_on_diminishing_returns { "**fired**, stop optimizing" } else { "not fired" }
     );
 
+    if !report.plots.is_empty() {
+        let _ = writeln!(md, "## Plots\n");
+        for p in &report.plots {
+            let _ = writeln!(md, "![{p}]({p})\n");
+        }
+    }
     let _ = writeln!(md, "## Decision rules\n");
     let _ = writeln!(
         md,

@@ -39,6 +39,7 @@ fn accept_needs_every_rule() {
 fn each_failed_rule_is_named() {
     check(true, Some((4.99, 0.001)), Decision::Reject, &["speed-up 4.99% < 5%"]);
     check(true, Some((12.0, 0.05)), Decision::Reject, &["p = 0.0500 >= 0.05"]);
+    check(true, Some((12.0, 3.2e-9)), Decision::Accept, &["p = 3.20e-9 < 0.05"]);
     check(true, Some((-20.0, 0.0001)), Decision::Reject, &["speed-up -20.00% < 5%"]);
     // Both failures are reported, not just the first.
     check(true, Some((1.0, 0.6)), Decision::Reject, &["speed-up 1.00% < 5%", "; p = 0.6000"]);

@@ -5,6 +5,19 @@ use std::path::Path;
 use bench_driver::plots::{self, ConvergenceSeries, SpeedupBar};
 use bench_driver::report::MemorySample;
 
+/// Where a test writes its plot: a fresh temporary directory, or `$BENCH_DRIVER_KEEP_PLOTS`
+/// when set, to look at the plots after the run.
+fn out(name: &str) -> (Option<tempfile::TempDir>, std::path::PathBuf) {
+    match std::env::var_os("BENCH_DRIVER_KEEP_PLOTS") {
+        Some(dir) => (None, Path::new(&dir).join(name)),
+        None => {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join(name);
+            (Some(tmp), path)
+        }
+    }
+}
+
 /// Reads an SVG and checks that it is well formed: one `<svg>` root, and every element closed
 /// in order. Returns the text.
 fn read_svg(path: &Path) -> String {
@@ -32,8 +45,7 @@ fn read_svg(path: &Path) -> String {
 
 #[test]
 fn speedup_plot() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("speedup.svg");
+    let (_tmp, path) = out("speedup.svg");
     let bars = vec![
         SpeedupBar { name: "persistent-pool".into(), pct: 42.0, ci95: [35.0, 50.0], accepted: true },
         SpeedupBar { name: "shared-bundle/thread".into(), pct: -3.0, ci95: [-8.0, 2.0], accepted: false },
@@ -52,8 +64,7 @@ fn speedup_plot() {
 
 #[test]
 fn memory_plot() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nested/memory.svg");
+    let (_tmp, path) = out("nested/memory.svg");
     let mut samples = Vec::new();
     for (i, arm) in ["fork-inherit", "fork-reopen", "spawn-load", "spawn-mmap", "thread"].iter().enumerate() {
         for w in [2usize, 8] {
@@ -87,8 +98,7 @@ fn trace(seed: u64, evals: usize, step: f64, floor: f64) -> Vec<(f64, f64)> {
 
 #[test]
 fn convergence_plot() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("convergence.svg");
+    let (_tmp, path) = out("convergence.svg");
     let series: Vec<ConvergenceSeries> = [("BOHB", 0.1, -1.5), ("Hyperband", 0.1, -1.3), ("random", 1.0, -1.0)]
         .iter()
         .map(|(name, step, floor)| ConvergenceSeries {
@@ -132,4 +142,25 @@ fn band_over_seeds() {
     let three =
         ConvergenceSeries { searcher: "y".into(), seeds: vec![vec![(1.0, 1.0)], vec![(1.0, 7.0)], vec![(1.0, 2.0)]] };
     assert_eq!(plots::band(&three, 2).median, vec![2.0, 2.0]);
+}
+
+#[test]
+fn write_all_from_a_report() {
+    let (report, _) = crate::report::sample_report();
+    let dir = tempfile::tempdir().unwrap();
+    let conv = plots::Convergence {
+        stem: "convergence-bohb-1100".into(),
+        title: "bohb-1100 on mag-7 daily".into(),
+        series: vec![ConvergenceSeries { searcher: "BOHB".into(), seeds: vec![trace(1, 20, 0.1, -1.0)] }],
+    };
+    let written = plots::write_all(&report, &[conv], dir.path()).unwrap();
+    let names: Vec<String> = written.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["speedup.svg", "memory.svg", "convergence-bohb-1100.svg"]);
+    let speedup = read_svg(&written[0]);
+    assert!(speedup.contains("persistent-pool") && speedup.contains("not timed"));
+    // The memory samples appear once each, from the scenario's figures.
+    let samples = plots::memory_samples(&report);
+    assert_eq!(samples.len(), 4);
+    assert!(read_svg(&written[1]).contains("per-batch"));
+    assert!(read_svg(&written[2]).contains("bohb-1100 on mag-7 daily"));
 }

@@ -32,7 +32,7 @@ fn mem(arm: &str, workers: usize, pss_mib: u64, rss_mib: u64) -> MemorySample {
 
 /// A report with a timed, accepted scenario carrying memory and metrics, and a scenario
 /// rejected as not equivalent; plus its runs.
-fn sample_report() -> (Report, Vec<Run>) {
+pub(crate) fn sample_report() -> (Report, Vec<Run>) {
     let mut tracker = Tracker::new();
     let cmp = stats::compare(&BASE, &CAND, true).unwrap();
     let v = decide::decide(true, Some(&cmp));
@@ -56,7 +56,8 @@ fn sample_report() -> (Report, Vec<Run>) {
     tracker.record("shared-bundle/spawn-load", &v, None);
     let spawn = ScenarioResult::new("shared-bundle/spawn-load", "fork-inherit", "spawn-load", false, None, &v);
     let env = Environment::capture(&["bench-driver", "--profile", "quick", "--out", "dir with space"]);
-    let report = Report::new(env, "quick", vec![pool, spawn], &tracker);
+    let mut report = Report::new(env, "quick", vec![pool, spawn], &tracker);
+    report.plots = vec!["speedup.svg".to_owned()];
     let mut runs = Vec::new();
     for (i, (b, c)) in BASE.iter().zip(&CAND).enumerate() {
         runs.push(Run::new("persistent-pool", "per-batch", i, *b));
@@ -70,9 +71,11 @@ fn sample_report() -> (Report, Vec<Run>) {
 fn report_json_has_every_required_key() {
     let (report, runs) = sample_report();
     let dir = tempfile::tempdir().unwrap();
-    let paths = report::write_all(&report, &runs, dir.path()).unwrap();
+    // $BENCH_DRIVER_KEEP_PLOTS keeps the files for a look, as the plot tests do.
+    let dir = std::env::var_os("BENCH_DRIVER_KEEP_PLOTS").map_or_else(|| dir.path().to_owned(), Into::into);
+    let paths = report::write_all(&report, &runs, &dir).unwrap();
     assert_eq!(paths.len(), 3);
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
 
     for key in ["cpu_model", "cores", "os", "rustc", "git_commit", "command"] {
         assert!(json["environment"].get(key).is_some(), "environment lacks {key}");
@@ -152,13 +155,14 @@ fn report_md_has_every_section() {
         "| grid_size | 1100 |",
         "| best_sharpe | 1.25",
         "a note, with a comma",
-        "**Decision: ACCEPT** — equivalent; speed-up 25.00%",
+        "**Decision: ACCEPT** — equivalent; speed-up 25.00% (95% CI 23.12% to 26.91%) >= 5% with p = 3.66e-15",
         "### shared-bundle/spawn-load",
         "Not timed.",
         "**Decision: REJECT** — not equivalent",
         "## Cumulative tracking",
         "**Cumulative speed-up: 25.00%.**",
         "not fired",
+        "![speedup.svg](speedup.svg)",
         "## Why PSS",
         "proportional set size",
     ] {
