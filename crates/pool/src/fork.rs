@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Kind};
 use crate::fault::FaultSpec;
 use crate::proc::{Event, Launched, Launcher};
-use crate::worker::{Worker, send_ready, serve};
+use crate::worker::{Worker, session};
 
 const OP_SPAWN: u8 = 1;
 const OP_KILL: u8 = 2;
@@ -438,14 +438,8 @@ where
             child_setup(zygote);
             let mut input = File::from(task_r);
             let mut output = io::BufWriter::with_capacity(64 << 10, File::from(res_w));
-            let ready = child_init(state);
-            let code = match send_ready(&mut output, &ready, max_frame) {
-                Ok(()) if ready.is_ok() => match serve(state, &mut input, &mut output, max_frame, faults) {
-                    Ok(()) => 0,
-                    Err(_) => 3,
-                },
-                _ => 2,
-            };
+            let worker = child_init(state).map(|()| state);
+            let code = session(worker, &mut input, &mut output, max_frame, faults);
             // SAFETY: leave without destructors: inherited handles must not be closed here.
             unsafe { libc::_exit(code) }
         }

@@ -18,7 +18,7 @@ use crate::error::{Error, Kind};
 use crate::fault::FaultSpec;
 use crate::frame::{read_frame, write_frame};
 use crate::proc::{Event, Launched, Launcher, Msg};
-use crate::worker::{SpawnWorker, send_ready, serve};
+use crate::worker::{SpawnWorker, session};
 
 /// The environment variable that asks a process to run as a spawned worker.
 pub const WORKER_ENV: &str = "BTOPT_POOL_WORKER_TOKEN";
@@ -66,20 +66,8 @@ fn entry<W: SpawnWorker>(
     let built = postcard::from_bytes::<W::Init>(init)
         .map_err(|e| format!("could not decode the init value: {e}"))
         .and_then(W::init);
-    let (ready, mut worker) = match built {
-        Ok(w) => (Ok(()), Some(w)),
-        Err(m) => (Err(m), None),
-    };
-    if send_ready(output, &ready, max).is_err() {
-        return 2;
-    }
-    match worker.as_mut() {
-        Some(w) => match serve(w, input, output, max, faults) {
-            Ok(()) => 0,
-            Err(_) => 3,
-        },
-        None => 2,
-    }
+    let mut worker = built;
+    session(worker.as_mut().map_err(|m| m.clone()), input, output, max, faults)
 }
 
 /// Runs this process as a spawned worker and exits, if the pool asked for it; otherwise

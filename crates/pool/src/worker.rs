@@ -139,3 +139,29 @@ pub(crate) fn serve<W: Worker>(
     }
     Ok(())
 }
+
+/// A worker process's whole conversation: report start-up, then serve. Returns the exit
+/// status: 0 when the parent closed the stream (EOF, or a broken pipe because it is gone or
+/// stopped this worker), 2 when start-up failed, 3 on a corrupt request stream.
+pub(crate) fn session<W: Worker>(
+    worker: Result<&mut W, String>,
+    input: &mut (impl Read + ?Sized),
+    output: &mut (impl Write + ?Sized),
+    max: usize,
+    faults: &FaultSpec,
+) -> i32 {
+    let code = |e: io::Error, other: i32| if e.kind() == io::ErrorKind::BrokenPipe { 0 } else { other };
+    match worker {
+        Err(m) => {
+            let _ = send_ready(output, &Err(m), max);
+            2
+        }
+        Ok(w) => match send_ready(output, &Ok(()), max) {
+            Err(e) => code(e, 2),
+            Ok(()) => match serve(w, input, output, max, faults) {
+                Ok(()) => 0,
+                Err(e) => code(e, 3),
+            },
+        },
+    }
+}

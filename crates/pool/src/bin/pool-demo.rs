@@ -49,6 +49,7 @@ enum Out {
 struct Init {
     shared_len: usize,
     rlimit_mb: u64,
+    fail_init: bool,
 }
 
 /// The demo state: a read-only shared array, standing in for a loaded bundle.
@@ -112,6 +113,9 @@ impl SpawnWorker for Demo {
     type Init = Init;
     const NAME: &'static str = "pool-demo";
     fn init(init: Init) -> Result<Demo, String> {
+        if init.fail_init {
+            return Err("demo init refused (--fail-init)".into());
+        }
         set_rlimit(init.rlimit_mb);
         Ok(Demo { shared: Arc::new(build_shared(init.shared_len)) })
     }
@@ -136,6 +140,7 @@ struct Args {
     attempts: u32,
     stream: bool,
     reopen: bool,
+    fail_init: bool,
     shared_mb: f64,
     rlimit_mb: u64,
     roundtrips: usize,
@@ -155,6 +160,7 @@ fn parse_args() -> Result<Args, String> {
         attempts: 3,
         stream: false,
         reopen: false,
+        fail_init: false,
         shared_mb: 1.0,
         rlimit_mb: 0,
         roundtrips: 20_000,
@@ -176,6 +182,7 @@ fn parse_args() -> Result<Args, String> {
             "--throughput" => a.throughput = num(val()?)? as usize,
             "--stream" => a.stream = true,
             "--reopen" => a.reopen = true,
+            "--fail-init" => a.fail_init = true,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -237,30 +244,33 @@ fn build_from(a: &Args, shared: Arc<Vec<f64>>) -> Result<Pool<Demo>, pool::Error
         b = b.task_timeout(Duration::from_millis(a.timeout_ms));
     }
     let rlimit = a.rlimit_mb;
+    let fail = a.fail_init;
+    // The per-child hook of the fork backends (the "reopen" point).
+    let child_init = move || -> Result<(), String> {
+        if fail {
+            return Err("demo init refused (--fail-init)".into());
+        }
+        set_rlimit(rlimit);
+        Ok(())
+    };
     match a.backend {
         #[cfg(unix)]
         Backend::Fork if a.reopen => {
             // "Reopen" mode: each child builds its own copy after the fork.
             b.fork_with(Demo { shared: Arc::new(Vec::new()) }, move |w| {
-                set_rlimit(rlimit);
+                child_init()?;
                 w.shared = Arc::new(build_shared(len));
                 Ok(())
             })
         }
         #[cfg(unix)]
-        Backend::Fork => b.fork_with(Demo { shared }, move |_| {
-            set_rlimit(rlimit);
-            Ok(())
-        }),
+        Backend::Fork => b.fork_with(Demo { shared }, move |_| child_init()),
         #[cfg(unix)]
-        Backend::PerBatch => b.per_batch(Demo { shared }, move |_| {
-            set_rlimit(rlimit);
-            Ok(())
-        }),
-        Backend::Spawn => b.spawn::<Demo>(&Init { shared_len: len, rlimit_mb: rlimit }),
+        Backend::PerBatch => b.per_batch(Demo { shared }, move |_| child_init()),
+        Backend::Spawn => b.spawn::<Demo>(&Init { shared_len: len, rlimit_mb: rlimit, fail_init: fail }),
         Backend::Thread => b.thread(move || Demo { shared: shared.clone() }),
         #[cfg(not(unix))]
-        _ => b.spawn::<Demo>(&Init { shared_len: len, rlimit_mb: rlimit }),
+        _ => b.spawn::<Demo>(&Init { shared_len: len, rlimit_mb: rlimit, fail_init: fail }),
     }
 }
 

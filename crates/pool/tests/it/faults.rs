@@ -189,3 +189,18 @@ fn corrupt_result_frame_loses_the_worker_and_only_that_task() {
         );
     }
 }
+
+#[test]
+fn failed_worker_init_fails_the_build_with_its_message() {
+    for backend in ["fork", "spawn"].iter().filter(|b| process_backends().contains(b)) {
+        let out = run(&["--backend", backend, "--fail-init", "--tasks", "echo"], "");
+        assert_eq!(out.status.code(), Some(1), "{backend}");
+        assert!(out.stderr.contains("worker start-up failed"), "{backend}: {}", out.stderr);
+        assert!(out.stderr.contains("demo init refused"), "{backend}: {}", out.stderr);
+    }
+    // Per-batch starts workers with the first batch, so the tasks fail instead.
+    if cfg!(unix) {
+        let out = check(&["--backend", "per-batch", "--fail-init", "--tasks", "echo*3"], "", "summary ok=0 failed=3");
+        assert!(out.results()[0].contains("demo init refused"), "{}", out.results()[0]);
+    }
+}
