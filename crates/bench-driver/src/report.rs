@@ -351,6 +351,63 @@ impl Report {
     }
 }
 
+/// Keys that every element of `report.json`'s `scenarios[]` must carry (issue 6's contract).
+pub const REQUIRED_SCENARIO_KEYS: [&str; 12] = [
+    "name",
+    "baseline",
+    "candidate",
+    "runs",
+    "baseline_mean_s",
+    "candidate_mean_s",
+    "speedup_pct",
+    "speedup_ci95",
+    "p_value",
+    "equivalent",
+    "decision",
+    "reason",
+];
+
+/// Checks the shape of a `report.json` text against the contract, for CI and end-to-end
+/// tests: a top-level `environment` object, a numeric `cumulative_speedup_pct`, and a
+/// non-empty `scenarios[]` whose elements carry [`REQUIRED_SCENARIO_KEYS`], with `decision`
+/// "ACCEPT" or "REJECT" and `speedup_ci95` either `null` or `[lo, hi]`. Returns the number of
+/// scenarios, or every problem found.
+pub fn check_json_shape(text: &str) -> Result<usize, Vec<String>> {
+    use serde_json::Value;
+    let json: Value = serde_json::from_str(text).map_err(|e| vec![format!("not JSON: {e}")])?;
+    let mut problems = Vec::new();
+    if !json.get("environment").is_some_and(Value::is_object) {
+        problems.push("missing object `environment`".to_owned());
+    }
+    if !json.get("cumulative_speedup_pct").is_some_and(Value::is_number) {
+        problems.push("missing number `cumulative_speedup_pct`".to_owned());
+    }
+    let scenarios = json.get("scenarios").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    if scenarios.is_empty() {
+        problems.push("missing or empty array `scenarios`".to_owned());
+    }
+    for (i, s) in scenarios.iter().enumerate() {
+        let name = s.get("name").and_then(Value::as_str).unwrap_or("?");
+        for key in REQUIRED_SCENARIO_KEYS {
+            if s.get(key).is_none() {
+                problems.push(format!("scenarios[{i}] ({name}) lacks `{key}`"));
+            }
+        }
+        if !matches!(s.get("decision").and_then(Value::as_str), Some("ACCEPT" | "REJECT")) {
+            problems.push(format!("scenarios[{i}] ({name}): `decision` is not \"ACCEPT\" or \"REJECT\""));
+        }
+        let ci_ok = match s.get("speedup_ci95") {
+            Some(Value::Null) | None => true,
+            Some(Value::Array(a)) => a.len() == 2 && a.iter().all(Value::is_number),
+            Some(_) => false,
+        };
+        if !ci_ok {
+            problems.push(format!("scenarios[{i}] ({name}): `speedup_ci95` is not [lo, hi]"));
+        }
+    }
+    if problems.is_empty() { Ok(scenarios.len()) } else { Err(problems) }
+}
+
 /// Writes `report.json` (pretty-printed) into `dir`, creating it, and returns its path.
 pub fn write_json(report: &Report, dir: &Path) -> io::Result<PathBuf> {
     fs::create_dir_all(dir)?;

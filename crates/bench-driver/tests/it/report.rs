@@ -7,22 +7,6 @@ use serde_json::Value;
 
 use crate::close;
 
-/// Keys every element of `scenarios[]` must carry.
-const REQUIRED: [&str; 12] = [
-    "name",
-    "baseline",
-    "candidate",
-    "runs",
-    "baseline_mean_s",
-    "candidate_mean_s",
-    "speedup_pct",
-    "speedup_ci95",
-    "p_value",
-    "equivalent",
-    "decision",
-    "reason",
-];
-
 const BASE: [f64; 10] = [1.00, 1.02, 0.98, 1.01, 0.99, 1.00, 1.03, 0.97, 1.00, 1.00];
 const CAND: [f64; 10] = [0.80, 0.81, 0.79, 0.80, 0.82, 0.78, 0.80, 0.81, 0.79, 0.80];
 
@@ -84,7 +68,7 @@ fn report_json_has_every_required_key() {
     let scenarios = json["scenarios"].as_array().unwrap();
     assert_eq!(scenarios.len(), 2);
     for s in scenarios {
-        for key in REQUIRED {
+        for key in report::REQUIRED_SCENARIO_KEYS {
             assert!(s.get(key).is_some(), "scenario {} lacks {key}", s["name"]);
         }
         assert!(matches!(s["decision"].as_str(), Some("ACCEPT" | "REJECT")));
@@ -110,6 +94,9 @@ fn report_json_has_every_required_key() {
     assert!(spawn["speedup_pct"].is_null() && spawn["p_value"].is_null() && spawn["speedup_ci95"].is_null());
     assert!(spawn.get("memory").is_none());
     close("cumulative", json["cumulative_speedup_pct"].as_f64().unwrap(), 25.0, 1e-9);
+
+    // The shape check that CI runs agrees.
+    assert_eq!(report::check_json_shape(&serde_json::to_string(&json).unwrap()), Ok(2));
 
     // And it reads back into the same types.
     let back: Report = serde_json::from_value(json).unwrap();
@@ -192,4 +179,24 @@ fn rfc3339_known_dates() {
     ] {
         assert_eq!(report::rfc3339_utc(secs), expect);
     }
+}
+
+#[test]
+fn shape_check_finds_every_problem() {
+    assert!(report::check_json_shape("{").unwrap_err()[0].starts_with("not JSON"));
+    let bad = r#"{"environment": 1, "scenarios": [
+        {"name": "a", "decision": "MAYBE", "speedup_ci95": [1]},
+        {"name": "b", "baseline": "x", "candidate": "y", "runs": 10, "baseline_mean_s": 1.0,
+         "candidate_mean_s": 0.9, "speedup_pct": 11.1, "speedup_ci95": null, "p_value": 0.01,
+         "equivalent": true, "decision": "ACCEPT", "reason": "ok"}]}"#;
+    let problems = report::check_json_shape(bad).unwrap_err();
+    assert!(problems.contains(&"missing object `environment`".to_owned()), "{problems:?}");
+    assert!(problems.contains(&"missing number `cumulative_speedup_pct`".to_owned()), "{problems:?}");
+    assert!(problems.contains(&"scenarios[0] (a) lacks `p_value`".to_owned()), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("(a): `decision`")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("(a): `speedup_ci95`")), "{problems:?}");
+    // Scenario b is complete: nothing is reported about it.
+    assert!(!problems.iter().any(|p| p.contains("(b)")), "{problems:?}");
+    // a lacks 9 of the 12 keys; plus its decision and CI, environment and cumulative.
+    assert_eq!(problems.len(), 13, "{problems:?}");
 }
