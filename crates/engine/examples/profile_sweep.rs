@@ -6,6 +6,9 @@
 //! - `minute N`: N full-budget backtests on a synthetic 7 × 490,620 minute-bar market, on one
 //!   warm `Backtester` (after one cold run, timed separately).
 //!
+//! - `momentum N`: N momentum backtests (defaults, rebalancing every 5 sessions, lookbacks
+//!   cycling 20/60/100) on a synthetic 100-asset × 2,520-session daily universe.
+//!
 //! `CARGO_TARGET_DIR=/work/target-engine cargo run --release -p engine --example profile_sweep -- daily 200000`
 
 use std::time::Instant;
@@ -34,7 +37,12 @@ fn main() {
     let mode = args.next().unwrap_or_else(|| "daily".into());
     let runs: usize = args.next().map_or(100_000, |s| s.parse().expect("a count"));
     let minute = mode == "minute";
-    let (n_assets, sessions, per) = if minute { (7, 1258, 390) } else { (1, 2520, 1) };
+    let momentum = mode == "momentum";
+    let (n_assets, sessions, per) = match mode.as_str() {
+        "minute" => (7, 1258, 390),
+        "momentum" => (100, 2520, 1),
+        _ => (1, 2520, 1),
+    };
     let bars = sessions * per;
     let mut rng = ChaCha12Rng::seed_from_u64(42);
     let cols: Vec<_> = (0..n_assets).map(|_| walk(&mut rng, bars, if minute { 0.001 } else { 0.02 })).collect();
@@ -54,6 +62,10 @@ fn main() {
     let market = Market::new_checked(252.0 * per as f64, &bounds, assets).expect("market");
     let grid: Vec<Strategy> = if minute {
         vec![ma(10, 50)]
+    } else if momentum {
+        [20, 60, 100]
+            .map(|lookback_period| Strategy::Momentum(engine::Momentum { lookback_period, ..Default::default() }))
+            .to_vec()
     } else {
         (5..=50).step_by(5).flat_map(|s| (50..=250).step_by(20).map(move |l| ma(s, l))).collect()
     };

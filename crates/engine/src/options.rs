@@ -84,15 +84,13 @@ impl RunOptions {
         let total = r.end - r.start;
         // ceil(b·T) with b ∈ (0, 1] lies in 1..=T; the clamp only guards float edge cases.
         let k = ((self.budget * total as f64).ceil() as usize).clamp(1, total);
-        let first_session = r.end - k;
         let sb = market.session_bounds;
-        Ok(Window { first_session, bars: sb[first_session]..sb[r.end] })
+        Ok(Window { bars: sb[r.end - k]..sb[r.end] })
     }
 }
 
-/// The evaluation window W: its first session and its bars.
+/// The evaluation window W, as bars.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Window {
-    pub(crate) first_session: usize,
     pub(crate) bars: Range<usize>,
 }
