@@ -278,3 +278,43 @@ fn reusing_results_skips_repeats_without_changing_the_search() {
     assert_eq!(fingerprint(&resumed), fingerprint(&cached));
     assert_eq!(resumed.reused, cached.reused);
 }
+
+#[test]
+fn crashed_and_nonfinite_trials_survive_a_resume_as_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.sqlite");
+    let run = |fail_after: Option<usize>| {
+        let (space, mut searcher, co) = counting_searcher(5, 3);
+        let mut ev = InProcessEvaluator::new(3, move |id, c, b| match id % 4 {
+            1 => Outcome::Crashed { message: format!("injected {id}") },
+            2 if id % 8 == 2 => Outcome::loss(f64::INFINITY),
+            _ => co.evaluate(id, c, b),
+        })
+        .shuffled(9);
+        if let Some(k) = fail_after {
+            ev = ev.fail_after(k);
+        }
+        optimize(&space, &mut searcher, &mut ev, &mut SqliteStore::open(&path).unwrap(), RunOptions::default(), &mut ())
+    };
+    assert!(run(Some(50)).is_err());
+    let s = run(None).unwrap();
+    assert_eq!(s.replayed, 50);
+    for t in &s.trials {
+        match t.trial_id % 4 {
+            1 => assert_eq!(
+                (t.status, t.message.clone()),
+                (TrialStatus::Crashed, Some(format!("injected {}", t.trial_id)))
+            ),
+            2 if t.trial_id % 8 == 2 => assert_eq!((t.status, t.loss), (TrialStatus::NonFinite, None)),
+            _ => assert_eq!(t.status, TrialStatus::Ok),
+        }
+    }
+    // Failures are not promoted: every stage > 0 config had a finite loss one stage below.
+    for t in s.trials.iter().filter(|t| t.stage.unwrap() > 0) {
+        let prev = s
+            .trials
+            .iter()
+            .find(|p| p.bracket == t.bracket && p.stage == Some(t.stage.unwrap() - 1) && p.config == t.config);
+        assert!(prev.is_some_and(|p| p.loss.is_some()));
+    }
+}
