@@ -10,7 +10,7 @@ use crate::{Error, Market, RunOptions, Strategy};
 /// Runs many backtests over one market, reusing work between them.
 ///
 /// Build one per worker and keep it for the whole sweep. It caches each distinct SMA per
-/// (asset, window), keeps each asset's prefix sums, and reuses every buffer, so after
+/// (asset, window), keeps momentum score tables, and reuses every buffer, so after
 /// warm-up a backtest allocates nothing. The cache changes speed only: every result is
 /// bit-identical to [`crate::run`] on a fresh backtester.
 ///
@@ -44,7 +44,7 @@ impl<'m> Backtester<'m> {
         Ok(Backtester {
             market,
             order,
-            cache: SmaCache::new(market.assets.len(), bytes),
+            cache: SmaCache::new(bytes),
             returns: Vec::new(),
             ma: MaScratch::default(),
             mom: MomScratch::default(),
@@ -56,7 +56,7 @@ impl<'m> Backtester<'m> {
         self.market
     }
 
-    /// Bytes currently held by the SMA cache (SMA arrays plus prefix sums).
+    /// Bytes currently held by the SMA cache.
     pub fn cache_bytes(&self) -> usize {
         self.cache.bytes()
     }

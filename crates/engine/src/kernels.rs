@@ -82,19 +82,6 @@ dispatch! {
     }
 }
 
-dispatch! {
-    /// `out[i] = ((hi_a[i] − hi_b[i]) + (lo_a[i] − lo_b[i])) / w`, the difference of two
-    /// double-double prefix sums taken with TwoSum (see `sma`).
-    fn window_means(hi_a: &[f64], hi_b: &[f64], lo_a: &[f64], lo_b: &[f64], w: f64, out: &mut [f64]) -> () {
-        let n = out.len();
-        let (hi_a, hi_b, lo_a, lo_b) = (&hi_a[..n], &hi_b[..n], &lo_a[..n], &lo_b[..n]);
-        for i in 0..n {
-            let (d, e) = crate::sma::two_sum(hi_a[i], -hi_b[i]);
-            out[i] = (d + (e + (lo_a[i] - lo_b[i]))) / w;
-        }
-    }
-}
-
 /// MA-crossover decisions as bitmasks, bit `i` of word `i / 64` for bar `i`:
 /// `to_long` where `s > l·kup`, `to_flat` where `s < l·kdn` and not `to_long`.
 ///

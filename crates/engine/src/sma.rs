@@ -1,4 +1,4 @@
-//! Simple moving averages from compensated prefix sums, and the per-worker SMA cache.
+//! Simple moving averages from compensated running sums, and the per-worker SMA cache.
 //!
 //! Definition (the one the engine and its tests agree on): for an asset whose first bar is
 //! `f`, let `S(i)` be the sum of closes `f..f+i`, accumulated left to right as a
@@ -14,66 +14,42 @@
 
 use std::collections::HashMap;
 
-use crate::kernels;
-
 /// Knuth's TwoSum: `a + b = s + e` exactly.
 #[inline(always)]
-pub(crate) fn two_sum(a: f64, b: f64) -> (f64, f64) {
+fn two_sum(a: f64, b: f64) -> (f64, f64) {
     let s = a + b;
     let bb = s - a;
     let e = (a - (s - bb)) + (b - bb);
     (s, e)
 }
 
-/// Double-double running sums of one asset's closes over its traded span.
-pub(crate) struct Prefix {
-    hi: Vec<f64>,
-    lo: Vec<f64>,
-}
-
-impl Prefix {
-    /// `closes` is the asset's traded span `first_bar..end_bar`.
-    pub(crate) fn new(closes: &[f64]) -> Prefix {
-        let mut hi = Vec::with_capacity(closes.len() + 1);
-        let mut lo = Vec::with_capacity(closes.len() + 1);
-        let (mut h, mut l) = (0.0_f64, 0.0_f64);
-        hi.push(h);
-        lo.push(l);
-        for &c in closes {
-            let (s, e) = two_sum(h, c);
-            h = s;
-            l += e;
-            hi.push(h);
-            lo.push(l);
-        }
-        Prefix { hi, lo }
+/// Writes `SMA_w` for every bar of an asset's traded span `closes` into `out`; bars with
+/// fewer than `w` closes get NaN, which no comparison accepts, so they never signal.
+///
+/// Two double-double running sums advance together: the lead `S(t+1)` and the lag
+/// `S(t+1−w)`, `w` closes behind. The lag performs exactly the operations the lead performed
+/// `w` bars earlier, so it holds the same bits a stored prefix array would, without storing
+/// one (on minute bars that array was 55 MB per worker, mostly page faults to build).
+pub(crate) fn sma_column(closes: &[f64], w: usize, out: &mut [f64]) {
+    debug_assert_eq!(closes.len(), out.len());
+    let warm = (w - 1).min(out.len());
+    let (mut ha, mut la) = (0.0_f64, 0.0_f64);
+    for (o, &c) in out[..warm].iter_mut().zip(&closes[..warm]) {
+        let (s, e) = two_sum(ha, c);
+        (ha, la) = (s, la + e);
+        *o = f64::NAN;
     }
-
-    fn bytes(&self) -> usize {
-        (self.hi.len() + self.lo.len()) * size_of::<f64>()
-    }
-
-    /// Writes `SMA_w` at span-relative bars `from..from + out.len()`; bars with fewer than
-    /// `w` closes get NaN, which no comparison accepts, so they never signal.
-    pub(crate) fn sma_into(&self, w: usize, from: usize, out: &mut [f64]) {
-        // Bars with fewer than `w` closes come first; splitting them off leaves a branch-free
-        // loop that vectorises.
-        let warm = (w - 1).saturating_sub(from).min(out.len());
-        let (nan, full) = out.split_at_mut(warm);
-        nan.fill(f64::NAN);
-        let t0 = from + warm;
-        let n = full.len();
-        if n == 0 {
-            return;
+    let (mut hb, mut lb) = (0.0_f64, 0.0_f64);
+    let wf = w as f64;
+    for t in warm..out.len() {
+        let (s, e) = two_sum(ha, closes[t]);
+        (ha, la) = (s, la + e);
+        if t >= w {
+            let (s, e) = two_sum(hb, closes[t - w]);
+            (hb, lb) = (s, lb + e);
         }
-        kernels::window_means(
-            &self.hi[t0 + 1..t0 + 1 + n],
-            &self.hi[t0 + 1 - w..t0 + 1 - w + n],
-            &self.lo[t0 + 1..t0 + 1 + n],
-            &self.lo[t0 + 1 - w..t0 + 1 - w + n],
-            w as f64,
-            full,
-        );
+        let (d, e) = two_sum(ha, -hb);
+        out[t] = (d + (e + (la - lb))) / wf;
     }
 }
 
@@ -83,14 +59,13 @@ struct Slot {
     last_used: u64,
 }
 
-/// Per-worker cache of SMA arrays keyed by (asset, window), plus each asset's prefix sums.
+/// Per-worker cache of SMA arrays keyed by (asset, window).
 ///
 /// An SMA array covers the asset's whole traded span, so one entry serves every session
 /// range and budget (see the module docs for why the values cannot depend on them).
 /// Capacity is in bytes of SMA data; the least recently used entries not needed by the
 /// current backtest are evicted first. Eviction changes speed only, never results.
 pub(crate) struct SmaCache {
-    prefixes: Vec<Option<Prefix>>,
     map: HashMap<(usize, usize), usize>,
     slots: Vec<Slot>,
     free: Vec<usize>,
@@ -100,16 +75,8 @@ pub(crate) struct SmaCache {
 }
 
 impl SmaCache {
-    pub(crate) fn new(n_assets: usize, capacity: usize) -> SmaCache {
-        SmaCache {
-            prefixes: (0..n_assets).map(|_| None).collect(),
-            map: HashMap::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            bytes: 0,
-            capacity,
-            tick: 0,
-        }
+    pub(crate) fn new(capacity: usize) -> SmaCache {
+        SmaCache { map: HashMap::new(), slots: Vec::new(), free: Vec::new(), bytes: 0, capacity, tick: 0 }
     }
 
     /// Starts a backtest: entries touched from now on are pinned until the next `begin`.
@@ -117,9 +84,9 @@ impl SmaCache {
         self.tick += 1;
     }
 
-    /// Bytes held by SMA arrays and prefix sums.
+    /// Bytes held by SMA arrays.
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes + self.prefixes.iter().flatten().map(Prefix::bytes).sum::<usize>()
+        self.bytes
     }
 
     /// The slot holding `SMA_w` over `closes` (the asset's traded span), computing it on a
@@ -132,9 +99,8 @@ impl SmaCache {
         }
         let need = size_of_val(closes);
         while self.bytes + need > self.capacity && self.evict_one() {}
-        let prefix = self.prefixes[asset].get_or_insert_with(|| Prefix::new(closes));
         let mut data = vec![0.0; closes.len()];
-        prefix.sma_into(w, 0, &mut data);
+        sma_column(closes, w, &mut data);
         self.bytes += need;
         let slot = Slot { key: (asset, w), data, last_used: tick };
         let idx = match self.free.pop() {
