@@ -6,6 +6,24 @@
 //! contracts `a*b + c` into an FMA. AVX only lets each instruction do four lanes instead of
 //! two, which matters most for the divisions.
 
+#[cfg(test)]
+thread_local! {
+    /// Unit tests set this to run the baseline copies on an AVX machine.
+    static FORCE_BASELINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether to take the AVX copies: the CPU has AVX (and, in unit tests, the baseline is not
+/// forced).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn use_avx() -> bool {
+    #[cfg(test)]
+    if FORCE_BASELINE.with(|f| f.get()) {
+        return false;
+    }
+    std::arch::is_x86_feature_detected!("avx")
+}
+
 /// Runs `$body` through an AVX-compiled copy when the CPU has AVX.
 macro_rules! dispatch {
     ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
@@ -21,7 +39,7 @@ macro_rules! dispatch {
                 fn avx($($arg: $ty),*) -> $ret {
                     generic($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx") {
+                if use_avx() {
                     // SAFETY: the CPU supports AVX, checked just above.
                     return unsafe { avx($($arg),*) };
                 }
@@ -90,7 +108,7 @@ dispatch! {
 pub(crate) fn crossover_masks(s: &[f64], l: &[f64], kup: f64, kdn: f64, to_long: &mut [u64], to_flat: &mut [u64]) {
     assert!(s.len() == l.len() && to_long.len() * 64 >= s.len() && to_flat.len() * 64 >= s.len());
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
+    if use_avx() {
         // SAFETY: the CPU supports AVX, checked just above.
         unsafe { crossover_masks_avx(s, l, kup, kdn, to_long, to_flat) };
         return;
@@ -157,6 +175,52 @@ fn crossover_masks_avx(s: &[f64], l: &[f64], kup: f64, kdn: f64, to_long: &mut [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn xorshift(mut x: u64) -> impl FnMut() -> f64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    fn baseline<T>(f: impl FnOnce() -> T) -> T {
+        FORCE_BASELINE.with(|b| b.set(true));
+        let out = f();
+        FORCE_BASELINE.with(|b| b.set(false));
+        out
+    }
+
+    fn bits(x: &[f64]) -> Vec<u64> {
+        x.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// Every dispatched loop gives the same bits on the baseline and the AVX path.
+    #[test]
+    fn baseline_and_avx_paths_agree_to_the_bit() {
+        let mut rnd = xorshift(0x9e37_79b9_7f4a_7c15);
+        for len in [1_usize, 2, 5, 8, 63, 64, 65, 1000, 2049] {
+            let eq: Vec<f64> = (0..len).map(|_| 0.5 + rnd()).collect();
+            let (mut ra, mut rb) = (vec![0.0; len], vec![0.0; len]);
+            returns_into(1.0, &eq, &mut ra);
+            baseline(|| returns_into(1.0, &eq, &mut rb));
+            assert_eq!(bits(&ra), bits(&rb), "returns, len {len}");
+            let (sa, da) = sum_and_downside(&ra);
+            let (sb, db) = baseline(|| sum_and_downside(&ra));
+            assert_eq!((bits(&sa), bits(&da)), (bits(&sb), bits(&db)), "sums, len {len}");
+            let qa = squared_deviations(&ra, 0.01);
+            let qb = baseline(|| squared_deviations(&ra, 0.01));
+            assert_eq!(bits(&qa), bits(&qb), "squares, len {len}");
+            let s: Vec<f64> = (0..len).map(|_| 100.0 + rnd()).collect();
+            let l: Vec<f64> = (0..len).map(|_| 100.0 + rnd()).collect();
+            let words = len.div_ceil(64);
+            let (mut a1, mut a2, mut b1, mut b2) = (vec![0; words], vec![0; words], vec![0; words], vec![0; words]);
+            crossover_masks(&s, &l, 1.002, 0.998, &mut a1, &mut a2);
+            baseline(|| crossover_masks(&s, &l, 1.002, 0.998, &mut b1, &mut b2));
+            assert_eq!((a1, a2), (b1, b2), "masks, len {len}");
+        }
+    }
 
     /// The intrinsics path must give exactly the scalar bits, NaN and ties included.
     #[test]
