@@ -2,7 +2,8 @@
 //! AVX, chosen at run time.
 //!
 //! Both versions give bit-identical results: they use only IEEE add, mul, div and min,
-//! which round the same at any vector width, in the same fixed lane order, and Rust never
+//! which round the same at any vector width, in the same fixed lane order (min and max are
+//! written as compares, which are exact), and Rust never
 //! contracts `a*b + c` into an FMA. AVX only lets each instruction do four lanes instead of
 //! two, which matters most for the divisions.
 
@@ -61,19 +62,28 @@ dispatch! {
     }
 }
 
+/// Lanes per sum. Element `i` goes to lane `i mod LANES`; see [`combine`] for the order in
+/// which lanes meet. Eight lanes are two AVX vectors, so the two add chains overlap.
+pub(crate) const LANES: usize = 8;
+
+/// Combines lane sums in a fixed tree order.
+pub(crate) fn combine(l: [f64; LANES]) -> f64 {
+    ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
+}
+
 dispatch! {
-    /// Four-lane sums of `r` and of `min(r, 0)²`; element `i` goes to lane `i mod 4`.
-    fn sum_and_downside(returns: &[f64]) -> ([f64; 4], [f64; 4]) {
-        let (mut sum, mut down) = ([0.0_f64; 4], [0.0_f64; 4]);
-        let mut quads = returns.chunks_exact(4);
-        for q in &mut quads {
-            for j in 0..4 {
+    /// Lane sums of `r` and of `min(r, 0)²`.
+    fn sum_and_downside(returns: &[f64]) -> ([f64; LANES], [f64; LANES]) {
+        let (mut sum, mut down) = ([0.0_f64; LANES], [0.0_f64; LANES]);
+        let mut blocks = returns.chunks_exact(LANES);
+        for q in &mut blocks {
+            for j in 0..LANES {
                 sum[j] += q[j];
                 let neg = if q[j] < 0.0 { q[j] } else { 0.0 };
                 down[j] += neg * neg;
             }
         }
-        for (j, &r) in quads.remainder().iter().enumerate() {
+        for (j, &r) in blocks.remainder().iter().enumerate() {
             sum[j] += r;
             let neg = if r < 0.0 { r } else { 0.0 };
             down[j] += neg * neg;
@@ -83,20 +93,59 @@ dispatch! {
 }
 
 dispatch! {
-    /// Four-lane sums of `(r − mean)²`; element `i` goes to lane `i mod 4`.
-    fn squared_deviations(returns: &[f64], mean: f64) -> [f64; 4] {
-        let mut ss = [0.0_f64; 4];
-        let mut quads = returns.chunks_exact(4);
-        for q in &mut quads {
-            for j in 0..4 {
+    /// Lane sums of `(r − mean)²`.
+    fn squared_deviations(returns: &[f64], mean: f64) -> [f64; LANES] {
+        let mut ss = [0.0_f64; LANES];
+        let mut blocks = returns.chunks_exact(LANES);
+        for q in &mut blocks {
+            for j in 0..LANES {
                 let d = q[j] - mean;
                 ss[j] += d * d;
             }
         }
-        for (j, &r) in quads.remainder().iter().enumerate() {
+        for (j, &r) in blocks.remainder().iter().enumerate() {
             ss[j] += (r - mean) * (r - mean);
         }
         ss
+    }
+}
+
+dispatch! {
+    /// Advances the drawdown state `(peak, trough, min_ratio)` over `equity` (see
+    /// `metrics`): blocks of 8 bars that set no new peak reduce with a min tree.
+    fn drawdown(equity: &[f64], peak: f64, trough: f64, min_ratio: f64) -> (f64, f64, f64) {
+        #[inline(always)]
+        fn min2(a: f64, b: f64) -> f64 {
+            if a < b { a } else { b }
+        }
+        #[inline(always)]
+        fn max2(a: f64, b: f64) -> f64 {
+            if a > b { a } else { b }
+        }
+        let (mut peak, mut trough, mut min_ratio) = (peak, trough, min_ratio);
+        let mut serial = |block: &[f64], peak: &mut f64, trough: &mut f64| {
+            for &e in block {
+                if e > *peak {
+                    min_ratio = min2(min_ratio, *trough / *peak);
+                    *peak = e;
+                    *trough = e;
+                } else {
+                    *trough = min2(*trough, e);
+                }
+            }
+        };
+        let mut blocks = equity.chunks_exact(8);
+        for b in &mut blocks {
+            let hi = max2(max2(max2(b[0], b[1]), max2(b[2], b[3])), max2(max2(b[4], b[5]), max2(b[6], b[7])));
+            if hi > peak {
+                serial(b, &mut peak, &mut trough);
+            } else {
+                let lo = min2(min2(min2(b[0], b[1]), min2(b[2], b[3])), min2(min2(b[4], b[5]), min2(b[6], b[7])));
+                trough = min2(trough, lo);
+            }
+        }
+        serial(blocks.remainder(), &mut peak, &mut trough);
+        (peak, trough, min_ratio)
     }
 }
 
@@ -212,6 +261,9 @@ mod tests {
             let qa = squared_deviations(&ra, 0.01);
             let qb = baseline(|| squared_deviations(&ra, 0.01));
             assert_eq!(bits(&qa), bits(&qb), "squares, len {len}");
+            let wa = drawdown(&eq, 1.0, f64::INFINITY, 1.0);
+            let wb = baseline(|| drawdown(&eq, 1.0, f64::INFINITY, 1.0));
+            assert_eq!(bits(&[wa.0, wa.1, wa.2]), bits(&[wb.0, wb.1, wb.2]), "drawdown, len {len}");
             let s: Vec<f64> = (0..len).map(|_| 100.0 + rnd()).collect();
             let l: Vec<f64> = (0..len).map(|_| 100.0 + rnd()).collect();
             let words = len.div_ceil(64);

@@ -32,9 +32,11 @@ pub struct Metrics {
 ///
 /// Returns are kept (in a reused buffer) because the standard deviation uses the exact
 /// two-pass formula, which is deterministic and free of the cancellation that
-/// `Σr² − n·mean²` suffers. Sums run in four fixed lanes (element `i` goes to lane
-/// `i mod 4`, lanes combined as `(l0+l1)+(l2+l3)`): a fixed order, so still deterministic to
-/// the bit, and it lets the compiler use SIMD instead of one long dependency chain.
+/// `Σr² − n·mean²` suffers. Sums run in eight fixed lanes (`kernels::LANES`, combined by
+/// `kernels::combine`): a fixed order, so still deterministic to the bit, and it lets the
+/// compiler use SIMD instead of one long dependency chain. The drawdown needs no division
+/// per bar: while the peak is unchanged, min_t fl(E_t/peak) = fl(min_t E_t / peak) because
+/// rounding is monotone, so only the trough of each peak-to-peak segment is divided.
 pub(crate) struct MetricsAcc {
     prev: f64,
     peak: f64,
@@ -55,7 +57,7 @@ impl MetricsAcc {
         // Division by the previous value has no loop-carried dependency: it vectorises.
         kernels::returns_into(self.prev, equity, r_out);
         self.prev = last;
-        (self.peak, self.trough, self.min_ratio) = drawdown(equity, self.peak, self.trough, self.min_ratio);
+        (self.peak, self.trough, self.min_ratio) = kernels::drawdown(equity, self.peak, self.trough, self.min_ratio);
     }
 
     /// Finishes with all returns of W (as written by `push`).
@@ -64,7 +66,7 @@ impl MetricsAcc {
         let nf = n as f64;
         let final_equity = self.prev;
         let (sum, down) = kernels::sum_and_downside(returns);
-        let mean = lanes(sum) / nf;
+        let mean = kernels::combine(sum) / nf;
         let ann = periods_per_year.sqrt();
         // All-equal returns have zero variance by definition; testing that exactly avoids a
         // huge sharpe from the rounding noise of `r − mean`. It usually stops at index 1.
@@ -73,10 +75,10 @@ impl MetricsAcc {
             0.0
         } else {
             let ss = kernels::squared_deviations(returns, mean);
-            let sd = (lanes(ss) / (nf - 1.0)).sqrt();
+            let sd = (kernels::combine(ss) / (nf - 1.0)).sqrt();
             if sd > 0.0 { mean / sd * ann } else { 0.0 }
         };
-        let dd = (lanes(down) / nf).sqrt();
+        let dd = (kernels::combine(down) / nf).sqrt();
         let sortino = if dd > 0.0 { mean / dd * ann } else { 0.0 };
         // min_t(x_t − 1) = min_t(x_t) − 1 exactly, because rounding is monotone.
         let min_ratio = min2(self.min_ratio, self.trough / self.peak);
@@ -99,51 +101,8 @@ impl MetricsAcc {
     }
 }
 
-fn lanes(l: [f64; 4]) -> f64 {
-    (l[0] + l[1]) + (l[2] + l[3])
-}
-
 /// `min` without NaN handling (no NaN reaches here), which compiles to one `minsd`/`minpd`.
 #[inline(always)]
 fn min2(a: f64, b: f64) -> f64 {
     if a < b { a } else { b }
-}
-
-#[inline(always)]
-fn max2(a: f64, b: f64) -> f64 {
-    if a > b { a } else { b }
-}
-
-/// Advances the drawdown state `(peak, trough, min_ratio)` over `equity`.
-///
-/// No division per bar: while the peak is unchanged, min_t fl(E_t/peak) equals
-/// fl(min_t E_t / peak) because rounding is monotone, so only the trough of each
-/// peak-to-peak segment is divided. Blocks of 8 bars that set no new peak (the common case)
-/// reduce with a min tree instead of a serial chain through the trough.
-#[inline(never)]
-fn drawdown(equity: &[f64], peak: f64, trough: f64, min_ratio: f64) -> (f64, f64, f64) {
-    let (mut peak, mut trough, mut min_ratio) = (peak, trough, min_ratio);
-    let mut serial = |block: &[f64], peak: &mut f64, trough: &mut f64| {
-        for &e in block {
-            if e > *peak {
-                min_ratio = min2(min_ratio, *trough / *peak);
-                *peak = e;
-                *trough = e;
-            } else {
-                *trough = min2(*trough, e);
-            }
-        }
-    };
-    let mut blocks = equity.chunks_exact(8);
-    for b in &mut blocks {
-        let hi = max2(max2(max2(b[0], b[1]), max2(b[2], b[3])), max2(max2(b[4], b[5]), max2(b[6], b[7])));
-        if hi > peak {
-            serial(b, &mut peak, &mut trough);
-        } else {
-            let lo = min2(min2(min2(b[0], b[1]), min2(b[2], b[3])), min2(min2(b[4], b[5]), min2(b[6], b[7])));
-            trough = min2(trough, lo);
-        }
-    }
-    serial(blocks.remainder(), &mut peak, &mut trough);
-    (peak, trough, min_ratio)
 }
