@@ -151,10 +151,12 @@ fn speedup_coverage(seed: u64, trials: usize, n: usize, base_mean: f64, cand_mea
 
 #[test]
 fn speedup_ci_covers_95_percent() {
-    // 2000 trials: the binomial sd of the coverage is 0.5 points, so 93–97% is a 4-sd window
-    // around the nominal 95%, and the fixed seed makes the outcome reproducible anyway.
-    for (seed, n, cv) in [(1, 10, 0.03), (2, 10, 0.10), (3, 20, 0.05)] {
-        let cov = speedup_coverage(seed, 2000, n, 1.0, 0.85, cv);
+    // 4000 trials: the binomial sd of the coverage is 0.34 points, so 93–97% is a 6-sd window
+    // around the nominal 95%, and the fixed seed makes the outcome reproducible anyway. (With
+    // 40,000 trials per case the coverage is 94.9–95.7%, up to a coefficient of variation of
+    // 30%.)
+    for (seed, n, cv) in [(1, 10, 0.03), (2, 10, 0.10), (3, 20, 0.05), (4, 10, 0.30)] {
+        let cov = speedup_coverage(seed, 4000, n, 1.0, 0.85, cv);
         assert!((0.93..=0.97).contains(&cov), "n = {n}, cv = {cv}: coverage {cov}");
     }
 }
