@@ -10,6 +10,7 @@
 //!   multiplicatively, which is what cumulative tracking needs (see [`crate::decide`]).
 //! - The speed-up's CI is built on the log of the ratio of means with the delta method and
 //!   Welch–Satterthwaite degrees of freedom; see [`speedup`] for why.
+//! - [`rank_among`] places a search's best score among a grid's, for the BOHB scenarios.
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
@@ -253,4 +254,34 @@ pub fn compare(baseline: &[f64], candidate: &[f64], paired_runs: bool) -> Result
         welch: welch(baseline, candidate)?,
         paired: if paired_runs { Some(paired(baseline, candidate)?) } else { None },
     })
+}
+
+/// Where a score stands among all the scores of a space (higher is better), e.g. BOHB's best
+/// Sharpe among the exhaustive grid's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rank {
+    /// 1 for the best: one more than the number of scores strictly above.
+    pub rank: usize,
+    /// Number of (non-NaN) scores ranked against.
+    pub of: usize,
+    /// Percentile rank: the percentage of scores at or below this one (100 at the optimum);
+    /// NaN when there are no scores.
+    pub percentile: f64,
+}
+
+/// The rank of `value` among `scores`, higher being better. NaN scores (failed evaluations)
+/// are left out, so that a crash never counts as being beaten.
+pub fn rank_among(scores: &[f64], value: f64) -> Rank {
+    let valid = scores.iter().filter(|s| !s.is_nan());
+    let (mut above, mut at_or_below) = (0, 0);
+    for s in valid {
+        if *s > value {
+            above += 1;
+        } else {
+            at_or_below += 1;
+        }
+    }
+    let of = above + at_or_below;
+    let percentile = if of == 0 { f64::NAN } else { 100.0 * at_or_below as f64 / of as f64 };
+    Rank { rank: above + 1, of, percentile }
 }

@@ -188,3 +188,15 @@ fn welch_false_positive_rate_is_alpha() {
     let rate = hits as f64 / 2000.0;
     assert!((0.03..=0.07).contains(&rate), "false-positive rate {rate}");
 }
+
+#[test]
+fn rank_among_a_grid() {
+    let grid = [0.5, 1.0, f64::NAN, 2.0, 1.5, 1.0];
+    let r = stats::rank_among(&grid, 2.0);
+    assert_eq!((r.rank, r.of, r.percentile), (1, 5, 100.0));
+    let r = stats::rank_among(&grid, 1.0);
+    assert_eq!((r.rank, r.of, r.percentile), (3, 5, 60.0));
+    let r = stats::rank_among(&grid, 0.0);
+    assert_eq!((r.rank, r.of, r.percentile), (6, 5, 0.0));
+    assert!(stats::rank_among(&[], 1.0).percentile.is_nan());
+}
