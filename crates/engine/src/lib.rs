@@ -14,6 +14,24 @@
 //! Main types: [`Strategy`] (with [`MaCrossover`] and [`Momentum`]), [`RunOptions`],
 //! [`Backtester`] (per-worker cache and buffers), [`Metrics`] and [`Error`].
 //!
+//! Choices the contract leaves open, made here once:
+//! - SMA: window sums from double-double running sums anchored at the asset's first bar
+//!   (module `sma`), accurate to about one ulp, so near-tie crossovers do not depend on how
+//!   far into the data a bar lies; NaN before a full window, which never signals.
+//! - Momentum (daily markets only): a position bought at the open of session `e` has been
+//!   held `t − e + 1` sessions at the close of `t`; `lookback_period ≥ 2` because volatility
+//!   needs two returns; with risk parity a zero-volatility member takes the limit weight
+//!   (zero-vol members share everything); a decision on W's last close is skipped because
+//!   its fill would fall outside W; a scaled-down buy round leaves cash at exactly 0.
+//! - Metrics: sums run in eight fixed lanes; sharpe is 0 when all returns are equal or
+//!   there is only one; calmar may be infinite for a very short window.
+//!
+//! Speed: the MA kernel turns decisions into bitmasks and walks from one position change to
+//! the next; metrics avoid per-bar division in the drawdown. The vectorisable loops have
+//! AVX copies chosen at run time (module `kernels`, the only `unsafe` apart from a prefetch
+//! hint); they give the same bits as the baseline copies, which a unit test checks. See
+//! `BENCHMARKS.md` for figures.
+//!
 //! ```
 //! use engine::{AssetSeries, Market, RunOptions, Strategy};
 //!

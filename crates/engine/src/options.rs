@@ -31,7 +31,9 @@ impl RunOptions {
     /// Checked constructor.
     ///
     /// - `budget ∈ (0, 1]`: evaluate the last `ceil(budget · T)` sessions of the range.
-    /// - `sessions`: session indices `start..end`, `None` for all; must be non-empty.
+    /// - `sessions`: session indices `start..end`, `None` for all; must be non-empty. The
+    ///   range bounds W only: indicators still warm up on bars before `start`, so a lower
+    ///   budget is exactly the full-budget run over its last `ceil(b·T)` sessions.
     /// - `fee ∈ [0, 1)`: a rate on traded notional.
     pub fn new_checked(budget: f64, sessions: Option<Range<usize>>, fee: f64) -> Result<Self, Error> {
         let opts = RunOptions { budget, sessions, fee };
