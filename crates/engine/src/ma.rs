@@ -58,7 +58,8 @@ pub(crate) fn run(
         let span = &a.close[a.first_bar..a.end_bar];
         let short = cache.ensure(i, p.short_window, span);
         let long = cache.ensure(i, p.long_window, span);
-        let decide_from = a.first_bar + p.short_window.max(p.long_window) - 1;
+        // Saturating: absurd windows (up to usize::MAX when built by hand) just never signal.
+        let decide_from = a.first_bar.saturating_add(p.short_window.max(p.long_window) - 1);
         let mut pending = false;
         // The target in force when W opens is the last decisive signal before it. Scanning
         // back to it gives the same state as running the hysteresis forward from the first

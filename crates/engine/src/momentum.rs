@@ -110,7 +110,7 @@ fn decide(market: &Market<'_>, order: &[usize], p: &Momentum, t: usize, s: &mut 
     s.candidates.clear();
     for (k, &i) in order.iter().enumerate() {
         let a = &market.assets[i];
-        let ok = t >= a.first_bar + lb && t < a.end_bar;
+        let ok = t >= a.first_bar.saturating_add(lb) && t < a.end_bar;
         s.eligible[k] = ok;
         s.in_set[k] = false;
         s.target[k] = 0.0;
