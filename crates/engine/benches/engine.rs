@@ -8,6 +8,8 @@
 //!   minute-bar market (1,258 sessions × 390), warm and cold, next to `stream_read`, a plain
 //!   read of the same bytes a warm backtest touches (open, close and two SMAs per asset):
 //!   the memory-bandwidth bound.
+//! - `momentum_universe`: one momentum backtest (defaults, lookbacks cycling 20/60/100) on a
+//!   synthetic 100-asset × 2,520-session daily universe, on one warm `Backtester`.
 //!
 //! Every benchmark runs twice: `wall/…` with criterion's wall clock, and `cpu/…` with this
 //! thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), which stays meaningful on a shared,
@@ -20,7 +22,7 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use engine::{AssetSeries, Backtester, MaCrossover, Market, RunOptions, Strategy};
+use engine::{AssetSeries, Backtester, MaCrossover, Market, Momentum, RunOptions, Strategy};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
@@ -166,14 +168,40 @@ fn ma_minute_mag7<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
     g.finish();
 }
 
+fn momentum_universe<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
+    const SESSIONS: usize = 2520;
+    let mut rng = ChaCha12Rng::seed_from_u64(9);
+    let cols: Vec<Columns> = (0..100).map(|_| walk(&mut rng, SESSIONS, 0.02)).collect();
+    let bounds: Vec<usize> = (0..=SESSIONS).collect();
+    let m = market(&cols, &bounds, 252.0);
+    let grid: Vec<Strategy> = [20, 60, 100]
+        .map(|lookback_period| Strategy::Momentum(Momentum { lookback_period, ..Momentum::default() }))
+        .to_vec();
+    let opts = RunOptions::default();
+    let mut g = c.benchmark_group(format!("{clock}/momentum_universe"));
+    g.sample_size(30);
+    g.throughput(Throughput::Elements((100 * SESSIONS) as u64));
+    let mut warm = Backtester::new(&m).unwrap();
+    let mut i = 0;
+    g.bench_function("warm_100x2520", |b| {
+        b.iter(|| {
+            i = (i + 1) % grid.len();
+            black_box(warm.run(&grid[i], &opts).unwrap())
+        })
+    });
+    g.finish();
+}
+
 fn wall(c: &mut Criterion) {
     ma_sweep_daily(c, "wall");
     ma_minute_mag7(c, "wall");
+    momentum_universe(c, "wall");
 }
 
 fn cpu(c: &mut Criterion<CpuTime>) {
     ma_sweep_daily(c, "cpu");
     ma_minute_mag7(c, "cpu");
+    momentum_universe(c, "cpu");
 }
 
 criterion_group!(wall_clock, wall);

@@ -22,6 +22,8 @@ pub(crate) struct MomScratch {
     eligible: Vec<bool>,
     in_set: Vec<bool>,
     candidates: Vec<usize>,
+    /// Positions with shares, in sid order.
+    held: Vec<usize>,
     equity: Vec<f64>,
     /// Score and volatility per lookback, indexed `position · n_bars + bar`.
     tables: HashMap<usize, Table>,
@@ -67,6 +69,7 @@ pub(crate) fn run(
     s.eligible.resize(n, false);
     s.in_set.clear();
     s.in_set.resize(n, false);
+    s.held.clear();
 
     let (w0, w1) = (win.bars.start, win.bars.end);
     let mut cash = 1.0_f64;
@@ -77,13 +80,15 @@ pub(crate) fn run(
         if pending {
             trades += fill(market, order, fee, t, &mut cash, s);
             pending = false;
+            s.held.clear();
+            s.held.extend((0..n).filter(|&k| s.shares[k] > 0.0));
         }
+        // Only held assets contribute; `held` is in sid order, so this is the same sum, in
+        // the same order, as skipping the zero positions of all assets.
         let mut e = cash;
-        for (k, &q) in s.shares.iter().enumerate() {
-            if q > 0.0 {
-                let a = &market.assets[order[k]];
-                e += q * a.close[t.min(a.end_bar - 1)];
-            }
+        for &k in &s.held {
+            let a = &market.assets[order[k]];
+            e += s.shares[k] * a.close[t.min(a.end_bar - 1)];
         }
         s.equity.push(e);
         // A decision on W's last close could only fill outside W, so it is skipped.
@@ -108,6 +113,13 @@ fn decide(market: &Market<'_>, order: &[usize], p: &Momentum, t: usize, s: &mut 
     let lb = p.lookback_period;
     let ann = 252.0_f64.sqrt();
     s.candidates.clear();
+    // Score and volatility depend only on (asset, lookback, bar), so a sweep computes each
+    // once per worker; NaN marks "not yet computed" (real values are finite).
+    let n_bars = market.n_bars();
+    let table = s.tables.entry(lb).or_insert_with(|| {
+        let cells = order.len() * n_bars;
+        Table { score: vec![f64::NAN; cells], vol: vec![f64::NAN; cells] }
+    });
     for (k, &i) in order.iter().enumerate() {
         let a = &market.assets[i];
         let ok = t >= a.first_bar.saturating_add(lb) && t < a.end_bar;
@@ -117,13 +129,6 @@ fn decide(market: &Market<'_>, order: &[usize], p: &Momentum, t: usize, s: &mut 
         if !ok {
             continue;
         }
-        // Score and volatility depend only on (asset, lookback, bar), so a sweep computes each
-        // once per worker; NaN marks "not yet computed" (real values are finite).
-        let n_bars = a.close.len();
-        let table = s.tables.entry(lb).or_insert_with(|| {
-            let cells = order.len() * n_bars;
-            Table { score: vec![f64::NAN; cells], vol: vec![f64::NAN; cells] }
-        });
         let cell = k * n_bars + t;
         if table.vol[cell].is_nan() {
             let c = &a.close[t - lb..=t];
@@ -140,8 +145,14 @@ fn decide(market: &Market<'_>, order: &[usize], p: &Momentum, t: usize, s: &mut 
     }
     // Highest score first; ties go to the lower sid, which is the lower position `k`.
     let score = &s.score;
-    s.candidates.sort_unstable_by(|&x, &y| score[y].total_cmp(&score[x]).then(x.cmp(&y)));
-    for &k in s.candidates.iter().take(p.top_n_assets) {
+    // Only membership matters, so a selection (O(n)) suffices: the comparator is a total
+    // order with unique keys, so the first `top` elements are the same set however the
+    // selection proceeds.
+    let top = p.top_n_assets.min(s.candidates.len());
+    if top > 0 && top < s.candidates.len() {
+        s.candidates.select_nth_unstable_by(top - 1, |&x, &y| score[y].total_cmp(&score[x]).then(x.cmp(&y)));
+    }
+    for &k in &s.candidates[..top] {
         s.in_set[k] = true;
     }
     // Young positions stay in the target set; one bought at the open of bar e has been held
