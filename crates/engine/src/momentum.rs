@@ -25,7 +25,8 @@ pub(crate) struct MomScratch {
     /// Positions with shares, in sid order.
     held: Vec<usize>,
     equity: Vec<f64>,
-    /// Score and volatility per lookback, indexed `position · n_bars + bar`.
+    /// Score and volatility per lookback, indexed `bar · n_assets + position`, so one
+    /// rebalance reads one contiguous row.
     tables: HashMap<usize, Table>,
 }
 
@@ -129,7 +130,7 @@ fn decide(market: &Market<'_>, order: &[usize], p: &Momentum, t: usize, s: &mut 
         if !ok {
             continue;
         }
-        let cell = k * n_bars + t;
+        let cell = t * order.len() + k;
         if table.vol[cell].is_nan() {
             let c = &a.close[t - lb..=t];
             table.score[cell] = c[lb] / c[0] - 1.0;
