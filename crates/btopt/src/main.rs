@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod backtest_cmd;
 mod bundle_cmd;
+mod optimize_cmd;
 
 /// Heavy strategy-parameter optimization over market-data bundles.
 #[derive(Parser, Debug)]
@@ -27,6 +28,8 @@ enum Command {
     Bundle(BundleCommand),
     /// Run one backtest.
     Backtest(BacktestArgs),
+    /// Search a parameter space with backtests on a worker pool.
+    Optimize(Box<optimize_cmd::OptimizeArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -157,6 +160,9 @@ struct GenerateArgs {
 }
 
 fn main() -> ExitCode {
+    // A spawned pool worker runs here and exits; this must come before anything starts a
+    // thread, and before argument parsing (a worker's command line is not ours).
+    pool::worker_main_if_requested(&runner::registry());
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -188,6 +194,7 @@ fn one_line(e: &anyhow::Error) -> String {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Backtest(a) => backtest_cmd::run(&a),
+        Command::Optimize(a) => optimize_cmd::run(&a),
         Command::Bundle(cmd) => match cmd {
             BundleCommand::Generate(a) => {
                 let preset = match a.preset {

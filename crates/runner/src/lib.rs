@@ -7,7 +7,10 @@
 //! - [`market_of`] views a loaded [`bundle::Bundle`] as an [`engine::Market`];
 //! - [`Engine`] owns a bundle (through `Arc`) together with a per-worker
 //!   [`engine::Backtester`], so a worker keeps its SMA cache for its whole life;
-//! - [`BacktestTask`] is the unit of work that crosses the process boundary.
+//! - [`BacktestTask`] is the unit of work that crosses the process boundary;
+//! - [`BacktestWorker`] runs [`Job`]s in a [`pool::Pool`], and [`build_pool`] builds one on any
+//!   backend ([`PoolKind`]), with the bundle inherited, reopened, loaded or mapped;
+//! - [`PoolEvaluator`] is the optimizer's [`optimize::Evaluator`] over such a pool.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,6 +20,12 @@
 //! let metrics = engine.run(&strategy, &engine::RunOptions::default())?;
 //! # let _ = metrics; Ok(()) }
 //! ```
+
+mod evaluator;
+mod worker;
+
+pub use evaluator::{PoolEvaluator, metrics_map};
+pub use worker::{BacktestWorker, HandleMode, Job, JobOutput, PoolKind, SpawnInit, SpawnLoad, build_pool, registry};
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -1,0 +1,228 @@
+//! The pool worker that runs backtests, and how each backend gets its bundle.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bundle::{Bundle, Handles};
+use engine::Metrics;
+use serde::{Deserialize, Serialize};
+
+use crate::{BacktestOutcome, BacktestTask, Engine};
+
+/// How a worker's SQLite handles come about (fork backend).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HandleMode {
+    /// Opened once in the parent before the fork; children use the inherited handles and never
+    /// close them (sound only with `immutable=1`, read-only, Linux or macOS: see
+    /// docs/ARCHITECTURE.md, "SQLite across fork").
+    Inherit,
+    /// Each child opens its own handles after the fork.
+    Reopen,
+}
+
+/// How a spawned worker gets its bundle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpawnLoad {
+    /// Read the SQLite files into private memory ("read-only extraction").
+    Load,
+    /// Map the bundle's columnar cache file read-only (shared page cache).
+    Mmap,
+}
+
+/// What a spawned worker is told: enough to build its state itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SpawnInit {
+    /// The bundle directory.
+    pub bundle_dir: PathBuf,
+    /// How to get the bundle into memory.
+    pub load: SpawnLoad,
+}
+
+/// One unit of work for a [`BacktestWorker`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Job {
+    /// Run a backtest.
+    Backtest(BacktestTask),
+    /// Read one asset's raw closes through the worker's SQLite handle (checks that handles
+    /// work from every worker, e.g. inherited ones from many children at once).
+    SqlCloses {
+        /// The asset.
+        sid: u32,
+    },
+    /// Do nothing and echo the value: measures the pool's round-trip overhead.
+    Echo(u64),
+}
+
+/// What a [`BacktestWorker`] returns for a [`Job`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum JobOutput {
+    /// A backtest's metrics.
+    Metrics(Metrics),
+    /// The engine or the SQLite handle refused the job; the message says why.
+    Invalid(String),
+    /// Raw closes read through SQLite.
+    Closes(Vec<f64>),
+    /// The echoed value.
+    Echo(u64),
+}
+
+/// A pool worker holding a loaded bundle, a backtester over it and (optionally) read-only
+/// SQLite handles on the bundle's files.
+pub struct BacktestWorker {
+    engine: Engine,
+    handles: Option<Handles>,
+    dir: PathBuf,
+}
+
+impl BacktestWorker {
+    /// A worker over an already loaded bundle. `handles` are opened here when `mode` is
+    /// [`HandleMode::Inherit`] (so that forked children inherit them) and left for
+    /// [`BacktestWorker::reopen_handles`] otherwise.
+    pub fn new(bundle: Arc<Bundle>, dir: &Path, mode: HandleMode) -> Result<BacktestWorker, String> {
+        let engine = Engine::new(bundle).map_err(|e| e.to_string())?;
+        let handles = match mode {
+            HandleMode::Inherit => Some(Handles::open(dir).map_err(|e| e.to_string())?),
+            HandleMode::Reopen => None,
+        };
+        Ok(BacktestWorker { engine, handles, dir: dir.to_path_buf() })
+    }
+
+    /// Opens this worker's own handles: the fork backend's per-child hook in reopen mode.
+    /// An inherited handle is never closed here; it is leaked on purpose (see [`HandleMode`]).
+    pub fn reopen_handles(&mut self) -> Result<(), String> {
+        let fresh = Handles::open(&self.dir).map_err(|e| e.to_string())?;
+        if let Some(old) = self.handles.replace(fresh) {
+            std::mem::forget(old);
+        }
+        Ok(())
+    }
+
+    /// Runs one job.
+    pub fn execute(&mut self, job: Job) -> JobOutput {
+        match job {
+            Job::Backtest(task) => match self.engine.execute(&task) {
+                BacktestOutcome::Done(m) => JobOutput::Metrics(m),
+                BacktestOutcome::Invalid(msg) => JobOutput::Invalid(msg),
+            },
+            Job::SqlCloses { sid } => match &self.handles {
+                Some(h) => h.raw_closes(sid).map_or_else(|e| JobOutput::Invalid(e.to_string()), JobOutput::Closes),
+                None => JobOutput::Invalid("this worker has no SQLite handles".into()),
+            },
+            Job::Echo(v) => JobOutput::Echo(v),
+        }
+    }
+}
+
+impl pool::Worker for BacktestWorker {
+    type Task = Job;
+    type Output = JobOutput;
+    fn run(&mut self, task: Job) -> JobOutput {
+        self.execute(task)
+    }
+}
+
+impl pool::SpawnWorker for BacktestWorker {
+    type Init = SpawnInit;
+    const NAME: &'static str = "btopt-backtest";
+    fn init(init: SpawnInit) -> Result<Self, String> {
+        let bundle = match init.load {
+            SpawnLoad::Load => Bundle::load(&init.bundle_dir),
+            SpawnLoad::Mmap => Bundle::open_mapped(&init.bundle_dir),
+        }
+        .map_err(|e| e.to_string())?;
+        let mut w = BacktestWorker::new(Arc::new(bundle), &init.bundle_dir, HandleMode::Reopen)?;
+        w.reopen_handles()?;
+        Ok(w)
+    }
+}
+
+/// The spawn registry every btopt binary passes to [`pool::worker_main_if_requested`].
+pub fn registry() -> pool::Registry {
+    pool::Registry::new().register::<BacktestWorker>()
+}
+
+/// Which backend, and how it gets the bundle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    /// Fork after loading, with inherited or reopened SQLite handles.
+    Fork(HandleMode),
+    /// A fresh fork pool per batch (the baseline for "persistent").
+    PerBatch,
+    /// Re-executed workers that load or map the bundle themselves.
+    Spawn(SpawnLoad),
+    /// In-process threads sharing the bundle through `Arc`.
+    Thread,
+}
+
+impl PoolKind {
+    /// A short name for reports: `fork-inherit`, `fork-reopen`, `per-batch`, `spawn-load`,
+    /// `spawn-mmap`, `thread`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolKind::Fork(HandleMode::Inherit) => "fork-inherit",
+            PoolKind::Fork(HandleMode::Reopen) => "fork-reopen",
+            PoolKind::PerBatch => "per-batch",
+            PoolKind::Spawn(SpawnLoad::Load) => "spawn-load",
+            PoolKind::Spawn(SpawnLoad::Mmap) => "spawn-mmap",
+            PoolKind::Thread => "thread",
+        }
+    }
+
+    /// The platform default: fork with inherited handles on unix, spawn (load) elsewhere.
+    pub fn platform_default() -> PoolKind {
+        if cfg!(unix) { PoolKind::Fork(HandleMode::Inherit) } else { PoolKind::Spawn(SpawnLoad::Load) }
+    }
+}
+
+/// Builds a pool of [`BacktestWorker`]s over the bundle at `dir`.
+///
+/// `bundle` is the parent's loaded copy: forked and thread workers share it; spawned ones
+/// build their own (and it is not needed for them). Fork kinds must be built while the
+/// process is single-threaded (see the pool crate).
+pub fn build_pool(
+    kind: PoolKind,
+    builder: pool::PoolBuilder,
+    bundle: &Arc<Bundle>,
+    dir: &Path,
+) -> Result<pool::Pool<BacktestWorker>, String> {
+    let fork_state = |mode| BacktestWorker::new(bundle.clone(), dir, mode);
+    match kind {
+        #[cfg(unix)]
+        PoolKind::Fork(HandleMode::Inherit) => {
+            builder.fork(fork_state(HandleMode::Inherit)?).map_err(|e| e.to_string())
+        }
+        #[cfg(unix)]
+        PoolKind::Fork(HandleMode::Reopen) => builder
+            .fork_with(fork_state(HandleMode::Reopen)?, BacktestWorker::reopen_handles)
+            .map_err(|e| e.to_string()),
+        #[cfg(unix)]
+        PoolKind::PerBatch => {
+            builder.per_batch(fork_state(HandleMode::Inherit)?, |_| Ok(())).map_err(|e| e.to_string())
+        }
+        #[cfg(not(unix))]
+        PoolKind::Fork(_) | PoolKind::PerBatch => Err("the fork backends need unix; use spawn or thread".into()),
+        PoolKind::Spawn(load) => {
+            if load == SpawnLoad::Mmap {
+                // Write the cache once here, not racily in every child.
+                bundle::cache::write_cache(bundle, dir).map_err(|e| e.to_string())?;
+            }
+            builder
+                .spawn::<BacktestWorker>(&SpawnInit { bundle_dir: dir.to_path_buf(), load })
+                .map_err(|e| e.to_string())
+        }
+        PoolKind::Thread => {
+            let bundle = bundle.clone();
+            let dir = dir.to_path_buf();
+            // Each thread builds its worker; do it once here first so that a failure is an
+            // error, not a panic in a worker thread (every thread sees the same bundle).
+            BacktestWorker::new(bundle.clone(), &dir, HandleMode::Reopen)?.reopen_handles()?;
+            builder
+                .thread(move || {
+                    let mut w = BacktestWorker::new(bundle.clone(), &dir, HandleMode::Reopen).expect("checked above");
+                    w.reopen_handles().expect("bundle handles opened above");
+                    w
+                })
+                .map_err(|e| e.to_string())
+        }
+    }
+}
