@@ -4,6 +4,7 @@
 mod cache;
 mod hand;
 mod momentum;
+mod momentum_reference;
 mod params;
 mod props;
 mod reference;
