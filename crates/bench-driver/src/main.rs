@@ -1,98 +1,380 @@
-//! bench-driver: btopt's main job.
+//! bench-driver: btopt's main job, the guidance's sequential evaluation.
 //!
-//! For now it prepares the benchmark bundles (mag-7 daily and minute, and the 100-asset
-//! universe), cached under a data directory and keyed by the generator's inputs and content
-//! hash, then measures generating and loading them and prints their summaries. The sequential
-//! evaluation of the guidance (statistics, decisions, plots) is added by its own issue.
+//! It prepares its own bundles (cached under `--data-dir`, keyed by generator inputs and checked
+//! by content hash), then runs each scenario: a functional-equivalence gate first, then ≥ 10
+//! interleaved runs per arm after a warm-up, then statistics and an ACCEPT/REJECT decision.
+//! It writes `report.md`, `report.json`, `runs.csv` and SVG plots to `--out`.
+//!
+//! Fork pools may only be built while the process is single-threaded, so this program starts
+//! no thread of its own (the progress bar is drawn from the main thread) and waits for the
+//! threads of a finished spawn or thread pool to end before it forks again.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use clap::Parser;
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, ValueEnum};
 
+use bench_driver::decide::Tracker;
+use bench_driver::plots::{self, Convergence};
+use bench_driver::report::{self, Environment, Report, Run, ScenarioResult};
 use bundle::{Bundle, Frequency, GenerateSpec, Preset};
 
-/// Prepare btopt's benchmark bundles and measure generating and loading them.
+mod scenarios;
+
+/// Run btopt's sequential evaluation and write its report.
 #[derive(Parser, Debug)]
 #[command(name = "bench-driver", version, about)]
 struct Cli {
+    /// quick (the default, ≤ 5 minutes on 2 cores) or full (the guidance's configuration).
+    #[arg(long, default_value = "quick")]
+    profile: ProfileArg,
+    /// Run only this scenario (repeatable): persistent-pool, shared-bundle, bohb-1100, bohb-5m,
+    /// hyperband.
+    #[arg(long)]
+    scenario: Vec<String>,
+    /// Timed runs per arm (at least 10 for a decision).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Workers per pool.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Output directory [default: target/bench-driver/<UTC timestamp>/].
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Where generated bundles are cached.
     #[arg(long, default_value = "target/bench-driver/data")]
     data_dir: PathBuf,
 }
 
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", msg.join(": "));
-            std::process::ExitCode::from(1)
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+enum ProfileArg {
+    Quick,
+    Full,
+    /// A seconds-long smoke run for CI: tiny grids, still 10 runs per arm.
+    Tiny,
+}
+
+/// Sizes that differ between profiles.
+#[derive(Clone, Debug)]
+pub(crate) struct Profile {
+    pub(crate) name: &'static str,
+    pub(crate) runs: usize,
+    pub(crate) workers: usize,
+    /// Backtests per batch and batches per run in persistent-pool.
+    pub(crate) batches: usize,
+    pub(crate) batch_size: usize,
+    /// Backtests per run, and their budget, in shared-bundle (minute bundle).
+    pub(crate) shared_grid: usize,
+    pub(crate) shared_budget: f64,
+    /// Worker counts at which memory is measured.
+    pub(crate) memory_workers: Vec<usize>,
+    /// Date range of the minute bundle for bohb-1100 (None: everything).
+    pub(crate) minute_range: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+    /// Whether bohb-1100 runs on the minute bundle too.
+    pub(crate) bohb_minute: bool,
+    /// Grid points evaluated in bohb-1100 (1,100 is the whole space).
+    pub(crate) grid_limit: Option<u64>,
+    /// BOHB / Hyperband brackets.
+    pub(crate) iterations: usize,
+    /// Random sample taken as the reference optimum of the 5.4M space.
+    pub(crate) reference_sample: u64,
+    /// Assets in the universe bundle.
+    pub(crate) universe_assets: usize,
+}
+
+impl Profile {
+    fn new(arg: ProfileArg) -> Profile {
+        let d = |s: &str| s.parse().expect("valid date");
+        match arg {
+            ProfileArg::Quick => Profile {
+                name: "quick",
+                runs: 10,
+                workers: 2,
+                batches: 10,
+                batch_size: 36,
+                shared_grid: 8,
+                shared_budget: 0.25,
+                memory_workers: vec![2, 8],
+                minute_range: Some((d("2024-10-01"), d("2024-12-31"))),
+                bohb_minute: true,
+                grid_limit: None,
+                iterations: 10,
+                reference_sample: 400,
+                universe_assets: 100,
+            },
+            ProfileArg::Full => Profile {
+                name: "full",
+                runs: 10,
+                workers: 8,
+                batches: 20,
+                batch_size: 36,
+                shared_grid: 32,
+                shared_budget: 1.0,
+                memory_workers: vec![2, 8],
+                minute_range: None,
+                bohb_minute: true,
+                grid_limit: None,
+                iterations: 10,
+                reference_sample: 5000,
+                universe_assets: 100,
+            },
+            ProfileArg::Tiny => Profile {
+                name: "tiny",
+                runs: 10,
+                workers: 2,
+                batches: 3,
+                batch_size: 8,
+                shared_grid: 2,
+                shared_budget: 0.05,
+                memory_workers: vec![2],
+                minute_range: Some((d("2024-12-02"), d("2024-12-31"))),
+                bohb_minute: false,
+                grid_limit: Some(200),
+                iterations: 4,
+                reference_sample: 40,
+                universe_assets: 30,
+            },
         }
     }
 }
 
-/// Resident set size of this process in bytes (Linux; 0 elsewhere).
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+/// A bundle on disk and loaded.
+pub(crate) struct Data {
+    pub(crate) dir: PathBuf,
+    pub(crate) bundle: Arc<Bundle>,
 }
 
-/// Returns the cached bundle for `spec`, generating it first if needed.
-fn ensure(data_dir: &Path, name: &str, spec: &GenerateSpec) -> Result<PathBuf> {
-    let dir = data_dir.join(format!("{name}-seed{}", spec.seed));
-    if dir.exists() {
-        bundle::summary::info(&dir)
-            .with_context(|| format!("cached bundle {} is unreadable; delete it", dir.display()))?;
-        println!("{name}: cached at {}", dir.display());
-        return Ok(dir);
+/// Everything a scenario needs.
+pub(crate) struct Ctx {
+    pub(crate) profile: Profile,
+    pub(crate) daily: Data,
+    pub(crate) minute: Data,
+    pub(crate) universe: Data,
+    pub(crate) spaces: PathBuf,
+    pub(crate) progress: Progress,
+    pub(crate) runs: Vec<Run>,
+    pub(crate) convergence: Vec<Convergence>,
+}
+
+/// Per-scenario progress: a bar on a terminal (drawn from this thread; no ticker thread),
+/// plain lines otherwise.
+pub(crate) struct Progress {
+    tty: bool,
+    bar: Option<indicatif::ProgressBar>,
+    scenario: String,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress { tty: std::io::stderr().is_terminal(), bar: None, scenario: String::new() }
     }
+
+    /// Starts a scenario with `steps` steps.
+    pub(crate) fn start(&mut self, scenario: &str, steps: u64) {
+        self.finish();
+        self.scenario = scenario.to_string();
+        if self.tty {
+            let bar = indicatif::ProgressBar::new(steps);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_prefix(scenario.to_string());
+            self.bar = Some(bar);
+        } else {
+            eprintln!("[{scenario}] starting ({steps} steps)");
+        }
+    }
+
+    /// One step done.
+    pub(crate) fn step(&mut self, msg: &str) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(msg.to_string());
+                bar.inc(1);
+            }
+            None => eprintln!("[{}] {msg}", self.scenario),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // Spawned pool workers run here and exit, before anything else happens.
+    pool::worker_main_if_requested(&runner::registry());
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", msg.join(": "));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Returns the cached bundle for `spec`, generating it first if needed, and loads it.
+///
+/// Bundles live in `<data-dir>/<name>-<content hash>/`; a small index file
+/// `<name>-seed<N>.hash` maps the generator's inputs to the content hash, so a cached bundle
+/// is found without regenerating it, and is loaded only if its recorded hash matches.
+fn ensure(data_dir: &Path, name: &str, spec: &GenerateSpec) -> Result<Data> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("failed to create {}", data_dir.display()))?;
+    let key = format!("{name}-{}-{}..{}-seed{}", spec.frequency.as_str(), spec.start, spec.end, spec.seed);
+    let index = data_dir.join(format!("{key}.hash"));
+    let cached = std::fs::read_to_string(&index).ok().map(|h| h.trim().to_string());
+    let dir_of = |hash: &str| data_dir.join(format!("{name}-{}", &hash[..hash.len().min(16)]));
+    let hash = match cached.filter(|h| !h.is_empty() && dir_of(h).is_dir()) {
+        Some(h) => h,
+        None => {
+            let t = Instant::now();
+            let data = bundle::generate::generate(spec)?;
+            let hash = data.content_hash();
+            if !dir_of(&hash).exists() {
+                bundle::store::write(&data, &dir_of(&hash))?;
+            }
+            std::fs::write(&index, &hash).with_context(|| format!("failed to write {}", index.display()))?;
+            eprintln!("generated {name} in {:.2} s (content hash {hash})", t.elapsed().as_secs_f64());
+            hash
+        }
+    };
+    let dir = dir_of(&hash);
     let t = Instant::now();
-    let data = bundle::generate::generate(spec)?;
-    let gen_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    bundle::store::write(&data, &dir)?;
-    let bars: usize = data.bars.iter().map(|b| b.len()).sum();
-    println!(
-        "{name}: generated {bars} bars in {gen_s:.3} s, wrote in {:.3} s -> {}",
-        t.elapsed().as_secs_f64(),
-        dir.display()
-    );
-    Ok(dir)
+    let bundle =
+        Bundle::load(&dir).with_context(|| format!("failed to load {}; delete it to regenerate", dir.display()))?;
+    if bundle.content_hash() != hash {
+        return Err(anyhow!("cached bundle {} does not hold content {hash}; delete it", dir.display()));
+    }
+    let bars: usize = bundle.assets().iter().map(|a| a.bars()).sum();
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!("loaded {name}: {bars} bars in {:.0} ms ({:.2} M bars/s)", secs * 1e3, bars as f64 / secs / 1e6);
+    Ok(Data { dir, bundle: Arc::new(bundle) })
 }
 
 fn run(cli: &Cli) -> Result<()> {
-    let universe = GenerateSpec { preset: Preset::Universe { assets: 100 }, ..GenerateSpec::mag7(Frequency::Daily) };
-    let sets = [
-        ("mag7-daily", GenerateSpec::mag7(Frequency::Daily)),
-        ("mag7-minute", GenerateSpec::mag7(Frequency::Minute)),
-        ("universe100-daily", universe),
-    ];
-    for (name, spec) in &sets {
-        let dir = ensure(&cli.data_dir, name, spec)?;
-        let rss0 = rss_bytes();
-        let t = Instant::now();
-        let b = Bundle::load(&dir).with_context(|| format!("failed to load {}", dir.display()))?;
-        let secs = t.elapsed().as_secs_f64();
-        let bars: usize = b.assets().iter().map(|a| a.bars()).sum();
-        println!(
-            "{name}: loaded {bars} bars in {:.1} ms ({:.2} M bars/s), {:.1} MiB of columns, RSS +{:.1} MiB, hash {}",
-            secs * 1e3,
-            bars as f64 / secs / 1e6,
-            b.value_bytes() as f64 / (1 << 20) as f64,
-            rss_bytes().saturating_sub(rss0) as f64 / (1 << 20) as f64,
-            b.content_hash()
-        );
-        drop(b);
+    let mut profile = Profile::new(cli.profile);
+    if let Some(r) = cli.runs {
+        profile.runs = r;
     }
-    let dir = cli.data_dir.join("mag7-daily-seed42");
-    print!("{}", bundle::summary::info(&dir)?.to_text());
+    if let Some(w) = cli.workers {
+        if w == 0 {
+            return Err(anyhow!("--workers must be at least 1"));
+        }
+        profile.workers = w;
+    }
+    let known = ["persistent-pool", "shared-bundle", "bohb-1100", "bohb-5m", "hyperband"];
+    for s in &cli.scenario {
+        if !known.contains(&s.as_str()) {
+            return Err(anyhow!("unknown scenario {s:?}: expected one of {}", known.join(", ")));
+        }
+    }
+    let wanted = |name: &str| cli.scenario.is_empty() || cli.scenario.iter().any(|s| s == name);
+    let started = Instant::now();
+    let out = match &cli.out {
+        Some(o) => o.clone(),
+        None => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            PathBuf::from("target/bench-driver").join(report::rfc3339_utc(now).replace(':', "-"))
+        }
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("failed to create {}", out.display()))?;
+
+    let universe_spec = GenerateSpec {
+        preset: Preset::Universe { assets: profile.universe_assets },
+        ..GenerateSpec::mag7(Frequency::Daily)
+    };
+    let universe_name = format!("universe{}-daily", profile.universe_assets);
+    let mut ctx = Ctx {
+        daily: ensure(&cli.data_dir, "mag7-daily", &GenerateSpec::mag7(Frequency::Daily))?,
+        minute: ensure(&cli.data_dir, "mag7-minute", &GenerateSpec::mag7(Frequency::Minute))?,
+        universe: ensure(&cli.data_dir, &universe_name, &universe_spec)?,
+        spaces: spaces_dir()?,
+        profile,
+        progress: Progress::new(),
+        runs: Vec::new(),
+        convergence: Vec::new(),
+    };
+
+    let mut results: Vec<ScenarioResult> = Vec::new();
+    let mut tracker = Tracker::new();
+    type Scenario = fn(&mut Ctx) -> Result<Vec<ScenarioResult>>;
+    let all: [(&str, Scenario); 5] = [
+        ("persistent-pool", scenarios::persistent_pool),
+        ("shared-bundle", scenarios::shared_bundle),
+        ("bohb-1100", scenarios::bohb_1100),
+        ("bohb-5m", scenarios::bohb_5m),
+        ("hyperband", scenarios::hyperband),
+    ];
+    for (name, scenario) in all {
+        if !wanted(name) {
+            continue;
+        }
+        if tracker.should_stop() {
+            eprintln!("stopping before {name}: the last two accepted steps each gained under 2%");
+            break;
+        }
+        let rows = scenario(&mut ctx).with_context(|| format!("scenario {name} failed"))?;
+        ctx.progress.finish();
+        for (i, row) in rows.into_iter().enumerate() {
+            // The first row of a scenario is its step in the sequence; the others are extra
+            // arms, reported but not compounded.
+            if i == 0 {
+                tracker.record(&row.name, &verdict_of(&row), row.speedup_pct);
+            }
+            eprintln!("{:<28} {:<6} {}", row.name, format!("{:?}", row.decision).to_uppercase(), row.reason);
+            results.push(row);
+        }
+    }
+
+    let args: Vec<String> = std::env::args().collect();
+    let mut report = Report::new(Environment::capture(&args), ctx.profile.name, results, &tracker);
+    let plot_files = plots::write_all(&report, &ctx.convergence, &out).context("failed to write the plots")?;
+    report.plots = plot_files.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
+    report::write_all(&report, &ctx.runs, &out).context("failed to write the report")?;
+    println!(
+        "cumulative speed-up {:.1}% over {} scenario rows in {:.0} s; report in {}",
+        report.cumulative_speedup_pct,
+        report.scenarios.len(),
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
     Ok(())
+}
+
+fn verdict_of(row: &ScenarioResult) -> bench_driver::decide::Verdict {
+    bench_driver::decide::Verdict { decision: row.decision, reason: row.reason.clone() }
+}
+
+/// The example spaces shipped in the repository (`spaces/`), found from the working directory
+/// or from this crate's source location.
+fn spaces_dir() -> Result<PathBuf> {
+    let candidates = [PathBuf::from("spaces"), Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spaces")];
+    candidates
+        .into_iter()
+        .find(|p| p.join("ma-1100.toml").is_file())
+        .ok_or_else(|| anyhow!("cannot find the spaces/ directory of the repository; run from its root"))
+}
+
+/// Waits (briefly) until this process is single-threaded again, so that a fork pool may be
+/// built after a spawn or thread pool has been dropped.
+pub(crate) fn wait_single_threaded() -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match pool::thread_count() {
+            None | Some(1) => return Ok(()),
+            Some(n) if Instant::now() > deadline => {
+                return Err(anyhow!("{n} threads still alive; a fork pool cannot be built"));
+            }
+            Some(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
 }
