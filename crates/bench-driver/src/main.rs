@@ -48,6 +48,9 @@ struct Cli {
     /// Where generated bundles are cached.
     #[arg(long, default_value = "target/bench-driver/data")]
     data_dir: PathBuf,
+    /// Check the report written to this directory (its JSON shape and files) and exit.
+    #[arg(long, value_name = "DIR")]
+    check: Option<PathBuf>,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
@@ -260,7 +263,28 @@ fn ensure(data_dir: &Path, name: &str, spec: &GenerateSpec) -> Result<Data> {
     Ok(Data { dir, bundle: Arc::new(bundle) })
 }
 
+/// Checks a finished report directory: every required key of `report.json`, and the other files.
+fn check_report(dir: &Path) -> Result<()> {
+    let path = dir.join("report.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
+    let n = report::check_json_shape(&text).map_err(|p| anyhow!("{}: {}", path.display(), p.join("; ")))?;
+    if n == 0 {
+        return Err(anyhow!("{}: no scenarios", path.display()));
+    }
+    for f in ["report.md", "runs.csv", "speedup.svg"] {
+        let meta = std::fs::metadata(dir.join(f)).with_context(|| format!("missing {f} in {}", dir.display()))?;
+        if meta.len() == 0 {
+            return Err(anyhow!("{f} in {} is empty", dir.display()));
+        }
+    }
+    println!("ok: {} holds a well-formed report of {n} scenario rows", dir.display());
+    Ok(())
+}
+
 fn run(cli: &Cli) -> Result<()> {
+    if let Some(dir) = &cli.check {
+        return check_report(dir);
+    }
     let mut profile = Profile::new(cli.profile);
     if let Some(r) = cli.runs {
         profile.runs = r;
