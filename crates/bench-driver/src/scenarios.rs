@@ -182,9 +182,17 @@ pub(crate) fn shared_bundle(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
     // Memory: the sum of PSS over the whole job (this process, the zygote, every worker), after
     // each worker has run backtests, at each worker count.
     let mut samples = Vec::new();
+    let mut idle: Vec<(String, f64)> = Vec::new();
     for &w in &p.memory_workers {
         for kind in arms {
             let mut pool = start_pool(kind, w, &ctx.minute)?;
+            // Idle: after start-up only, so the figure is the bundle copies and nothing else
+            // (the backtests below add each worker's private SMA cache).
+            let mut pids = vec![std::process::id()];
+            pids.extend(pool.worker_pids());
+            pids.extend(pool.helper_pids());
+            let m0 = pool::memory::of_pids(&pids).context("failed to read /proc smaps_rollup")?;
+            idle.push((format!("pss_idle_mib.{}.w{w}", kind.name()), (m0.pss >> 20) as f64));
             let warm = ma_jobs(&space(ctx, "ma-1100.toml")?, 2 * w, p.shared_budget, None)?;
             let out = pool.map(warm);
             if failures(&out) > 0 {
@@ -214,11 +222,18 @@ pub(crate) fn shared_bundle(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
                 row = row.with_metric(&format!("startup_mean_s.{arm}"), s.iter().sum::<f64>() / s.len() as f64);
             }
         }
+        for (k, v) in
+            idle.iter().filter(|(k, _)| k.contains(&format!(".{}.", names[0])) || k.contains(&format!(".{name}.")))
+        {
+            row = row.with_metric(k, *v);
+        }
         let arm_samples: Vec<MemorySample> =
             samples.iter().filter(|s| s.arm == names[0] || s.arm == *name).cloned().collect();
         row = row.with_memory(Memory::new(names[0], name, arm_samples)).with_note(format!(
             "each run starts the pool on the mag-7 minute bundle ({} bars), runs {} backtests at budget {}, and stops it; \
-             memory is the sum of PSS over this process, the zygote and every worker",
+             memory is the sum of PSS over this process (which holds its own copy of every bundle), the zygote and every worker, \
+             after each worker has run backtests (so it includes each worker's private SMA cache); pss_idle_mib is the same \
+             sum right after start-up",
             ctx.minute.bundle.assets().iter().map(|a| a.bars()).sum::<usize>(),
             jobs.len(),
             p.shared_budget
