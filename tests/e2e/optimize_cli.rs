@@ -1,0 +1,190 @@
+//! `btopt optimize` end to end (issues 4 and 5): the `--json` contract, grid's best, BOHB's
+//! determinism across backends and worker counts, resume after SIGKILL, and crash injection.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::{Output, btopt, daily_bundle, p, start, wait_guarded};
+
+/// The repository's 1,100-point MA-crossover space.
+pub(crate) fn space_1100() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../spaces/ma-1100.toml")
+}
+
+/// `btopt optimize --json` on the test bundle with `args` added; `fault` sets
+/// `BTOPT_FAULT_INJECT` when not empty.
+pub(crate) fn optimize_cmd(args: &[&str], fault: &str) -> Command {
+    let mut cmd = btopt(&["optimize", "--bundle", p(daily_bundle()), "--strategy", "ma-crossover", "--json"]);
+    cmd.args(args);
+    if !fault.is_empty() {
+        cmd.env(pool::FAULT_ENV, fault);
+    }
+    cmd
+}
+
+/// Runs `btopt optimize --json` to the end and returns its one JSON object.
+pub(crate) fn optimize(args: &[&str], fault: &str) -> Value {
+    let out = wait_guarded(start(&mut optimize_cmd(args, fault)));
+    parse_summary(&out)
+}
+
+pub(crate) fn parse_summary(out: &Output) -> Value {
+    let stdout = out.ok();
+    assert_eq!(stdout.lines().count(), 1, "one JSON line on stdout: {stdout}");
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("bad JSON {stdout:?}: {e}"))
+}
+
+/// The summary without `wall_seconds`, the one field that may differ between equal runs.
+pub(crate) fn timeless(mut v: Value) -> Value {
+    let wall = v.as_object_mut().expect("an object").remove("wall_seconds").expect("wall_seconds");
+    assert!(wall.as_f64().is_some_and(|w| w.is_finite() && w >= 0.0), "wall_seconds {wall}");
+    v
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Checks the contract's exact shape and the internal consistency of a summary.
+pub(crate) fn check_contract(v: &Value) {
+    assert_eq!(keys(v), ["best", "evaluations", "total_budget", "trials", "wall_seconds"], "{v}");
+    let best = &v["best"];
+    assert_eq!(keys(best), ["budget", "loss", "params", "sharpe"], "{best}");
+    assert_eq!(best["sharpe"].as_f64(), best["loss"].as_f64().map(|l| -l), "sharpe = -loss");
+    let trials = v["trials"].as_array().expect("trials");
+    assert_eq!(v["evaluations"].as_u64(), Some(trials.len() as u64));
+    let mut spent = 0.0;
+    for t in trials {
+        assert_eq!(keys(t), ["budget", "loss", "params", "status"], "{t}");
+        assert_eq!(keys(&t["params"]), ["long_window", "short_window", "threshold"], "{t}");
+        match t["status"].as_str() {
+            Some("ok") => assert!(t["loss"].is_f64(), "{t}"),
+            Some("crashed") => assert!(t["loss"].is_null(), "{t}"),
+            s => panic!("unexpected status {s:?} in {t}"),
+        }
+        spent += t["budget"].as_f64().expect("budget");
+    }
+    let total = v["total_budget"].as_f64().expect("total_budget");
+    assert!((total - spent).abs() <= 1e-9 * spent.max(1.0), "total_budget {total} vs sum {spent}");
+}
+
+/// The best trial as the contract defines it: the lowest loss at the largest budget that has
+/// one, ties to the earlier trial.
+fn best_of_trials(v: &Value) -> (Value, f64, f64) {
+    let mut best: Option<(Value, f64, f64)> = None;
+    for t in v["trials"].as_array().unwrap() {
+        let (Some(loss), Some(budget)) = (t["loss"].as_f64(), t["budget"].as_f64()) else { continue };
+        let better = match &best {
+            None => true,
+            Some((_, l, b)) => budget > *b || (budget == *b && loss < *l),
+        };
+        if better {
+            best = Some((t["params"].clone(), loss, budget));
+        }
+    }
+    best.expect("at least one finite trial")
+}
+
+fn check_best(v: &Value) {
+    let (params, loss, budget) = best_of_trials(v);
+    assert_eq!(v["best"]["params"], params, "{}", v["best"]);
+    assert_eq!(v["best"]["loss"].as_f64(), Some(loss));
+    assert_eq!(v["best"]["budget"].as_f64(), Some(budget));
+}
+
+#[test]
+fn grid_json_has_the_contract_shape_and_its_best_is_the_best_trial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let space = tmp.path().join("space.toml");
+    // 3 x 3 x 3 = 27 points.
+    std::fs::write(
+        &space,
+        r#"
+[[parameter]]
+name = "short_window"
+type = "discrete"
+min = 5
+max = 15
+step = 5
+
+[[parameter]]
+name = "long_window"
+type = "discrete"
+min = 30
+max = 60
+step = 15
+
+[[parameter]]
+name = "threshold"
+type = "continuous"
+min = 0.0
+max = 0.004
+step = 0.002
+"#,
+    )
+    .unwrap();
+    let v = optimize(&["--space", p(&space), "--search", "grid", "--pool", "thread", "--workers", "2"], "");
+    check_contract(&v);
+    check_best(&v);
+    let trials = v["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 27);
+    let distinct: BTreeSet<String> = trials.iter().map(|t| t["params"].to_string()).collect();
+    assert_eq!(distinct.len(), 27, "grid visits every point once");
+    assert!(trials.iter().all(|t| t["status"] == "ok" && t["budget"].as_f64() == Some(1.0)));
+    assert_eq!(v["total_budget"].as_f64(), Some(27.0));
+    let losses: BTreeSet<u64> = trials.iter().map(|t| t["loss"].as_f64().unwrap().to_bits()).collect();
+    assert!(losses.len() > 10, "the objective must vary over the grid");
+
+    // The repository's 1,100-point space, capped.
+    let v = optimize(&["--space", p(&space_1100()), "--search", "grid", "--evaluations", "12", "--pool", "thread"], "");
+    check_contract(&v);
+    check_best(&v);
+    assert_eq!(v["evaluations"], 12);
+}
+
+pub(crate) fn bohb_args(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut a = vec!["--search", "bohb", "--deterministic", "--seed", "7", "--iterations", "6"];
+    a.extend(extra);
+    a
+}
+
+#[test]
+fn deterministic_bohb_is_identical_on_every_backend_and_worker_count() {
+    let space = space_1100();
+    let mut pools = vec!["spawn", "thread"];
+    if cfg!(unix) {
+        pools.push("fork");
+    }
+    let mut reference: Option<(String, Value)> = None;
+    for pool in pools {
+        for workers in ["1", "2"] {
+            let mut args = bohb_args(&["--pool", pool, "--workers", workers]);
+            args.extend(["--space", p(&space)]);
+            let v = optimize(&args, "");
+            check_contract(&v);
+            check_best(&v);
+            let v = timeless(v);
+            match &reference {
+                None => {
+                    let trials = v["trials"].as_array().unwrap();
+                    let budgets: BTreeSet<u64> =
+                        trials.iter().map(|t| t["budget"].as_f64().unwrap().to_bits()).collect();
+                    assert!(budgets.len() >= 3, "BOHB runs several budgets: {budgets:?}");
+                    assert!(trials.len() >= 40, "{} trials", trials.len());
+                    assert_eq!(v["best"]["budget"].as_f64(), Some(1.0));
+                    reference = Some((format!("{pool} x{workers}"), v));
+                }
+                Some((name, want)) => assert_eq!(&v, want, "{pool} x{workers} differs from {name}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! `btopt optimize` under failure (issue 5): resume after SIGKILL from the trial store, and
+//! workers crashing mid-search (`BTOPT_FAULT_INJECT`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::optimize_cli::{bohb_args, check_contract, optimize, optimize_cmd, space_1100, timeless};
+use crate::support::{HANG_GUARD, daily_bundle, p, start, wait_guarded};
+
+/// One stored trial: (status, loss bits, duration bits). A trial evaluated again would be
+/// written again, with a new duration.
+type Row = (String, Option<u64>, Option<u64>);
+
+/// The store's trials by id, read through a read-only connection (the optimizer may still
+/// be writing). A store that does not exist yet, or has no table yet, reads as empty.
+fn stored_trials(store: &Path) -> BTreeMap<i64, Row> {
+    if !store.exists() {
+        return BTreeMap::new();
+    }
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let Ok(conn) = rusqlite::Connection::open_with_flags(store, flags) else { return BTreeMap::new() };
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let Ok(mut stmt) = conn.prepare("SELECT trial_id, status, loss, duration FROM trials ORDER BY trial_id") else {
+        return BTreeMap::new();
+    };
+    stmt.query_map([], |r| {
+        let loss: Option<f64> = r.get(2)?;
+        let duration: Option<f64> = r.get(3)?;
+        Ok((r.get::<_, i64>(0)?, (r.get::<_, String>(1)?, loss.map(f64::to_bits), duration.map(f64::to_bits))))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+fn completed(rows: &BTreeMap<i64, Row>) -> BTreeMap<i64, Row> {
+    rows.iter().filter(|(_, r)| r.0 != "running").map(|(k, v)| (*k, v.clone())).collect()
+}
+
+fn bohb_1100(extra: &[&'static str]) -> Vec<String> {
+    let mut a: Vec<String> = bohb_args(extra).into_iter().map(String::from).collect();
+    a.extend(["--space".to_string(), p(&space_1100()).to_string()]);
+    a
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The kill point is made deterministic instead of timed: under `hang@ids=K`, the task that
+/// evaluates trial K (task ids count submissions, and deterministic mode submits trials in id
+/// order) hangs forever. The run then stalls mid-stage with every other trial of that stage
+/// completed (recorded, not yet fed to the searcher) and trial K in flight, which is exactly
+/// when it is SIGKILLed. The resumed run, without faults, must finish with the uninterrupted
+/// run's result and must not evaluate again any trial that the store had as completed.
+#[cfg(unix)]
+#[test]
+fn resume_after_sigkill_gives_the_uninterrupted_result_without_rerunning_completed_trials() {
+    const K: i64 = 26;
+    let tmp = tempfile::tempdir().unwrap();
+    let args = bohb_1100(&["--pool", "fork", "--workers", "2"]);
+    let uninterrupted = timeless(optimize(&strs(&args), ""));
+    let trials = uninterrupted["trials"].as_array().unwrap().len() as i64;
+    assert!(trials > K + 10, "the kill must fall mid-run: {trials} trials");
+
+    let store = tmp.path().join("study.sqlite");
+    let mut with_store = args.clone();
+    with_store.extend(["--store".to_string(), p(&store).to_string()]);
+    let mut child = start(&mut optimize_cmd(&strs(&with_store), &format!("hang@ids={K}")));
+    let started = Instant::now();
+    let before_kill = loop {
+        // Stalled: trial K's stage is recorded and everything but trial K has completed.
+        let rows = stored_trials(&store);
+        let done = completed(&rows);
+        if rows.len() as i64 > K && done.len() + 1 == rows.len() && rows[&K].0 == "running" {
+            break rows;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("btopt ended ({status}) before stalling on trial {K}");
+        }
+        assert!(started.elapsed() < HANG_GUARD, "the run never reached trial {K}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{status}");
+    let done_before = completed(&before_kill);
+    assert!(done_before.len() as i64 >= K, "{} completed before the kill", done_before.len());
+    // Nothing moved while it hung: the store read at the kill is the store now.
+    assert_eq!(stored_trials(&store), before_kill);
+
+    let resumed = wait_guarded(start(&mut optimize_cmd(&strs(&with_store), "")));
+    let resumed = crate::optimize_cli::parse_summary(&resumed);
+    check_contract(&resumed);
+    assert_eq!(timeless(resumed), uninterrupted, "the resumed run must end as the uninterrupted one did");
+
+    let after = stored_trials(&store);
+    assert_eq!(after.len() as i64, trials, "one stored row per trial");
+    assert!(after.values().all(|r| r.0 == "ok"), "every trial completed");
+    for (id, row) in &done_before {
+        assert_eq!(&after[id], row, "trial {id} was completed before the kill and must not be evaluated again");
+    }
+    assert_ne!(after[&K].2, None, "trial {K}, in flight at the kill, was evaluated on resume");
+
+    // Running the finished study once more evaluates nothing and reports the same result.
+    let again = wait_guarded(start(&mut optimize_cmd(&strs(&with_store), "")));
+    assert_eq!(timeless(crate::optimize_cli::parse_summary(&again)), uninterrupted);
+    assert_eq!(stored_trials(&store), after, "a finished study is replayed, not re-evaluated");
+}
+
+/// Which of the first `n` task ids the current fault spec makes fail on every attempt, as the
+/// pool itself decides it (echo jobs in a 1-worker process pool).
+fn failing_task_ids(n: usize, fault: &str) -> Vec<usize> {
+    let mut cmd = crate::support::e2e(&["fault-ids", "--bundle", p(daily_bundle()), "--tasks", &n.to_string()]);
+    cmd.env(pool::FAULT_ENV, fault);
+    let out = wait_guarded(start(&mut cmd));
+    serde_json::from_str(out.ok().trim()).expect("a JSON array of task ids")
+}
+
+#[cfg(unix)]
+#[test]
+fn crash_injection_marks_always_crashing_trials_crashed_and_retried_ones_succeed() {
+    let args = bohb_1100(&["--pool", "fork", "--workers", "2"]);
+    let clean = timeless(optimize(&strs(&args), ""));
+
+    // 20% of tasks abort their worker on every attempt: those trials crash, the rest succeed.
+    let fault = "abort@frac=0.2,seed=1";
+    let v = optimize(&strs(&args), fault);
+    check_contract(&v);
+    let trials = v["trials"].as_array().unwrap();
+    let doomed = failing_task_ids(trials.len(), fault);
+    assert!(!doomed.is_empty() && doomed.len() < trials.len() / 2, "{doomed:?}");
+    let crashed: Vec<usize> =
+        trials.iter().enumerate().filter(|(_, t)| t["status"] == "crashed").map(|(i, _)| i).collect();
+    assert_eq!(crashed, doomed, "exactly the trials whose tasks always abort are crashed");
+    assert!(trials.iter().all(|t| t["status"] == "ok" || t["status"] == "crashed"));
+    assert_eq!(v["best"]["budget"].as_f64(), Some(1.0), "the search still finds a full-budget incumbent");
+
+    // The same fraction, but only on the first attempt: every trial succeeds on its retry and
+    // the search is exactly the fault-free one.
+    let v = optimize(&strs(&args), &format!("{fault},attempts=1"));
+    assert_eq!(timeless(v), clean);
+}
+
+/// The thread backend ignores fault injection; a process backend with a bad spec refuses to start
+/// with one error line rather than running without the faults asked for.
+#[test]
+fn a_bad_fault_spec_fails_the_run_with_one_error_line() {
+    let args = bohb_1100(&["--pool", "spawn", "--workers", "1"]);
+    let out = wait_guarded(start(&mut optimize_cmd(&strs(&args), "explode@ids=1")));
+    assert!(!out.status.success());
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.starts_with("error: ") && out.stderr.contains("explode"), "{}", out.stderr);
+}
