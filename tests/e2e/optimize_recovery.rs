@@ -1,9 +1,12 @@
 //! `btopt optimize` under failure (issue 5): resume after SIGKILL from the trial store, and
 //! workers crashing mid-search (`BTOPT_FAULT_INJECT`).
+#![cfg_attr(not(unix), allow(dead_code, unused_imports, reason = "the fork-only tests are unix-only"))]
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use crate::optimize_cli::{bohb_args, check_contract, optimize, optimize_cmd, space_1100, timeless};
 use crate::support::{HANG_GUARD, daily_bundle, p, start, wait_guarded};
@@ -137,6 +140,16 @@ fn crash_injection_marks_always_crashing_trials_crashed_and_retried_ones_succeed
     assert!(trials.iter().all(|t| t["status"] == "ok" || t["status"] == "crashed"));
     assert_eq!(v["best"]["budget"].as_f64(), Some(1.0), "the search still finds a full-budget incumbent");
 
+    // Asynchronous mode interleaves differently, but every trial is still one task: the
+    // number of crashed trials is the number of doomed ids among the tasks submitted.
+    let async_args: Vec<String> = args.iter().filter(|a| *a != "--deterministic").cloned().collect();
+    assert_eq!(async_args.len() + 1, args.len());
+    let v = optimize(&strs(&async_args), fault);
+    check_contract(&v);
+    let trials = v["trials"].as_array().unwrap();
+    let crashed = trials.iter().filter(|t| t["status"] == "crashed").count();
+    assert_eq!(crashed, failing_task_ids(trials.len(), fault).len(), "async mode");
+
     // The same fraction, but only on the first attempt: every trial succeeds on its retry and
     // the search is exactly the fault-free one.
     let v = optimize(&strs(&args), &format!("{fault},attempts=1"));
@@ -152,4 +165,24 @@ fn a_bad_fault_spec_fails_the_run_with_one_error_line() {
     assert!(!out.status.success());
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert!(out.stderr.starts_with("error: ") && out.stderr.contains("explode"), "{}", out.stderr);
+}
+
+/// When every trial crashes, the search still ends: no crashed config is promoted to a larger
+/// budget, and there is no incumbent.
+#[cfg(unix)]
+#[test]
+fn a_search_where_every_trial_crashes_ends_without_an_incumbent() {
+    let mut args = bohb_1100(&["--pool", "fork", "--workers", "2"]);
+    let at = args.iter().position(|a| a == "--iterations").unwrap();
+    args[at + 1] = "2".to_string();
+    let out = wait_guarded(start(&mut optimize_cmd(&strs(&args), "abort@frac=1")));
+    let v = crate::optimize_cli::parse_summary(&out);
+    assert_eq!(v["best"], Value::Null, "{v}");
+    let trials = v["trials"].as_array().unwrap();
+    assert!(trials.iter().all(|t| t["status"] == "crashed" && t["loss"].is_null()), "{v}");
+    // Brackets of 9 configs at budget 1/9 and 3 at 1/3 (HpBandSter's schedule for
+    // 0.05..1, eta 3), and nothing promoted out of either.
+    let budgets: Vec<f64> = trials.iter().map(|t| t["budget"].as_f64().unwrap()).collect();
+    assert_eq!(budgets, [[1.0 / 9.0; 9].as_slice(), &[1.0 / 3.0; 3]].concat());
+    assert_eq!(v["evaluations"], 12);
 }
