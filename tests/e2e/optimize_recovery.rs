@@ -51,65 +51,128 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-/// The kill point is made deterministic instead of timed: under `hang@ids=K`, the task that
-/// evaluates trial K (task ids count submissions, and deterministic mode submits trials in id
-/// order) hangs forever. The run then stalls mid-stage with every other trial of that stage
-/// completed (recorded, not yet fed to the searcher) and trial K in flight, which is exactly
-/// when it is SIGKILLed. The resumed run, without faults, must finish with the uninterrupted
-/// run's result and must not evaluate again any trial that the store had as completed.
-#[cfg(unix)]
-#[test]
-fn resume_after_sigkill_gives_the_uninterrupted_result_without_rerunning_completed_trials() {
-    const K: i64 = 26;
-    let tmp = tempfile::tempdir().unwrap();
-    let args = bohb_1100(&["--pool", "fork", "--workers", "2"]);
-    let uninterrupted = timeless(optimize(&strs(&args), ""));
-    let trials = uninterrupted["trials"].as_array().unwrap().len() as i64;
-    assert!(trials > K + 10, "the kill must fall mid-run: {trials} trials");
+/// How a resume case runs.
+struct Resume {
+    /// Extra search arguments (mode), shared by every run of the case.
+    search: &'static [&'static str],
+    /// The trial whose task hangs, so that the run stalls with it in flight.
+    hang: i64,
+    /// Pool arguments of the interrupted run and of the resumed runs.
+    first_pool: &'static [&'static str],
+    resume_pool: &'static [&'static str],
+}
 
+/// The kill point is made deterministic instead of timed: under `hang@ids=K`, the task that
+/// evaluates trial K hangs forever (task ids count submissions, and the optimizer submits
+/// trials in id order: each trial is one task, no result is reused). The run stalls with every
+/// other trial it could start completed and trial K in flight, and it is SIGKILLed there. The
+/// resumed run, without faults, must not evaluate again any trial that the store had as
+/// completed; in deterministic mode it must also end with the uninterrupted run's result.
+/// Returns the summary of the resumed run (without `wall_seconds`).
+#[cfg(unix)]
+fn kill_and_resume(case: &Resume) -> Value {
+    let k = case.hang;
+    let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("study.sqlite");
-    let mut with_store = args.clone();
-    with_store.extend(["--store".to_string(), p(&store).to_string()]);
-    let mut child = start(&mut optimize_cmd(&strs(&with_store), &format!("hang@ids={K}")));
+    let args = |pool: &[&'static str]| {
+        let mut a = bohb_1100(pool);
+        a.retain(|x| x != "--deterministic");
+        a.extend(case.search.iter().map(|x| x.to_string()));
+        a.extend(["--store".to_string(), p(&store).to_string()]);
+        a
+    };
+    let mut child = start(&mut optimize_cmd(&strs(&args(case.first_pool)), &format!("hang@ids={k}")));
     let started = Instant::now();
     let before_kill = loop {
-        // Stalled: trial K's stage is recorded and everything but trial K has completed.
+        // Stalled (or about to): trial K is recorded and everything else has completed.
         let rows = stored_trials(&store);
-        let done = completed(&rows);
-        if rows.len() as i64 > K && done.len() + 1 == rows.len() && rows[&K].0 == "running" {
+        if rows.get(&k).is_some_and(|r| r.0 == "running") && completed(&rows).len() + 1 == rows.len() {
             break rows;
         }
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("btopt ended ({status}) before stalling on trial {K}");
+            panic!("btopt ended ({status}) before stalling on trial {k}");
         }
-        assert!(started.elapsed() < HANG_GUARD, "the run never reached trial {K}");
+        assert!(started.elapsed() < HANG_GUARD, "the run never reached trial {k}");
         std::thread::sleep(Duration::from_millis(20));
     };
-    child.kill().unwrap(); // SIGKILL
+    child.kill().unwrap(); // SIGKILL on unix
     let status = child.wait().unwrap();
     assert!(!status.success(), "{status}");
     let done_before = completed(&before_kill);
-    assert!(done_before.len() as i64 >= K, "{} completed before the kill", done_before.len());
-    // Nothing moved while it hung: the store read at the kill is the store now.
-    assert_eq!(stored_trials(&store), before_kill);
+    assert!(done_before.len() as i64 >= k, "{} completed before the kill", done_before.len());
+    // What was read at the kill is what the store holds: the kill lost nothing committed.
+    for (id, row) in &done_before {
+        assert_eq!(stored_trials(&store).get(id), Some(row));
+    }
 
-    let resumed = wait_guarded(start(&mut optimize_cmd(&strs(&with_store), "")));
-    let resumed = crate::optimize_cli::parse_summary(&resumed);
+    let resume = args(case.resume_pool);
+    let resumed = crate::optimize_cli::parse_summary(&wait_guarded(start(&mut optimize_cmd(&strs(&resume), ""))));
     check_contract(&resumed);
-    assert_eq!(timeless(resumed), uninterrupted, "the resumed run must end as the uninterrupted one did");
-
+    let resumed = timeless(resumed);
     let after = stored_trials(&store);
-    assert_eq!(after.len() as i64, trials, "one stored row per trial");
+    assert_eq!(after.len(), resumed["trials"].as_array().unwrap().len(), "one stored row per trial");
     assert!(after.values().all(|r| r.0 == "ok"), "every trial completed");
     for (id, row) in &done_before {
         assert_eq!(&after[id], row, "trial {id} was completed before the kill and must not be evaluated again");
     }
-    assert_ne!(after[&K].2, None, "trial {K}, in flight at the kill, was evaluated on resume");
+    assert_ne!(after[&k].2, None, "trial {k}, in flight at the kill, was evaluated on resume");
 
     // Running the finished study once more evaluates nothing and reports the same result.
-    let again = wait_guarded(start(&mut optimize_cmd(&strs(&with_store), "")));
-    assert_eq!(timeless(crate::optimize_cli::parse_summary(&again)), uninterrupted);
+    let again = wait_guarded(start(&mut optimize_cmd(&strs(&resume), "")));
+    assert_eq!(timeless(crate::optimize_cli::parse_summary(&again)), resumed);
     assert_eq!(stored_trials(&store), after, "a finished study is replayed, not re-evaluated");
+    resumed
+}
+
+/// Deterministic BOHB (40 trials over 6 brackets) without a store: the reference.
+#[cfg(unix)]
+fn uninterrupted() -> Value {
+    let v = timeless(optimize(&strs(&bohb_1100(&["--pool", "fork", "--workers", "2"])), ""));
+    assert!(v["trials"].as_array().unwrap().len() > 36, "the kills below must fall mid-run");
+    v
+}
+
+/// Killed mid-stage in the fourth bracket (trials 20..=28 are its first stage): the stage's
+/// other trials are completed but not yet fed to the searcher.
+#[cfg(unix)]
+#[test]
+fn resume_after_sigkill_mid_stage_gives_the_uninterrupted_result_without_rerunning_trials() {
+    let case = Resume {
+        search: &["--deterministic"],
+        hang: 26,
+        first_pool: &["--pool", "fork", "--workers", "2"],
+        resume_pool: &["--pool", "fork", "--workers", "2"],
+    };
+    assert_eq!(kill_and_resume(&case), uninterrupted());
+}
+
+/// Killed in the very first stage, before any outcome was fed, and resumed on another backend
+/// with another worker count: the study does not depend on either.
+#[cfg(unix)]
+#[test]
+fn resume_after_sigkill_in_the_first_stage_on_another_backend_gives_the_same_result() {
+    let case = Resume {
+        search: &["--deterministic"],
+        hang: 5,
+        first_pool: &["--pool", "fork", "--workers", "2"],
+        resume_pool: &["--pool", "spawn", "--workers", "1"],
+    };
+    assert_eq!(kill_and_resume(&case), uninterrupted());
+}
+
+/// Asynchronous mode depends on timing, so its result is not compared; but a resume still
+/// completes the study and never evaluates a completed trial again.
+#[cfg(unix)]
+#[test]
+fn resume_after_sigkill_in_async_mode_completes_without_rerunning_trials() {
+    let case = Resume {
+        search: &[],
+        hang: 12,
+        first_pool: &["--pool", "fork", "--workers", "2"],
+        resume_pool: &["--pool", "fork", "--workers", "2"],
+    };
+    let v = kill_and_resume(&case);
+    assert_eq!(v["best"]["budget"].as_f64(), Some(1.0), "{v}");
 }
 
 /// Which of the first `n` task ids the current fault spec makes fail on every attempt, as the
