@@ -16,25 +16,23 @@ use crate::support::{HANG_GUARD, daily_bundle, p, start, wait_guarded};
 type Row = (String, Option<u64>, Option<u64>);
 
 /// The store's trials by id, read through a read-only connection (the optimizer may still
-/// be writing). A store that does not exist yet, or has no table yet, reads as empty.
-fn stored_trials(store: &Path) -> BTreeMap<i64, Row> {
-    if !store.exists() {
-        return BTreeMap::new();
-    }
+/// be writing).
+fn try_stored_trials(store: &Path) -> rusqlite::Result<BTreeMap<i64, Row>> {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let Ok(conn) = rusqlite::Connection::open_with_flags(store, flags) else { return BTreeMap::new() };
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    let Ok(mut stmt) = conn.prepare("SELECT trial_id, status, loss, duration FROM trials ORDER BY trial_id") else {
-        return BTreeMap::new();
-    };
+    let conn = rusqlite::Connection::open_with_flags(store, flags)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let mut stmt = conn.prepare("SELECT trial_id, status, loss, duration FROM trials ORDER BY trial_id")?;
     stmt.query_map([], |r| {
         let loss: Option<f64> = r.get(2)?;
         let duration: Option<f64> = r.get(3)?;
         Ok((r.get::<_, i64>(0)?, (r.get::<_, String>(1)?, loss.map(f64::to_bits), duration.map(f64::to_bits))))
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
+    })?
+    .collect()
+}
+
+/// The store's trials, which must be readable.
+fn stored_trials(store: &Path) -> BTreeMap<i64, Row> {
+    try_stored_trials(store).unwrap_or_else(|e| panic!("failed to read the store {}: {e}", store.display()))
 }
 
 fn completed(rows: &BTreeMap<i64, Row>) -> BTreeMap<i64, Row> {
@@ -84,8 +82,9 @@ fn kill_and_resume(case: &Resume) -> Value {
     let mut child = start(&mut optimize_cmd(&strs(&args(case.first_pool)), &format!("hang@ids={k}")));
     let started = Instant::now();
     let before_kill = loop {
-        // Stalled (or about to): trial K is recorded and everything else has completed.
-        let rows = stored_trials(&store);
+        // Stalled (or about to): trial K is recorded and everything else has completed. The
+        // store may not exist yet, or be half-created.
+        let rows = try_stored_trials(&store).unwrap_or_default();
         if rows.get(&k).is_some_and(|r| r.0 == "running") && completed(&rows).len() + 1 == rows.len() {
             break rows;
         }

@@ -94,7 +94,7 @@ pub(crate) fn wait_guarded(mut child: Child) -> Output {
     }
 }
 
-/// Starts `cmd` with piped output and no inherited fault injection (unless the caller set it).
+/// Starts `cmd` with stdin closed and stdout and stderr piped (for [`wait_guarded`]).
 pub(crate) fn start(cmd: &mut Command) -> Child {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start the child")
 }
