@@ -160,15 +160,17 @@ pub(crate) fn bohb_args(extra: &[&'static str]) -> Vec<&'static str> {
 #[test]
 fn deterministic_bohb_is_identical_on_every_backend_and_worker_count() {
     let space = space_1100();
-    let mut pools = vec!["spawn", "thread"];
+    let mut pools: Vec<&[&str]> =
+        vec![&["--pool", "thread"], &["--pool", "spawn"], &["--pool", "spawn", "--spawn-load", "mmap"]];
     if cfg!(unix) {
-        pools.push("fork");
+        pools.extend([&["--pool", "fork"][..], &["--pool", "fork", "--handles", "reopen"]]);
     }
     let mut reference: Option<(String, Value)> = None;
     for pool in pools {
-        for workers in ["1", "2"] {
-            let mut args = bohb_args(&["--pool", pool, "--workers", workers]);
-            args.extend(["--space", p(&space)]);
+        for workers in ["1", "2", "8"] {
+            let mut args = bohb_args(pool);
+            args.extend(["--workers", workers, "--space", p(&space)]);
+            let (pool, workers) = (pool.join(" "), workers);
             let v = optimize(&args, "");
             check_contract(&v);
             check_best(&v);
