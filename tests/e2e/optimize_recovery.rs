@@ -248,3 +248,26 @@ fn a_search_where_every_trial_crashes_ends_without_an_incumbent() {
     assert_eq!(budgets, [[1.0 / 9.0; 9].as_slice(), &[1.0 / 3.0; 3]].concat());
     assert_eq!(v["evaluations"], 12);
 }
+
+/// A trial that hangs is stopped by `--task-timeout` and reported crashed; the search goes on
+/// with every other trial intact, on the fork and the spawn backend.
+#[test]
+fn hanging_trials_time_out_as_crashed_and_the_search_completes() {
+    let mut pools: Vec<&'static [&'static str]> = vec![&["--pool", "spawn", "--workers", "2"]];
+    if cfg!(unix) {
+        pools.push(&["--pool", "fork", "--workers", "2"]);
+    }
+    for pool in pools {
+        let mut args = bohb_1100(pool);
+        args.extend(["--task-timeout".to_string(), "0.5".to_string()]);
+        let v = optimize(&strs(&args), "hang@ids=3+10");
+        check_contract(&v);
+        let trials = v["trials"].as_array().unwrap();
+        let crashed: Vec<usize> =
+            trials.iter().enumerate().filter(|(_, t)| t["status"] == "crashed").map(|(i, _)| i).collect();
+        assert_eq!(crashed, [3, 10], "{pool:?}");
+        // HpBandSter's schedule for 6 brackets, (9, 3, 1) + (3, 1) + (3) twice: a crashed
+        // trial is never promoted, but the stages keep their sizes.
+        assert_eq!(trials.len(), 40, "{pool:?}");
+    }
+}
