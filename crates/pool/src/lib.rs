@@ -79,6 +79,8 @@ mod pool;
 mod proc;
 mod spawn;
 mod thread;
+#[cfg(windows)]
+mod winjob;
 mod worker;
 
 pub use error::{Error, TaskId};

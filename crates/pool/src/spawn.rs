@@ -143,11 +143,9 @@ fn random_token() -> String {
     format!("{a:016x}{:016x}", h.finish())
 }
 
-/// Starts spawned workers. On Windows the workers should also be put in a Job Object with
-/// `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`.
-// TODO(windows): the Job Object is not implemented (it cannot be compiled or tested here).
-// Until it is, Windows workers still exit on EOF of stdin when the parent dies, but a worker
-// stuck in a task outlives a parent that was killed.
+/// Starts spawned workers. On Windows every worker is also put in a Job Object with
+/// `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`, so that the workers die with the parent however it
+/// ends (Windows has no PDEATHSIG); see `winjob.rs`.
 pub(crate) struct SpawnLauncher {
     program: PathBuf,
     token: String,
@@ -155,6 +153,8 @@ pub(crate) struct SpawnLauncher {
     init: Vec<u8>,
     max_frame: usize,
     children: HashMap<u64, Child>,
+    #[cfg(windows)]
+    job: crate::winjob::Job,
 }
 
 impl SpawnLauncher {
@@ -169,7 +169,17 @@ impl SpawnLauncher {
         };
         let init = postcard::to_stdvec(init)
             .map_err(|e| Error::new(Kind::Startup(format!("could not encode the init value: {e}"))))?;
-        Ok(SpawnLauncher { program, token: random_token(), name: W::NAME, init, max_frame, children: HashMap::new() })
+        Ok(SpawnLauncher {
+            program,
+            token: random_token(),
+            name: W::NAME,
+            init,
+            max_frame,
+            children: HashMap::new(),
+            #[cfg(windows)]
+            job: crate::winjob::Job::new()
+                .map_err(|e| Error::new(Kind::Startup(format!("could not create a job object: {e}"))))?,
+        })
     }
 }
 
@@ -183,6 +193,12 @@ impl Launcher for SpawnLauncher {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(startup)?;
+        #[cfg(windows)]
+        if let Err(e) = self.job.assign(&child) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(startup(e));
+        }
         let mut tx = child.stdin.take().expect("piped stdin");
         let rx = child.stdout.take().expect("piped stdout");
         let err = child.stderr.take().expect("piped stderr");
