@@ -111,7 +111,7 @@ fn pool_kind(name: &str) -> Result<PoolKind> {
 
 /// The fixed job list: MA-crossover and momentum backtests over varied windows, thresholds,
 /// budgets, ranges and fees; tasks the engine must refuse; a raw-closes read for every
-/// asset and for one that does not exist; an echo.
+/// asset and for one that does not exist (which reads as no rows); an echo.
 fn jobs(bundle: &Bundle) -> Result<Vec<Job>> {
     let n = bundle.sessions().len();
     let fee = RunOptions::DEFAULT_FEE;
@@ -136,13 +136,14 @@ fn jobs(bundle: &Bundle) -> Result<Vec<Job>> {
     }
     let momentum = Strategy::Momentum(Momentum::default());
     jobs.push(Job::Backtest(BacktestTask { strategy: momentum, options: opts(1.0, None, fee)? }));
-    let equal = Strategy::Momentum(Momentum {
+    let risk_parity = Strategy::Momentum(Momentum {
         weighting_scheme: WeightingScheme::RiskParity,
         top_n_assets: 3,
         ..Momentum::default()
     });
-    jobs.push(Job::Backtest(BacktestTask { strategy: equal, options: opts(0.5, None, fee)? }));
-    // Refused by the engine inside the worker: a zero window, a range past the bundle's end.
+    jobs.push(Job::Backtest(BacktestTask { strategy: risk_parity, options: opts(0.5, None, fee)? }));
+    // Refused by the engine inside the worker: a zero window, a range past the bundle's end,
+    // a negative threshold.
     jobs.push(Job::Backtest(BacktestTask { strategy: ma(0, 20, 0.0), options: opts(1.0, None, fee)? }));
     jobs.push(Job::Backtest(BacktestTask { strategy: ma(5, 20, 0.0), options: opts(1.0, Some(n + 5..n + 10), fee)? }));
     jobs.push(Job::Backtest(BacktestTask { strategy: ma(5, 20, -1.0), options: opts(1.0, None, fee)? }));
