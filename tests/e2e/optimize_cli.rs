@@ -190,3 +190,25 @@ fn deterministic_bohb_is_identical_on_every_backend_and_worker_count() {
         }
     }
 }
+
+#[test]
+fn the_store_records_which_worker_ran_each_trial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("study.sqlite");
+    let space = space_1100();
+    let args = ["--space", p(&space), "--search", "random", "--evaluations", "16", "--pool", "fork"];
+    let v = optimize(&[&args[..], &["--workers", "2", "--store", p(&store)]].concat(), "");
+    assert_eq!(v["evaluations"], 16);
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    let (ok, with_worker): (i64, i64) = conn
+        .query_row("SELECT count(*), count(worker) FROM trials WHERE status = 'ok'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!((ok, with_worker), (16, 16), "every finished trial names its worker");
+    let distinct: i64 = conn.query_row("SELECT count(DISTINCT worker) FROM trials", [], |r| r.get(0)).unwrap();
+    assert!((1..=2).contains(&distinct), "at most the 2 workers: {distinct}");
+    assert!(
+        conn.query_row("SELECT min(worker) FROM trials", [], |r| r.get::<_, i64>(0)).unwrap()
+            != i64::from(std::process::id() as i32),
+        "fork workers are other processes"
+    );
+}

@@ -49,8 +49,8 @@ pub(crate) struct OptimizeArgs {
     #[arg(long)]
     pool: Option<PoolArg>,
     /// Number of workers [default: available cores].
-    #[arg(long)]
-    workers: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
     /// Smallest budget (hyperband, bohb).
     #[arg(long, default_value_t = 0.05)]
     min_budget: f64,
@@ -118,10 +118,7 @@ pub(crate) fn run(a: &OptimizeArgs) -> Result<()> {
     let fixed = crate::backtest_cmd::parse_sets(&a.set)?;
     // Check the strategy name and fixed parameters once, before starting workers.
     engine::Strategy::from_pairs(&a.strategy, &fixed).context("invalid strategy")?;
-    let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if workers == 0 {
-        return Err(anyhow!("--workers must be at least 1"));
-    }
+    let workers = a.workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let kind = match a.pool {
         None => match PoolKind::platform_default() {
             PoolKind::Fork(_) => PoolKind::Fork(handles(a.handles)),

@@ -82,7 +82,7 @@ impl Evaluator for PoolEvaluator<'_> {
             Ok(task) => {
                 let id = self
                     .pool
-                    .submit(Job::Backtest(task))
+                    .submit(Job::BacktestReporting(task))
                     .map_err(|e| optimize::Error::Evaluator(format!("failed to submit trial {trial_id}: {e}")))?;
                 self.in_flight.insert(id, (trial_id, Instant::now()));
             }
@@ -106,12 +106,14 @@ impl Evaluator for PoolEvaluator<'_> {
             .in_flight
             .remove(&id)
             .ok_or_else(|| optimize::Error::Evaluator(format!("the pool returned unknown task {id}")))?;
-        let outcome = match result {
-            Ok(JobOutput::Metrics(m)) => Outcome::Ok { loss: -m.sharpe, metrics: metrics_map(&m) },
-            Ok(JobOutput::Invalid(message)) => Outcome::Crashed { message },
-            Ok(other) => Outcome::Crashed { message: format!("unexpected worker output {other:?}") },
-            Err(e) => Outcome::Crashed { message: e.to_string() },
+        let (outcome, worker) = match result {
+            Ok(JobOutput::MetricsFrom { metrics, worker }) => {
+                (Outcome::Ok { loss: -metrics.sharpe, metrics: metrics_map(&metrics) }, Some(worker))
+            }
+            Ok(JobOutput::Invalid(message)) => (Outcome::Crashed { message }, None),
+            Ok(other) => (Outcome::Crashed { message: format!("unexpected worker output {other:?}") }, None),
+            Err(e) => (Outcome::Crashed { message: e.to_string() }, None),
         };
-        Ok(Completion { trial_id, outcome, duration_secs: started.elapsed().as_secs_f64(), worker: None })
+        Ok(Completion { trial_id, outcome, duration_secs: started.elapsed().as_secs_f64(), worker })
     }
 }

@@ -51,6 +51,8 @@ pub enum Job {
     },
     /// Do nothing and echo the value: measures the pool's round-trip overhead.
     Echo(u64),
+    /// Run a backtest and say which worker ran it (for the trial store's `worker` column).
+    BacktestReporting(BacktestTask),
 }
 
 /// What a [`BacktestWorker`] returns for a [`Job`].
@@ -64,6 +66,14 @@ pub enum JobOutput {
     Closes(Vec<f64>),
     /// The echoed value.
     Echo(u64),
+    /// A backtest's metrics with the id of the worker that ran it: the OS process id of a
+    /// process worker (the pool's own process id for the thread backend).
+    MetricsFrom {
+        /// The metrics.
+        metrics: Metrics,
+        /// The worker.
+        worker: u32,
+    },
 }
 
 /// A pool worker holding a loaded bundle, a backtester over it and (optionally) read-only
@@ -109,6 +119,10 @@ impl BacktestWorker {
                 None => JobOutput::Invalid("this worker has no SQLite handles".into()),
             },
             Job::Echo(v) => JobOutput::Echo(v),
+            Job::BacktestReporting(task) => match self.engine.execute(&task) {
+                BacktestOutcome::Done(metrics) => JobOutput::MetricsFrom { metrics, worker: std::process::id() },
+                BacktestOutcome::Invalid(msg) => JobOutput::Invalid(msg),
+            },
         }
     }
 }

@@ -179,6 +179,8 @@ fn output_json(r: &Result<JobOutput, pool::Error>) -> Value {
         Ok(JobOutput::Invalid(msg)) => json!({ "invalid": msg }),
         Ok(JobOutput::Closes(c)) => json!({ "closes": c.iter().map(|x| x.to_bits()).collect::<Vec<_>>() }),
         Ok(JobOutput::Echo(v)) => json!({ "echo": v }),
+        // The worker id differs between backends by design; only the metrics must agree.
+        Ok(JobOutput::MetricsFrom { metrics, .. }) => json!({ "metrics": metrics_json(metrics) }),
         Err(e) => json!({ "error": e.to_string() }),
     }
 }
