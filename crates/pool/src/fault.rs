@@ -15,6 +15,7 @@ pub(crate) enum Action {
     SigKill,
     Panic,
     Garble,
+    Stall,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -89,6 +90,7 @@ fn parse_rule(rule: &str) -> Result<Rule, String> {
         "sigkill" => Action::SigKill,
         "panic" => Action::Panic,
         "garble" => Action::Garble,
+        "stall" => Action::Stall,
         a => return Err(format!("unknown action {a:?}")),
     };
     let select = match select.split_once('=') {
@@ -128,6 +130,13 @@ pub(crate) fn perform(action: Action, out: &mut (impl std::io::Write + ?Sized)) 
             let _ = out.write_all(&[0xE8, 0x03, 0, 0, b'b', b'a', b'd']);
             let _ = out.flush();
             perform(Action::Exit(71), out)
+        }
+        Action::Stall => {
+            // Claims 1000 bytes, sends 3, then stays alive and silent: half a frame must not
+            // stall the pool (the task timeout catches it).
+            let _ = out.write_all(&[0xE8, 0x03, 0, 0, b'b', b'a', b'd']);
+            let _ = out.flush();
+            perform(Action::Hang, out)
         }
         Action::Abort => std::process::abort(),
         Action::Exit(code) => {

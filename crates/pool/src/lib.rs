@@ -36,7 +36,7 @@
 //! ```text
 //! spec     = rule *( ";" rule )
 //! rule     = action "@" selector *( "," option )
-//! action   = "abort" | "exit" | "hang" | "sigkill" | "panic" | "garble"
+//! action   = "abort" | "exit" | "hang" | "sigkill" | "panic" | "garble" | "stall"
 //! selector = "ids=" id *( "+" id )      ; task ids, as returned by submit (0-based)
 //!          | "frac=" F                  ; 0 <= F <= 1 of tasks, chosen by a hash of (id, seed)
 //! option   = "seed=" N                  ; for frac (default 0)
@@ -45,7 +45,7 @@
 //! ```
 //! `abort` calls `std::process::abort`, `exit` ends the worker with `_exit`, `hang` sleeps
 //! forever, `sigkill` raises SIGKILL, `panic` panics inside the task (returned as data) and
-//! `garble` writes a truncated result frame, then exits. The first matching rule wins. Fraction selection is a pure function of the task id and
+//! `garble` writes a truncated result frame, then exits; `stall` writes one and then hangs. The first matching rule wins. Fraction selection is a pure function of the task id and
 //! seed, so runs are reproducible. Examples: `abort@ids=3+7` (tasks 3 and 7 abort their
 //! worker on every attempt, so they fail after 3 attempts), `sigkill@frac=0.25,attempts=1`
 //! (a quarter of tasks kill their first worker, then succeed), `hang@ids=5` (with a task

@@ -64,6 +64,11 @@ struct Live {
     tx: Box<dyn Write + Send>,
     #[cfg(unix)]
     rx: Option<std::fs::File>,
+    /// Bytes read from `rx` that do not make a whole frame yet. Reads never wait for the rest
+    /// of a frame, so a worker that sends half a frame and hangs is caught by the task
+    /// timeout instead of stalling the pool.
+    #[cfg(unix)]
+    buf: Vec<u8>,
     state: State,
 }
 
@@ -168,6 +173,8 @@ impl ProcPool {
                 tx: l.tx,
                 #[cfg(unix)]
                 rx: l.rx,
+                #[cfg(unix)]
+                buf: Vec::new(),
                 state: State::Starting,
             });
         }
@@ -409,6 +416,16 @@ impl ProcPool {
     fn poll_event(&mut self, deadline: Option<Instant>) -> Option<(usize, Msg)> {
         use std::os::fd::AsRawFd;
         let n = self.slots.len();
+        // A whole frame may already be buffered from an earlier read.
+        for i in 0..n {
+            if let Some(live) = self.slots[i].as_mut().filter(|l| l.rx.is_some()) {
+                match take_frame(&mut live.buf, self.cfg.max_frame) {
+                    Ok(Some(f)) => return Some((i, Msg::Frame(f))),
+                    Ok(None) => {}
+                    Err(cause) => return Some((i, Msg::Closed { cause, frame: true })),
+                }
+            }
+        }
         let mut idx = Vec::with_capacity(n);
         let mut fds = Vec::with_capacity(n);
         for k in 0..n {
@@ -444,16 +461,38 @@ impl ProcPool {
             let k = fds.iter().position(|p| p.revents != 0).expect("poll reported a ready fd");
             let i = idx[k];
             self.rr = (i + 1) % n;
-            let rx = self.slots[i].as_mut().and_then(|l| l.rx.as_mut()).expect("polled slot has rx");
-            let msg = match crate::frame::read_frame(rx, self.cfg.max_frame) {
-                Ok(Some(f)) => Msg::Frame(f),
-                Ok(None) => Msg::Closed { cause: "closed its result pipe".into(), frame: false },
-                Err(e) => {
-                    let frame = matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof);
-                    Msg::Closed { cause: format!("sent a bad frame: {e}"), frame }
+            let max = self.cfg.max_frame;
+            let live = self.slots[i].as_mut().expect("polled slot is live");
+            let rx = live.rx.as_mut().expect("polled slot has rx");
+            // One read: poll said readable, so it returns what is there without waiting.
+            let mut chunk = [0u8; 64 << 10];
+            let got = match std::io::Read::read(rx, &mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    fds[k].revents = 0;
+                    continue;
                 }
+                Err(e) => return Some((i, Msg::Closed { cause: format!("result pipe failed: {e}"), frame: false })),
             };
-            return Some((i, msg));
+            if got == 0 {
+                let msg = if live.buf.is_empty() {
+                    Msg::Closed { cause: "closed its result pipe".into(), frame: false }
+                } else {
+                    Msg::Closed { cause: "sent a bad frame: truncated".into(), frame: true }
+                };
+                return Some((i, msg));
+            }
+            live.buf.extend_from_slice(&chunk[..got]);
+            match take_frame(&mut live.buf, max) {
+                Ok(Some(f)) => return Some((i, Msg::Frame(f))),
+                Ok(None) => {
+                    // Not a whole frame yet: wait for more, still bounded by the deadline.
+                    for p in &mut fds {
+                        p.revents = 0;
+                    }
+                }
+                Err(cause) => return Some((i, Msg::Closed { cause, frame: true })),
+            }
         }
     }
 
@@ -478,4 +517,23 @@ impl Drop for ProcPool {
     fn drop(&mut self) {
         self.shutdown(Duration::ZERO);
     }
+}
+
+/// Takes one whole frame (u32 LE length, then payload) off the front of `buf`, if there is one.
+/// A length over `max` is an error as soon as its 4 bytes are in, before any payload arrives.
+#[cfg(unix)]
+fn take_frame(buf: &mut Vec<u8>, max: usize) -> Result<Option<Vec<u8>>, String> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+    if len > max {
+        return Err(format!("sent a bad frame: frame length {len} exceeds the maximum of {max}"));
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    let frame = buf[4..4 + len].to_vec();
+    buf.drain(..4 + len);
+    Ok(Some(frame))
 }

@@ -191,6 +191,20 @@ fn corrupt_result_frame_loses_the_worker_and_only_that_task() {
 }
 
 #[test]
+fn half_a_frame_then_silence_times_out_instead_of_stalling_the_pool() {
+    for backend in process_backends() {
+        let out = check(
+            &["--backend", backend, "--workers", "2", "--timeout-ms", "400", "--tasks", "echo*6"],
+            "stall@ids=2",
+            "summary ok=5 failed=1",
+        );
+        let r = out.results();
+        assert!(r[2].starts_with("2 err timeout task 2 timed out"), "{backend}: {}", r[2]);
+        assert_eq!(r[5], "5 ok num 5", "{backend}");
+    }
+}
+
+#[test]
 fn failed_worker_init_fails_the_build_with_its_message() {
     for backend in ["fork", "spawn"].iter().filter(|b| process_backends().contains(b)) {
         let out = run(&["--backend", backend, "--fail-init", "--tasks", "echo"], "");
