@@ -26,7 +26,9 @@ const OP_SPAWN: u8 = 1;
 const OP_KILL: u8 = 2;
 const OP_SHUTDOWN: u8 = 3;
 
-/// How many threads this process has, where the OS tells us (Linux: `/proc/self/stat`).
+/// How many threads this process has, where the OS tells us (Linux: `/proc/self/stat`;
+/// macOS: `proc_pidinfo(PROC_PIDTASKINFO)`).
+#[cfg(not(target_os = "macos"))]
 pub(crate) fn thread_count() -> Option<usize> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Field 20 (num_threads), counted after the parenthesised command name.
@@ -34,8 +36,20 @@ pub(crate) fn thread_count() -> Option<usize> {
     rest.split_whitespace().nth(17)?.parse().ok()
 }
 
-/// Errors unless the process is single-threaded. On unixes without `/proc` the count is
-/// unknown and the check passes: callers there must build fork pools before any thread.
+/// How many threads this process has (macOS: `proc_pidinfo(PROC_PIDTASKINFO)`). Compiled only
+/// on macOS, which the development machines cannot build; the GitHub Actions macOS job does.
+#[cfg(target_os = "macos")]
+pub(crate) fn thread_count() -> Option<usize> {
+    // SAFETY: an all-zero proc_taskinfo is a valid value to be overwritten.
+    let mut info: libc::proc_taskinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_taskinfo>() as libc::c_int;
+    // SAFETY: `info` is a live, exclusively borrowed buffer of `size` bytes.
+    let got = unsafe { libc::proc_pidinfo(libc::getpid(), libc::PROC_PIDTASKINFO, 0, (&raw mut info).cast(), size) };
+    (got == size).then(|| usize::try_from(info.pti_threadnum).unwrap_or(0))
+}
+
+/// Errors unless the process is single-threaded. On unixes where the count is unknown (other
+/// BSDs) the check passes: callers there must build fork pools before any thread.
 pub(crate) fn check_single_threaded() -> Result<(), Error> {
     match thread_count() {
         Some(n) if n > 1 => Err(Error::new(Kind::NotSingleThreaded { threads: n })),
