@@ -93,7 +93,9 @@ fn workers_that_die_between_tasks_fail_the_queue_instead_of_hanging() {
         let r = pool.map([1, 2, 3]);
         assert_eq!(r.len(), 3);
         for e in r.iter().map(|r| r.as_ref().expect_err("no worker survives")) {
-            assert!(e.is_startup(), "{e}");
+            // Which one depends on timing: a replacement that dies before it reports ready is
+            // a start-up failure; one that reports ready and then dies loses the task.
+            assert!(e.is_startup() || e.is_worker_lost(), "{e}");
         }
     }
     assert!(pool.stats().lost > 0);
