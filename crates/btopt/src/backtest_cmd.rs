@@ -19,8 +19,8 @@ pub(crate) fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>> {
 pub(crate) fn run(a: &BacktestArgs) -> Result<()> {
     let strategy = engine::Strategy::from_pairs(&a.strategy, &parse_sets(&a.set)?).context("invalid strategy")?;
     let bundle = bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?;
-    let range = runner::session_range(&bundle, a.start, a.end)?;
-    let options = engine::RunOptions::new_checked(a.budget, Some(range), a.fee)?;
+    let range = runner::session_range(&bundle, a.range.start, a.range.end)?;
+    let options = engine::RunOptions::new_checked(a.budget, Some(range), a.range.fee)?;
     let mut engine = runner::Engine::new(Arc::new(bundle)).context("bundle is unusable for backtests")?;
     let m = engine.run(&strategy, &options).context("backtest failed")?;
     if a.json {

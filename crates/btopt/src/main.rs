@@ -32,6 +32,20 @@ enum Command {
     Optimize(Box<optimize_cmd::OptimizeArgs>),
 }
 
+/// The backtest range and costs, shared by `backtest` and `optimize`.
+#[derive(Args, Debug)]
+pub(crate) struct RangeArgs {
+    /// First calendar day of the backtest range.
+    #[arg(long)]
+    pub(crate) start: Option<chrono::NaiveDate>,
+    /// Last calendar day of the backtest range.
+    #[arg(long)]
+    pub(crate) end: Option<chrono::NaiveDate>,
+    /// Fee rate on traded notional.
+    #[arg(long, default_value_t = engine::RunOptions::DEFAULT_FEE)]
+    pub(crate) fee: f64,
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct BacktestArgs {
     /// The bundle directory.
@@ -46,15 +60,8 @@ pub(crate) struct BacktestArgs {
     /// Fidelity: evaluate the last ceil(budget·T) sessions of the range, budget in (0, 1].
     #[arg(long, default_value_t = 1.0)]
     budget: f64,
-    /// First calendar day of the range.
-    #[arg(long)]
-    start: Option<chrono::NaiveDate>,
-    /// Last calendar day of the range.
-    #[arg(long)]
-    end: Option<chrono::NaiveDate>,
-    /// Fee rate on traded notional.
-    #[arg(long, default_value_t = engine::RunOptions::DEFAULT_FEE)]
-    fee: f64,
+    #[command(flatten)]
+    range: RangeArgs,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,

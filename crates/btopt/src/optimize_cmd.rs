@@ -78,15 +78,8 @@ pub(crate) struct OptimizeArgs {
     /// A fixed strategy parameter, NAME=VALUE (repeatable); the space overrides it.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     set: Vec<String>,
-    /// First calendar day of the backtest range.
-    #[arg(long)]
-    start: Option<chrono::NaiveDate>,
-    /// Last calendar day of the backtest range.
-    #[arg(long)]
-    end: Option<chrono::NaiveDate>,
-    /// Fee rate on traded notional.
-    #[arg(long, default_value_t = engine::RunOptions::DEFAULT_FEE)]
-    fee: f64,
+    #[command(flatten)]
+    range: crate::RangeArgs,
     /// Fork backend: use SQLite handles inherited from the parent, or reopen them per child.
     #[arg(long, default_value = "inherit")]
     handles: HandlesArg,
@@ -130,7 +123,7 @@ pub(crate) fn run(a: &OptimizeArgs) -> Result<()> {
     };
 
     let bundle = Arc::new(bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?);
-    let sessions = runner::session_range(&bundle, a.start, a.end)?;
+    let sessions = runner::session_range(&bundle, a.range.start, a.range.end)?;
     let mut builder = pool::PoolBuilder::new().workers(workers);
     if let Some(t) = a.task_timeout {
         builder = builder.task_timeout(Duration::from_secs_f64(t));
@@ -144,7 +137,7 @@ pub(crate) fn run(a: &OptimizeArgs) -> Result<()> {
         Some(path) => Box::new(optimize::SqliteStore::open(path).context("failed to open the trial store")?),
         None => Box::new(optimize::MemoryStore::new()),
     };
-    let mut evaluator = runner::PoolEvaluator::new(&mut pool, &a.strategy, fixed, Some(sessions), a.fee);
+    let mut evaluator = runner::PoolEvaluator::new(&mut pool, &a.strategy, fixed, Some(sessions), a.range.fee);
     let options = optimize::RunOptions { deterministic: a.deterministic, reuse_results: false };
     let mut progress = ProgressView::new(a.json);
     let summary = optimize::optimize(
