@@ -287,6 +287,9 @@ fn run(cli: &Cli) -> Result<()> {
     }
     let mut profile = Profile::new(cli.profile);
     if let Some(r) = cli.runs {
+        if r < 10 {
+            return Err(anyhow!("--runs {r}: a decision needs at least 10 runs per arm"));
+        }
         profile.runs = r;
     }
     if let Some(w) = cli.workers {
