@@ -143,7 +143,7 @@ pub(crate) fn shared_bundle(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
     let names: Vec<&str> = arms.iter().map(|k| k.name()).collect();
     let steps = arms.len() * (2 + p.runs + p.memory_workers.len());
     ctx.progress.start("shared-bundle", steps as u64);
-    let mut jobs = ma_jobs(&space(ctx, "ma-1100.toml")?, p.shared_grid, p.shared_budget, None)?;
+    let jobs = ma_jobs(&space(ctx, "ma-1100.toml")?, p.shared_grid, p.shared_budget, None)?;
     let sids = ctx.minute.bundle.assets().len() as u32;
     let with_sql: Vec<Job> = jobs.iter().cloned().chain((0..sids).map(|sid| Job::SqlCloses { sid })).collect();
 
@@ -161,7 +161,6 @@ pub(crate) fn shared_bundle(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
     let equivalent = prints.windows(2).all(|w| w[0] == w[1]);
 
     let mut startup: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    jobs.truncate(p.shared_grid);
     let secs = interleave(ctx, "shared-bundle", &names, |ctx, a, r| {
         let t = Instant::now();
         let mut pool = start_pool(arms[a], p.workers, &ctx.minute)?;

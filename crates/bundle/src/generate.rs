@@ -228,7 +228,6 @@ pub fn generate(spec: &GenerateSpec) -> Result<BundleData> {
         p.splits.iter().filter(|(d, _)| *d <= s && *d > sessions[0]).map(|(_, f)| f).product()
     };
 
-    let n = profiles.len();
     let mut bars: Vec<RawBars> = profiles
         .iter()
         .map(|p| {
@@ -243,7 +242,6 @@ pub fn generate(spec: &GenerateSpec) -> Result<BundleData> {
     // Economic (split-free) log price of each asset.
     let mut log_p: Vec<f64> = profiles.iter().map(|p| p.p0.ln()).collect();
     let bars_per_year = freq.periods_per_year();
-    let mut shocks = vec![0.0; n];
     for (s, &date) in sessions.iter().enumerate() {
         let per_session = bounds[s + 1] - bounds[s];
         let factors: Vec<f64> = profiles.iter().map(|p| split_factor(p, date)).collect();
@@ -255,12 +253,12 @@ pub fn generate(spec: &GenerateSpec) -> Result<BundleData> {
             for (i, p) in profiles.iter().enumerate() {
                 let z_idio = rng.normal();
                 let (z_gap, z_hi, z_lo, z_vol) = (rng.normal(), rng.normal(), rng.normal(), rng.normal());
-                shocks[i] = p.rho * z_market + (1.0 - p.rho * p.rho).sqrt() * z_idio;
+                let shock = p.rho * z_market + (1.0 - p.rho * p.rho).sqrt() * z_idio;
                 let sd = p.sigma / bars_per_year.sqrt();
                 let drift = (p.mu - 0.5 * p.sigma * p.sigma) / bars_per_year;
                 let prev = log_p[i];
                 let open_log = prev + 0.2 * sd * gap * z_gap;
-                let close_log = prev + drift + sd * gap.sqrt() * shocks[i];
+                let close_log = prev + drift + sd * gap.sqrt() * shock;
                 log_p[i] = close_log;
                 if bar < bars[i].first_bar {
                     continue;
