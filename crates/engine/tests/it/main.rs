@@ -7,6 +7,7 @@ mod momentum;
 mod momentum_reference;
 mod params;
 mod props;
+mod recorded;
 mod reference;
 
 use engine::{AssetSeries, Backtester, MaCrossover, Market, Metrics, RunOptions, Strategy};
@@ -136,4 +137,14 @@ pub(crate) fn assert_same(a: &Metrics, b: &Metrics) {
 pub(crate) fn assert_close(a: f64, b: f64, rel: f64, what: &str) {
     let scale = a.abs().max(b.abs()).max(1e-300);
     assert!((a - b).abs() <= rel * scale || a == b, "{what}: {a} vs {b} (rel tol {rel})");
+}
+
+/// Parses a built-in strategy from `NAME=VALUE` pairs (the one place tests name the API).
+pub(crate) fn strategy_from_pairs(name: &str, pairs: &[(String, String)]) -> Strategy {
+    Strategy::from_pairs(name, pairs).expect("valid strategy")
+}
+
+/// One backtest on a fresh backtester without cache.
+pub(crate) fn run_fresh(market: &Market<'_>, strategy: &Strategy, opts: &RunOptions) -> Metrics {
+    engine::run(market, strategy, opts).expect("backtest runs")
 }
