@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use bundle::{Bundle, Frequency, GenerateSpec};
-use engine::{RunOptions, Strategy};
+use engine::{Configured, Registry, RunOptions};
 
-fn strategies() -> Vec<Strategy> {
+fn strategies() -> Vec<Configured> {
     let ma = |s: u32, l: u32, t: &str| {
         let pairs = [("short_window", s.to_string()), ("long_window", l.to_string()), ("threshold", t.to_string())];
         let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        Strategy::from_pairs("ma-crossover", &pairs).unwrap()
+        Registry::builtin().configure("ma-crossover", &pairs).unwrap()
     };
     vec![ma(5, 20, "0"), ma(10, 50, "0.002"), ma(50, 50, "0.001"), ma(3, 8, "0.01")]
 }

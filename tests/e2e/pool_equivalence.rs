@@ -36,10 +36,10 @@ fn reference() -> &'static [Value] {
     REF.get_or_init(|| {
         let outs = run("in-process", 1).remove("map").unwrap();
         let count = |key: &str| outs.iter().filter(|o| o.get(key).is_some()).count();
-        // 24 + 3 MA-crossover and 2 momentum backtests; 3 refused; 7 assets plus one unknown; echo.
-        assert_eq!(outs.len(), 24 + 3 + 2 + 3 + 7 + 1 + 1, "{outs:?}");
+        // 24 + 3 MA-crossover and 2 momentum backtests; 4 refused; 7 assets plus one unknown; echo.
+        assert_eq!(outs.len(), 24 + 3 + 2 + 4 + 7 + 1 + 1, "{outs:?}");
         assert_eq!(count("metrics"), 29);
-        assert_eq!(count("invalid"), 3, "three refused backtests");
+        assert_eq!(count("invalid"), 4, "four refused backtests");
         // Seven assets, and an unknown sid, which reads as no rows.
         assert_eq!(count("closes"), 8);
         assert_eq!(outs[outs.len() - 2], serde_json::json!({ "closes": [] }));

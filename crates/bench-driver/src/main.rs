@@ -213,7 +213,7 @@ impl Progress {
 
 fn main() -> ExitCode {
     // Spawned pool workers run here and exit, before anything else happens.
-    pool::worker_main_if_requested(&runner::registry());
+    runner::worker_main_if_requested(&engine::Registry::builtin());
     let cli = Cli::parse();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
@@ -11,7 +12,7 @@ use bench_driver::decide::{self, BohbRegime, Verdict};
 use bench_driver::plots::{Convergence, ConvergenceSeries};
 use bench_driver::report::{Memory, MemorySample, Run, ScenarioResult};
 use bench_driver::stats;
-use engine::{RunOptions, Strategy};
+use engine::{Registry, RunOptions};
 use optimize::{SearchKind, SearchSpec, Space, Summary};
 use runner::{BacktestTask, BacktestWorker, HandleMode, Job, JobOutput, PoolKind, SpawnLoad};
 
@@ -23,7 +24,8 @@ fn start_pool(kind: PoolKind, workers: usize, data: &Data) -> Result<Pool> {
     if matches!(kind, PoolKind::Fork(_) | PoolKind::PerBatch) {
         wait_single_threaded()?;
     }
-    runner::build_pool(kind, pool::PoolBuilder::new().workers(workers), &data.bundle, &data.dir)
+    let strategies = Arc::new(Registry::builtin());
+    runner::build_pool(kind, pool::PoolBuilder::new().workers(workers), &data.bundle, &data.dir, &strategies)
         .map_err(|e| anyhow!("failed to start a {} pool: {e}", kind.name()))
 }
 
@@ -35,12 +37,16 @@ fn space(ctx: &Ctx, file: &str) -> Result<Space> {
 fn ma_jobs(space: &Space, n: usize, budget: f64, sessions: Option<Range<usize>>) -> Result<Vec<Job>> {
     let card = space.cardinality().ok_or_else(|| anyhow!("space has no finite grid"))?;
     let n = (n as u128).min(card).max(1);
+    let strategies = Registry::builtin();
+    let ma = strategies.lookup("ma-crossover")?.clone();
+    let base = engine::ParamValues::defaults(ma.parameters());
+    let id = strategies.id_of("ma-crossover")?;
     (0..n)
         .map(|i| {
             let config = space.config_at(i * card / n)?;
-            let strategy = Strategy::from_pairs("ma-crossover", &optimize::render_pairs(&config))?;
+            let params = runner::params_of(&*ma, &base, &config)?;
             let options = RunOptions::new_checked(budget, sessions.clone(), RunOptions::DEFAULT_FEE)?;
-            Ok(Job::Backtest(BacktestTask { strategy, options }))
+            Ok(Job::Backtest(BacktestTask { strategy: id, params, options }))
         })
         .collect()
 }
@@ -52,7 +58,7 @@ fn fingerprint(outputs: &[Result<JobOutput, pool::Error>]) -> Vec<String> {
 }
 
 fn failures(outputs: &[Result<JobOutput, pool::Error>]) -> usize {
-    outputs.iter().filter(|o| !matches!(o, Ok(JobOutput::Metrics(_)))).count()
+    outputs.iter().filter(|o| !matches!(o, Ok(JobOutput::Metrics { .. }))).count()
 }
 
 /// Runs `f(arm, run)` for every arm, interleaved A B A B …, after one warm-up per arm.
@@ -251,7 +257,12 @@ fn search(
     sessions: Option<Range<usize>>,
 ) -> Result<(f64, Summary)> {
     let mut searcher = spec.build(space)?;
-    let mut ev = runner::PoolEvaluator::new(pool, strategy, vec![], sessions, RunOptions::DEFAULT_FEE);
+    let strategies = Registry::builtin();
+    let s = strategies.lookup(strategy)?.clone();
+    let base = engine::ParamValues::defaults(s.parameters());
+    runner::check_space(&*s, space)?;
+    let id = strategies.id_of(strategy)?;
+    let mut ev = runner::PoolEvaluator::new(pool, s, id, base, sessions, RunOptions::DEFAULT_FEE);
     let mut store = optimize::MemoryStore::new();
     let options = optimize::RunOptions { deterministic: true, reuse_results: false };
     let t = Instant::now();
@@ -266,7 +277,7 @@ fn best_sharpe(s: &Summary) -> f64 {
 /// The best trial's sharpe, recomputed by a direct backtest in this process.
 fn recompute_best(data: &Data, strategy: &str, s: &Summary, sessions: Option<Range<usize>>) -> Result<f64> {
     let best = s.best.as_ref().ok_or_else(|| anyhow!("the search found nothing"))?;
-    let strategy = Strategy::from_pairs(strategy, &optimize::render_pairs(&best.config))?;
+    let strategy = Registry::builtin().configure(strategy, &optimize::render_pairs(&best.config))?;
     let mut engine = runner::Engine::new(data.bundle.clone())?;
     let m = engine.run(&strategy, &RunOptions::new_checked(best.budget, sessions, RunOptions::DEFAULT_FEE)?)?;
     Ok(m.sharpe)

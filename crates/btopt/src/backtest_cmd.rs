@@ -2,25 +2,59 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use engine::{DynStrategy, Registry};
 
-use crate::BacktestArgs;
+use crate::{BacktestArgs, usage};
 
 /// Splits `NAME=VALUE` arguments into pairs, rejecting anything else.
 pub(crate) fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>> {
     sets.iter()
         .map(|s| match s.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
-            _ => bail!("--set {s:?}: expected NAME=VALUE"),
+            _ => Err(usage(format!("--set {s:?}: expected NAME=VALUE"))),
         })
         .collect()
 }
 
-pub(crate) fn run(a: &BacktestArgs) -> Result<()> {
-    let strategy = engine::Strategy::from_pairs(&a.strategy, &parse_sets(&a.set)?).context("invalid strategy")?;
+/// The strategy called `name` with `--set` values on top of its defaults; a bad name or
+/// value is a usage error naming the parameter and listing the strategy's parameters.
+pub(crate) fn configure(strategies: &Registry, name: &str, sets: &[String]) -> Result<engine::Configured> {
+    let strategy = strategies.lookup(name).map_err(|e| usage(e.to_string()))?;
+    strategies.configure(name, &parse_sets(sets)?).map_err(|e| usage(format!("{e} ({})", listing(&**strategy))))
+}
+
+/// `ma-crossover parameters: short_window, long_window, threshold`.
+pub(crate) fn listing(strategy: &dyn DynStrategy) -> String {
+    let names: Vec<&str> = strategy.parameters().iter().map(|p| p.name).collect();
+    format!("{} parameters: {}", strategy.name(), names.join(", "))
+}
+
+/// Refuses a bundle whose frequency the strategy's table does not list.
+pub(crate) fn check_frequency(strategy: &dyn DynStrategy, bundle: &bundle::Bundle) -> Result<()> {
+    let freq = match bundle.frequency() {
+        bundle::Frequency::Daily => engine::Frequency::Daily,
+        bundle::Frequency::Minute => engine::Frequency::Minute,
+    };
+    if !strategy.frequencies().contains(&freq) {
+        let supported: Vec<&str> = strategy.frequencies().iter().map(|f| f.as_str()).collect();
+        return Err(usage(format!(
+            "{} does not run on {} bars (it supports: {})",
+            strategy.name(),
+            freq.as_str(),
+            supported.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn run(a: &BacktestArgs, strategies: &Arc<Registry>) -> Result<()> {
+    let strategy = configure(strategies, &a.strategy, &a.set)?;
+    let options = engine::RunOptions::new_checked(a.budget, None, a.range.fee).map_err(|e| usage(e.to_string()))?;
     let bundle = bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?;
+    check_frequency(&**strategy.strategy(), &bundle)?;
     let range = runner::session_range(&bundle, a.range.start, a.range.end)?;
-    let options = engine::RunOptions::new_checked(a.budget, Some(range), a.range.fee)?;
+    let options = engine::RunOptions::new_checked(options.budget(), Some(range), options.fee())?;
     let mut engine = runner::Engine::new(Arc::new(bundle)).context("bundle is unusable for backtests")?;
     let m = engine.run(&strategy, &options).context("backtest failed")?;
     if a.json {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 use runner::{HandleMode, PoolKind, SpawnLoad};
@@ -36,7 +36,7 @@ pub(crate) struct OptimizeArgs {
     /// The bundle directory.
     #[arg(long)]
     bundle: PathBuf,
-    /// Strategy: ma-crossover or momentum.
+    /// The strategy (`strategies` lists each one's parameters).
     #[arg(long)]
     strategy: String,
     /// The parameter space, a TOML file.
@@ -94,12 +94,17 @@ pub(crate) struct OptimizeArgs {
     json: bool,
 }
 
-pub(crate) fn run(a: &OptimizeArgs) -> Result<()> {
+pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Result<()> {
     let started = Instant::now();
-    // Everything that can fail cheaply is checked before the bundle is loaded.
-    let space = optimize::Space::from_toml_file(&a.space).context("invalid space")?;
+    // Everything that can fail cheaply is checked before the bundle is loaded, and before any
+    // pool, store or file exists: a bad space or parameter is a usage error (exit 2).
+    let space = optimize::Space::from_toml_file(&a.space)
+        .map_err(|e| crate::usage(format!("invalid space {}: {e}", a.space.display())))?;
+    let base = crate::backtest_cmd::configure(strategies, &a.strategy, &a.set)?;
+    let strategy = base.strategy().clone();
+    runner::check_space(&*strategy, &space).map_err(|e| crate::usage(format!("{}: {e}", a.space.display())))?;
     let spec = optimize::SearchSpec {
-        kind: a.search.parse().context("invalid --search")?,
+        kind: a.search.parse().map_err(|e| crate::usage(format!("invalid --search: {e}")))?,
         min_budget: a.min_budget,
         max_budget: a.max_budget,
         eta: a.eta,
@@ -107,10 +112,7 @@ pub(crate) fn run(a: &OptimizeArgs) -> Result<()> {
         evaluations: a.evaluations,
         seed: a.seed,
     };
-    let mut searcher = spec.build(&space).context("invalid search settings")?;
-    let fixed = crate::backtest_cmd::parse_sets(&a.set)?;
-    // Check the strategy name and fixed parameters once, before starting workers.
-    engine::Strategy::from_pairs(&a.strategy, &fixed).context("invalid strategy")?;
+    let mut searcher = spec.build(&space).map_err(|e| crate::usage(format!("invalid search settings: {e}")))?;
     let workers = a.workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let kind = match a.pool {
         None => match PoolKind::platform_default() {
@@ -123,6 +125,7 @@ pub(crate) fn run(a: &OptimizeArgs) -> Result<()> {
     };
 
     let bundle = Arc::new(bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?);
+    crate::backtest_cmd::check_frequency(&*strategy, &bundle)?;
     let sessions = runner::session_range(&bundle, a.range.start, a.range.end)?;
     let mut builder = pool::PoolBuilder::new().workers(workers);
     if let Some(t) = a.task_timeout {
@@ -130,14 +133,16 @@ pub(crate) fn run(a: &OptimizeArgs) -> Result<()> {
     }
     // The pool forks here, while this process is still single-threaded.
     let mut pool =
-        runner::build_pool(kind, builder, &bundle, &a.bundle).map_err(|e| anyhow!("failed to start the pool: {e}"))?;
+        runner::build_pool(kind, builder, &bundle, &a.bundle, strategies).context("failed to start the pool")?;
     drop(bundle);
 
     let mut store: Box<dyn optimize::TrialStore> = match &a.store {
         Some(path) => Box::new(optimize::SqliteStore::open(path).context("failed to open the trial store")?),
         None => Box::new(optimize::MemoryStore::new()),
     };
-    let mut evaluator = runner::PoolEvaluator::new(&mut pool, &a.strategy, fixed, Some(sessions), a.range.fee);
+    let id = strategies.id_of(strategy.name())?;
+    let mut evaluator =
+        runner::PoolEvaluator::new(&mut pool, strategy, id, *base.values(), Some(sessions), a.range.fee);
     let options = optimize::RunOptions { deterministic: a.deterministic, reuse_results: false };
     let mut progress = ProgressView::new(a.json);
     let summary = optimize::optimize(

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use engine::{AssetSeries, Backtester, MaCrossover, Market, Momentum, RunOptions, Strategy};
+use engine::{AssetSeries, Backtester, Configured, MaCrossover, Market, Momentum, RunOptions};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
@@ -84,6 +84,8 @@ fn market<'a>(cols: &'a [Columns], bounds: &'a [usize], periods_per_year: f64) -
         .iter()
         .enumerate()
         .map(|(i, c)| AssetSeries {
+            high: &c.close,
+            low: &c.close,
             sid: i as u32,
             open: &c.open,
             close: &c.close,
@@ -95,11 +97,13 @@ fn market<'a>(cols: &'a [Columns], bounds: &'a [usize], periods_per_year: f64) -
     Market::new_checked(periods_per_year, bounds, assets).unwrap()
 }
 
-fn grid() -> Vec<Strategy> {
+fn grid() -> Vec<Configured> {
     let mut out = Vec::new();
     for short_window in (5..=50).step_by(5) {
         for long_window in (50..=250).step_by(20) {
-            out.push(Strategy::MaCrossover(MaCrossover { short_window, long_window, threshold: 0.0 }));
+            out.push(
+                (MaCrossover { short_window, long_window, threshold: 0.0 }).configured().expect("valid ma-crossover"),
+            );
         }
     }
     out
@@ -140,7 +144,8 @@ fn ma_minute_mag7<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
     let cols: Vec<Columns> = (0..7).map(|_| walk(&mut rng, BARS, 0.001)).collect();
     let bounds: Vec<usize> = (0..=SESSIONS).map(|s| s * 390).collect();
     let m = market(&cols, &bounds, 252.0 * 390.0);
-    let s = Strategy::MaCrossover(MaCrossover { short_window: 10, long_window: 50, threshold: 0.0 });
+    let s =
+        (MaCrossover { short_window: 10, long_window: 50, threshold: 0.0 }).configured().expect("valid ma-crossover");
     let opts = RunOptions::default();
     let mut g = c.benchmark_group(format!("{clock}/ma_minute_mag7"));
     g.sample_size(20);
@@ -174,8 +179,10 @@ fn momentum_universe<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
     let cols: Vec<Columns> = (0..100).map(|_| walk(&mut rng, SESSIONS, 0.02)).collect();
     let bounds: Vec<usize> = (0..=SESSIONS).collect();
     let m = market(&cols, &bounds, 252.0);
-    let grid: Vec<Strategy> = [20, 60, 100]
-        .map(|lookback_period| Strategy::Momentum(Momentum { lookback_period, ..Momentum::default() }))
+    let grid: Vec<Configured> = [20, 60, 100]
+        .map(|lookback_period| {
+            (Momentum { lookback_period, ..Momentum::default() }).configured().expect("valid momentum")
+        })
         .to_vec();
     let opts = RunOptions::default();
     let mut g = c.benchmark_group(format!("{clock}/momentum_universe"));

@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use engine::{AssetSeries, Backtester, MaCrossover, Market, RunOptions, Strategy};
+use engine::{AssetSeries, Backtester, Configured, MaCrossover, Market, RunOptions};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
@@ -28,8 +28,8 @@ fn walk(rng: &mut ChaCha12Rng, n: usize, vol: f64) -> (Vec<f64>, Vec<f64>) {
     (open, close)
 }
 
-fn ma(short_window: usize, long_window: usize) -> Strategy {
-    Strategy::MaCrossover(MaCrossover { short_window, long_window, threshold: 0.0 })
+fn ma(short_window: usize, long_window: usize) -> Configured {
+    (MaCrossover { short_window, long_window, threshold: 0.0 }).configured().expect("valid ma-crossover")
 }
 
 fn main() {
@@ -51,6 +51,8 @@ fn main() {
         .iter()
         .enumerate()
         .map(|(i, (open, close))| AssetSeries {
+            high: close,
+            low: close,
             sid: i as u32,
             open,
             close,
@@ -60,11 +62,13 @@ fn main() {
         })
         .collect();
     let market = Market::new_checked(252.0 * per as f64, &bounds, assets).expect("market");
-    let grid: Vec<Strategy> = if minute {
+    let grid: Vec<Configured> = if minute {
         vec![ma(10, 50)]
     } else if momentum {
         [20, 60, 100]
-            .map(|lookback_period| Strategy::Momentum(engine::Momentum { lookback_period, ..Default::default() }))
+            .map(|lookback_period| {
+                (engine::Momentum { lookback_period, ..Default::default() }).configured().expect("valid momentum")
+            })
             .to_vec()
     } else {
         (5..=50).step_by(5).flat_map(|s| (50..=250).step_by(20).map(move |l| ma(s, l))).collect()

@@ -1,18 +1,18 @@
-//! The per-worker backtester: a market, its SMA cache and reusable buffers.
+//! The per-worker backtester: a market, its SMA cache, every strategy's scratch buffers.
 
-use crate::ma::{self, MaScratch};
 use crate::metrics::Metrics;
-use crate::momentum::{self, MomScratch};
-use crate::options::Window;
+use crate::params::ParamValues;
+use crate::run::Run;
 use crate::sma::SmaCache;
-use crate::{Error, Market, RunOptions, Strategy};
+use crate::strategy::{Configured, DynStrategy, ScratchStore};
+use crate::{Error, Market, RunOptions};
 
 /// Runs many backtests over one market, reusing work between them.
 ///
 /// Build one per worker and keep it for the whole sweep. It caches each distinct SMA per
-/// (asset, window), keeps momentum score tables, and reuses every buffer, so after
-/// warm-up a backtest allocates nothing. The cache changes speed only: every result is
-/// bit-identical to [`crate::run`] on a fresh backtester.
+/// (asset, window), keeps every strategy's scratch buffers (momentum's score tables among
+/// them), and reuses every buffer, so after warm-up a backtest allocates nothing. The cache
+/// changes speed only: every result is bit-identical to [`crate::run`] on a fresh backtester.
 ///
 /// The cache is tied to the borrowed market, so it can never serve stale data.
 pub struct Backtester<'m> {
@@ -21,8 +21,8 @@ pub struct Backtester<'m> {
     order: Vec<usize>,
     cache: SmaCache,
     returns: Vec<f64>,
-    ma: MaScratch,
-    mom: MomScratch,
+    equity: Vec<f64>,
+    scratch: ScratchStore,
 }
 
 impl<'m> Backtester<'m> {
@@ -46,8 +46,8 @@ impl<'m> Backtester<'m> {
             order,
             cache: SmaCache::new(bytes),
             returns: Vec::new(),
-            ma: MaScratch::default(),
-            mom: MomScratch::default(),
+            equity: Vec::new(),
+            scratch: ScratchStore::default(),
         })
     }
 
@@ -62,44 +62,44 @@ impl<'m> Backtester<'m> {
     }
 
     /// Runs one backtest.
-    pub fn run(&mut self, strategy: &Strategy, opts: &RunOptions) -> Result<Metrics, Error> {
-        self.run_inner(strategy, opts, None)
+    pub fn run(&mut self, strategy: &Configured, opts: &RunOptions) -> Result<Metrics, Error> {
+        self.run_values(&**strategy.strategy(), strategy.values(), opts, None)
     }
 
     /// Runs one backtest and also writes the equity curve `E_t` for every bar of W
     /// (`equity.len() == metrics.bars`).
     pub fn run_with_equity(
         &mut self,
-        strategy: &Strategy,
+        strategy: &Configured,
         opts: &RunOptions,
         equity: &mut Vec<f64>,
     ) -> Result<Metrics, Error> {
-        self.run_inner(strategy, opts, Some(equity))
+        self.run_values(&**strategy.strategy(), strategy.values(), opts, Some(equity))
     }
 
-    fn run_inner(
+    /// Runs `strategy` with `values` (checked here against its table): the hot path of a
+    /// worker, which holds the strategy and the values of a task without building a
+    /// [`Configured`].
+    pub fn run_values(
         &mut self,
-        strategy: &Strategy,
+        strategy: &dyn DynStrategy,
+        values: &ParamValues,
         opts: &RunOptions,
         equity: Option<&mut Vec<f64>>,
     ) -> Result<Metrics, Error> {
-        strategy.validate()?;
         let win = opts.window(self.market)?;
-        let ctx =
-            Ctx { market: self.market, order: &self.order, fee: opts.fee(), win: &win, returns: &mut self.returns };
-        match strategy {
-            Strategy::MaCrossover(p) => Ok(ma::run(ctx, &mut self.cache, p, &mut self.ma, equity)),
-            Strategy::Momentum(p) => momentum::run(ctx, p, &mut self.mom, equity),
-        }
+        // Entries touched from here on are pinned until the next backtest.
+        self.cache.begin();
+        let mut run = Run {
+            market: self.market,
+            order: &self.order,
+            fee: opts.fee(),
+            window: win.bars,
+            returns: &mut self.returns,
+            equity: &mut self.equity,
+            sma: &mut self.cache,
+            equity_out: equity,
+        };
+        strategy.run_erased(values, &mut run, &mut self.scratch)
     }
-}
-
-/// What every kernel needs: the market in sid order, the fee, the window, and the reused
-/// returns buffer that metrics read.
-pub(crate) struct Ctx<'a> {
-    pub(crate) market: &'a Market<'a>,
-    pub(crate) order: &'a [usize],
-    pub(crate) fee: f64,
-    pub(crate) win: &'a Window,
-    pub(crate) returns: &'a mut Vec<f64>,
 }

@@ -7,21 +7,23 @@
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The strategy name is not one the engine knows.
-    #[error("unknown strategy `{name}` (expected one of: ma-crossover, momentum)")]
+    /// The strategy name is not in the registry.
+    #[error("unknown strategy `{name}` (expected one of: {expected})")]
     UnknownStrategy {
         /// The name as given.
         name: String,
+        /// The registered names, comma-separated.
+        expected: String,
     },
     /// A `NAME=VALUE` pair names a parameter the strategy does not have.
     #[error("unknown parameter `{name}` for {strategy} (expected one of: {expected})")]
     UnknownParameter {
         /// The strategy being configured.
-        strategy: &'static str,
+        strategy: String,
         /// The parameter name as given.
         name: String,
         /// The parameter names the strategy accepts, comma-separated.
-        expected: &'static str,
+        expected: String,
     },
     /// A parameter was given more than once.
     #[error("parameter `{name}` given more than once")]
@@ -29,15 +31,15 @@ pub enum Error {
         /// The repeated name.
         name: String,
     },
-    /// A parameter value does not parse or is out of range.
-    #[error("invalid {name} `{value}`: {reason}")]
+    /// A parameter value does not parse or is outside the strategy's domain.
+    #[error("invalid {name} `{value}`: expected {expected}")]
     InvalidParameter {
         /// The parameter name.
-        name: &'static str,
+        name: String,
         /// The value as given (or as held, for typed params).
         value: String,
-        /// Why it was rejected.
-        reason: &'static str,
+        /// The domain, in words (`an integer >= 1`).
+        expected: String,
     },
     /// Budget, fee or session range are out of range.
     #[error("invalid run options: {0}")]

@@ -1,18 +1,23 @@
 //! btopt's backtest engine: the inner loop of parameter search.
 //!
 //! The engine runs one strategy over a borrowed [`Market`] and returns [`Metrics`]. It is a
-//! pure function of (market, strategy, session range, budget, fee): deterministic to the
-//! bit, independent of asset order, and allocation-free per bar. It knows nothing about
-//! bundles, files, processes or optimizers; glue code builds the `Market` view once per
-//! worker.
+//! pure function of (market, strategy, parameter values, session range, budget, fee):
+//! deterministic to the bit, independent of asset order, and allocation-free per bar. It
+//! knows nothing about bundles, files, processes or optimizers; glue code builds the
+//! `Market` view once per worker.
+//!
+//! Strategies are open: a strategy implements [`Strategy`] (a name, the frequencies it
+//! supports, a typed parameter table of [`ParamSpec`]s, and a run over a [`Run`]) and is
+//! added to a [`Registry`]. The built-ins live in [`strategies`], one file each:
+//! `ma-crossover` ([`MaCrossoverStrategy`]) and `momentum` ([`MomentumStrategy`]).
+//! Parameter values are checked against the table once, into [`ParamValues`] (inline,
+//! `Copy`, serialisable: what a task carries across a process boundary), and a strategy
+//! with checked values is a [`Configured`].
 //!
 //! Semantics follow design-notes "Backtest semantics" exactly: a target decided at close t
 //! fills at open t+1, the fee is a rate on traded notional, equity is marked at each close,
 //! and a budget `b` evaluates the last `ceil(b·T)` sessions of the range while indicators
 //! warm up on any earlier bar (from the start of the market, not of the range).
-//!
-//! Main types: [`Strategy`] (with [`MaCrossover`] and [`Momentum`]), [`RunOptions`],
-//! [`Backtester`] (per-worker cache and buffers), [`Metrics`] and [`Error`].
 //!
 //! Choices the contract leaves open, made here once:
 //! - SMA: window sums from double-double running sums anchored at the asset's first bar
@@ -33,18 +38,15 @@
 //! `BENCHMARKS.md` for figures.
 //!
 //! ```
-//! use engine::{AssetSeries, Market, RunOptions, Strategy};
+//! use engine::{AssetSeries, Market, Registry, RunOptions};
 //!
 //! let close = [10.0, 11.0, 12.0, 11.0, 10.0, 9.0];
 //! let bounds: Vec<usize> = (0..=close.len()).collect();
-//! let asset = AssetSeries {
-//!     sid: 0, open: &close, close: &close, first_bar: 0, end_bar: close.len(),
-//!     shares_outstanding: 1.0,
-//! };
+//! let asset = AssetSeries::new(0, &close, &close, &close, &close, 0..close.len(), 1.0);
 //! let market = Market::new_checked(252.0, &bounds, vec![asset])?;
 //! let pairs = [("short_window".to_string(), "1".to_string()),
 //!              ("long_window".to_string(), "2".to_string())];
-//! let strategy = Strategy::from_pairs("ma-crossover", &pairs)?;
+//! let strategy = Registry::builtin().configure("ma-crossover", &pairs)?;
 //! let metrics = engine::run(&market, &strategy, &RunOptions::default())?;
 //! assert_eq!(metrics.bars, 6);
 //! assert_eq!(metrics.trades, 2);
@@ -54,23 +56,27 @@
 mod backtester;
 mod error;
 mod kernels;
-mod ma;
 mod market;
 mod metrics;
-mod momentum;
 mod options;
+mod params;
+mod run;
 mod sma;
+pub mod strategies;
 mod strategy;
 
 pub use backtester::Backtester;
 pub use error::Error;
-pub use market::{AssetSeries, Market};
+pub use market::{AssetSeries, Frequency, Market};
 pub use metrics::Metrics;
 pub use options::RunOptions;
-pub use strategy::{MaCrossover, Momentum, Strategy, WeightingScheme};
+pub use params::{MAX_PARAMS, ParamKind, ParamSpec, ParamValue, ParamValues, ParamValuesBuilder};
+pub use run::Run;
+pub use strategies::{MaCrossover, MaCrossoverStrategy, Momentum, MomentumStrategy, WeightingScheme};
+pub use strategy::{Configured, DynStrategy, Registry, ScratchStore, Strategy, StrategyId};
 
 /// Runs one backtest on a fresh [`Backtester`]. Sweeps should keep a `Backtester` instead,
 /// which gives bit-identical results while reusing SMAs and buffers.
-pub fn run(market: &Market<'_>, strategy: &Strategy, opts: &RunOptions) -> Result<Metrics, Error> {
+pub fn run(market: &Market<'_>, strategy: &Configured, opts: &RunOptions) -> Result<Metrics, Error> {
     Backtester::with_cache_bytes(market, 0)?.run(strategy, opts)
 }

@@ -1,9 +1,11 @@
 //! The borrowed view of market data that every backtest reads.
 
+use serde::{Deserialize, Serialize};
+
 use crate::Error;
 
 /// Read-only market data for one backtest worker: a session calendar and, per asset,
-/// back-adjusted open and close columns on a shared bar axis.
+/// back-adjusted open, high, low and close columns on a shared bar axis.
 ///
 /// The engine never loads data itself. Glue code elsewhere builds a `Market` once per worker
 /// from the in-memory bundle, borrowing its columns, so the engine knows nothing about
@@ -27,6 +29,10 @@ pub struct AssetSeries<'a> {
     pub sid: u32,
     /// Back-adjusted opens, `len = n_bars`; only `first_bar..end_bar` is meaningful.
     pub open: &'a [f64],
+    /// Back-adjusted highs (same factors as the closes), same layout as `open`.
+    pub high: &'a [f64],
+    /// Back-adjusted lows, same layout as `open`.
+    pub low: &'a [f64],
     /// Back-adjusted closes, same layout as `open`.
     pub close: &'a [f64],
     /// First bar on which the asset trades.
@@ -37,9 +43,44 @@ pub struct AssetSeries<'a> {
     pub shares_outstanding: f64,
 }
 
+impl<'a> AssetSeries<'a> {
+    /// An asset trading on `bars` of the shared axis.
+    pub fn new(
+        sid: u32,
+        open: &'a [f64],
+        high: &'a [f64],
+        low: &'a [f64],
+        close: &'a [f64],
+        bars: std::ops::Range<usize>,
+        shares_outstanding: f64,
+    ) -> AssetSeries<'a> {
+        AssetSeries { sid, open, high, low, close, first_bar: bars.start, end_bar: bars.end, shares_outstanding }
+    }
+}
+
+/// A market's bar frequency, as strategies declare what they support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Frequency {
+    /// One bar per session.
+    Daily,
+    /// Several bars per session (390 on a full day of minute bars).
+    Minute,
+}
+
+impl Frequency {
+    /// `"daily"` or `"minute"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Frequency::Daily => "daily",
+            Frequency::Minute => "minute",
+        }
+    }
+}
+
 impl<'a> Market<'a> {
     /// Builds a market and checks everything, prices included: lengths, bounds, unique sids,
-    /// and finite positive opens and closes on every traded bar.
+    /// and finite positive opens, highs, lows and closes on every traded bar.
     ///
     /// This is O(bars); call it once per worker. [`crate::Backtester::new`] repeats only
     /// the O(assets + sessions) structural checks.
@@ -52,7 +93,13 @@ impl<'a> Market<'a> {
         market.check_structure()?;
         for a in &market.assets {
             let r = a.first_bar..a.end_bar;
-            for (name, col) in [("open", &a.open[r.clone()]), ("close", &a.close[r.clone()])] {
+            let cols = [
+                ("open", &a.open[r.clone()]),
+                ("high", &a.high[r.clone()]),
+                ("low", &a.low[r.clone()]),
+                ("close", &a.close[r.clone()]),
+            ];
+            for (name, col) in cols {
                 if let Some(i) = col.iter().position(|p| !(p.is_finite() && *p > 0.0)) {
                     return Err(Error::InvalidMarket(format!(
                         "sid {} has {name} {} on bar {}, expected a finite positive price",
@@ -81,6 +128,11 @@ impl<'a> Market<'a> {
         self.n_bars() == self.n_sessions()
     }
 
+    /// Daily when every session is one bar, minute otherwise.
+    pub fn frequency(&self) -> Frequency {
+        if self.is_daily() { Frequency::Daily } else { Frequency::Minute }
+    }
+
     /// The O(assets + sessions) checks that indexing later relies on.
     pub(crate) fn check_structure(&self) -> Result<(), Error> {
         let bad = |msg: String| Err(Error::InvalidMarket(msg));
@@ -97,11 +149,13 @@ impl<'a> Market<'a> {
         let n = self.n_bars();
         let mut sids: Vec<u32> = Vec::with_capacity(self.assets.len());
         for a in &self.assets {
-            if a.open.len() != n || a.close.len() != n {
+            if [a.open.len(), a.high.len(), a.low.len(), a.close.len()] != [n; 4] {
                 return bad(format!(
-                    "sid {} has {} opens and {} closes, expected {n} each",
+                    "sid {} has {} opens, {} highs, {} lows and {} closes, expected {n} each",
                     a.sid,
                     a.open.len(),
+                    a.high.len(),
+                    a.low.len(),
                     a.close.len()
                 ));
             }

@@ -1,274 +1,278 @@
-//! Strategy parameters: typed, serialisable, parsed from `NAME=VALUE` pairs with defaults.
+//! The strategy interface, its type-erased form, and the registry binaries are built from.
 
-use serde::{Deserialize, Serialize};
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::sync::Arc;
 
-use crate::Error;
+use crate::market::Frequency;
+use crate::params::{ParamSpec, ParamValues};
+use crate::run::Run;
+use crate::{Error, Metrics};
 
-/// A strategy with all its parameters.
+/// A backtestable strategy: a name, a parameter table, and a run over a [`Run`].
 ///
-/// It derives serde because pool tasks carry it across the process boundary; the default
-/// externally tagged layout is used because postcard cannot read internally tagged enums.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// `ma-crossover`: per-asset long/flat on two simple moving averages.
-    MaCrossover(MaCrossover),
-    /// `momentum`: periodic top-N rebalancing with shared cash.
-    Momentum(Momentum),
+/// Implement this (one file), add one line to a [`Registry`], and every part of btopt works
+/// with it: the CLI, every pool backend (fork workers inherit the registry, spawned workers
+/// re-execute the same binary and rebuild it), every search and the trial store.
+///
+/// A strategy never sees a bundle, a process or an optimizer. It reads the [`Market`] view
+/// through [`Run`], and uses the engine's building blocks there: the evaluation window and
+/// fee, the per-worker SMA cache, the independent-slice long/flat portfolio
+/// ([`Run::long_flat`]) and the metrics ([`Run::finish`]).
+///
+/// [`Market`]: crate::Market
+pub trait Strategy: Send + Sync + 'static {
+    /// Typed, validated parameters, built once per backtest from [`ParamValues`].
+    type Params: Send;
+    /// Per-worker buffers reused across backtests (use `()` for none).
+    type Scratch: Default + Send + 'static;
+
+    /// The name used by `--strategy`, e.g. `ma-crossover`.
+    fn name(&self) -> &'static str;
+
+    /// Bar frequencies the strategy supports.
+    fn frequencies(&self) -> &'static [Frequency] {
+        &[Frequency::Daily, Frequency::Minute]
+    }
+
+    /// The parameter table: names, types, defaults, domains, docs, at most
+    /// [`crate::MAX_PARAMS`] entries.
+    fn parameters(&self) -> &'static [ParamSpec];
+
+    /// Builds typed parameters from values that are already checked against
+    /// [`Strategy::parameters`]; checks what involves several parameters, if anything.
+    fn build(&self, values: &ParamValues) -> Result<Self::Params, Error>;
+
+    /// Runs one backtest.
+    fn run(&self, params: &Self::Params, run: &mut Run<'_, '_>, scratch: &mut Self::Scratch) -> Result<Metrics, Error>;
 }
 
-/// MA-crossover parameters. Defaults: short 10, long 50, threshold 0.
-///
-/// Long when `SMA_short > SMA_long·(1+threshold)`, flat when
-/// `SMA_short < SMA_long·(1−threshold)`, otherwise the previous target holds.
-/// `short_window ≥ long_window` is legal.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct MaCrossover {
-    /// Bars in the short SMA, ≥ 1.
-    pub short_window: usize,
-    /// Bars in the long SMA, ≥ 1.
-    pub long_window: usize,
-    /// Relative band half-width, finite and ≥ 0.
-    pub threshold: f64,
+/// The object-safe face of a [`Strategy`], implemented for every one; registries hold these.
+pub trait DynStrategy: Send + Sync + 'static {
+    /// See [`Strategy::name`].
+    fn name(&self) -> &'static str;
+    /// See [`Strategy::frequencies`].
+    fn frequencies(&self) -> &'static [Frequency];
+    /// See [`Strategy::parameters`].
+    fn parameters(&self) -> &'static [ParamSpec];
+    /// Checks values against the table and the strategy's own rules.
+    fn check(&self, values: &ParamValues) -> Result<(), Error>;
+    /// Runs one backtest with checked values; `scratch` is the backtester's store of
+    /// per-strategy buffers.
+    #[doc(hidden)]
+    fn run_erased(
+        &self,
+        values: &ParamValues,
+        run: &mut Run<'_, '_>,
+        scratch: &mut ScratchStore,
+    ) -> Result<Metrics, Error>;
 }
 
-impl Default for MaCrossover {
-    fn default() -> Self {
-        MaCrossover { short_window: 10, long_window: 50, threshold: 0.0 }
+impl<S: Strategy> DynStrategy for S {
+    fn name(&self) -> &'static str {
+        Strategy::name(self)
+    }
+    fn frequencies(&self) -> &'static [Frequency] {
+        Strategy::frequencies(self)
+    }
+    fn parameters(&self) -> &'static [ParamSpec] {
+        Strategy::parameters(self)
+    }
+    fn check(&self, values: &ParamValues) -> Result<(), Error> {
+        values.check(Strategy::parameters(self))?;
+        self.build(values).map(drop)
+    }
+    fn run_erased(
+        &self,
+        values: &ParamValues,
+        run: &mut Run<'_, '_>,
+        scratch: &mut ScratchStore,
+    ) -> Result<Metrics, Error> {
+        values.check(Strategy::parameters(self))?;
+        let params = self.build(values)?;
+        let freq = run.market().frequency();
+        if !Strategy::frequencies(self).contains(&freq) {
+            return Err(Error::Unsupported(format!(
+                "{} runs on {} bars, but this market has {} bars",
+                Strategy::name(self),
+                frequency_list(Strategy::frequencies(self)),
+                freq.as_str()
+            )));
+        }
+        self.run(&params, run, scratch.get::<S::Scratch>())
     }
 }
 
-/// How momentum weights its target set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WeightingScheme {
-    /// `1/k` each.
-    Equal,
-    /// `close · shares_outstanding`, normalised.
-    MarketCap,
-    /// `1/vol`, normalised.
-    RiskParity,
+fn frequency_list(f: &[Frequency]) -> String {
+    f.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(" or ")
 }
 
-impl WeightingScheme {
-    /// The name used in `--set weighting_scheme=…` and in space files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WeightingScheme::Equal => "equal",
-            WeightingScheme::MarketCap => "market_cap",
-            WeightingScheme::RiskParity => "risk_parity",
-        }
-    }
+/// Per-strategy scratch buffers of one backtester, one per scratch type.
+#[derive(Default)]
+pub struct ScratchStore {
+    slots: Vec<(TypeId, Box<dyn Any + Send>)>,
 }
 
-/// Momentum parameters (the guidance's 8-parameter Option 2). Daily markets only.
-///
-/// Defaults, chosen inside the guidance's search ranges so that a bare run is sensible:
-/// lookback_period 60, holding_period 5, rebalance_frequency 5, weighting_scheme equal,
-/// top_n_assets 10, volatility_threshold 0.5, min_position_size 1, max_position_size 20.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Momentum {
-    /// Sessions in the score and volatility lookback, ≥ 2 (volatility needs two returns).
-    pub lookback_period: usize,
-    /// Minimum sessions a new position stays in the target set, ≥ 1.
-    pub holding_period: usize,
-    /// Sessions between rebalances, ≥ 1.
-    pub rebalance_frequency: usize,
-    /// Weighting over the target set.
-    pub weighting_scheme: WeightingScheme,
-    /// How many assets to select, ≥ 1.
-    pub top_n_assets: usize,
-    /// Annualised volatility above which an asset is excluded, > 0.
-    pub volatility_threshold: f64,
-    /// Weights below this percent of portfolio value are dropped, ≥ 0.
-    pub min_position_size: f64,
-    /// Weights are capped at this percent of portfolio value, > 0.
-    pub max_position_size: f64,
-}
-
-impl Default for Momentum {
-    fn default() -> Self {
-        Momentum {
-            lookback_period: 60,
-            holding_period: 5,
-            rebalance_frequency: 5,
-            weighting_scheme: WeightingScheme::Equal,
-            top_n_assets: 10,
-            volatility_threshold: 0.5,
-            min_position_size: 1.0,
-            max_position_size: 20.0,
-        }
-    }
-}
-
-const MA_PARAMS: &str = "short_window, long_window, threshold";
-const MOMENTUM_PARAMS: &str = "lookback_period, holding_period, rebalance_frequency, \
-     weighting_scheme, top_n_assets, volatility_threshold, min_position_size, max_position_size";
-
-impl Strategy {
-    /// The strategy names accepted by [`Strategy::from_pairs`].
-    pub const NAMES: [&'static str; 2] = ["ma-crossover", "momentum"];
-
-    /// Parses `--set NAME=VALUE` pairs for strategy `name`, filling defaults for anything
-    /// left out, and validates the result.
-    ///
-    /// Integer parameters accept `"50"` and also `"50.0"` or `"5e1"`, because optimizers may
-    /// format integers as floats; a fractional value is rejected.
-    pub fn from_pairs(name: &str, pairs: &[(String, String)]) -> Result<Strategy, Error> {
-        let mut seen: Vec<&str> = Vec::with_capacity(pairs.len());
-        for (k, _) in pairs {
-            if seen.contains(&k.as_str()) {
-                return Err(Error::DuplicateParameter { name: k.clone() });
-            }
-            seen.push(k);
-        }
-        let strategy = match name {
-            "ma-crossover" => {
-                let mut p = MaCrossover::default();
-                for (k, v) in pairs {
-                    match k.as_str() {
-                        "short_window" => p.short_window = parse_count("short_window", v)?,
-                        "long_window" => p.long_window = parse_count("long_window", v)?,
-                        "threshold" => p.threshold = parse_real("threshold", v)?,
-                        _ => return Err(unknown("ma-crossover", k, MA_PARAMS)),
-                    }
-                }
-                Strategy::MaCrossover(p)
-            }
-            "momentum" => {
-                let mut p = Momentum::default();
-                for (k, v) in pairs {
-                    match k.as_str() {
-                        "lookback_period" => p.lookback_period = parse_count("lookback_period", v)?,
-                        "holding_period" => p.holding_period = parse_count("holding_period", v)?,
-                        "rebalance_frequency" => p.rebalance_frequency = parse_count("rebalance_frequency", v)?,
-                        "weighting_scheme" => p.weighting_scheme = parse_scheme(v)?,
-                        "top_n_assets" => p.top_n_assets = parse_count("top_n_assets", v)?,
-                        "volatility_threshold" => p.volatility_threshold = parse_real("volatility_threshold", v)?,
-                        "min_position_size" => p.min_position_size = parse_real("min_position_size", v)?,
-                        "max_position_size" => p.max_position_size = parse_real("max_position_size", v)?,
-                        _ => return Err(unknown("momentum", k, MOMENTUM_PARAMS)),
-                    }
-                }
-                Strategy::Momentum(p)
-            }
-            _ => {
-                return Err(Error::UnknownStrategy { name: name.to_owned() });
+impl ScratchStore {
+    fn get<T: Default + Send + 'static>(&mut self) -> &mut T {
+        let id = TypeId::of::<T>();
+        let i = match self.slots.iter().position(|(t, _)| *t == id) {
+            Some(i) => i,
+            None => {
+                self.slots.push((id, Box::new(T::default())));
+                self.slots.len() - 1
             }
         };
-        strategy.validate()?;
-        Ok(strategy)
+        self.slots[i].1.downcast_mut().expect("slot holds its type")
+    }
+}
+
+impl fmt::Debug for ScratchStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScratchStore").field("slots", &self.slots.len()).finish()
+    }
+}
+
+/// A strategy with checked parameter values: what one backtest runs.
+#[derive(Clone)]
+pub struct Configured {
+    strategy: Arc<dyn DynStrategy>,
+    values: ParamValues,
+}
+
+impl fmt::Debug for Configured {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}(", self.strategy.name())?;
+        for (i, (k, v)) in self.to_pairs().iter().enumerate() {
+            write!(f, "{}{k}={v}", if i > 0 { ", " } else { "" })?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl PartialEq for Configured {
+    fn eq(&self, other: &Self) -> bool {
+        self.strategy.name() == other.strategy.name() && self.values == other.values
+    }
+}
+
+impl Configured {
+    /// Checks `values` for `strategy`.
+    pub fn new(strategy: Arc<dyn DynStrategy>, values: ParamValues) -> Result<Configured, Error> {
+        strategy.check(&values)?;
+        Ok(Configured { strategy, values })
     }
 
-    /// The strategy's name, as accepted by [`Strategy::from_pairs`].
+    /// Parses `NAME=VALUE` pairs for `strategy`, with defaults for everything left out.
+    pub fn from_pairs(strategy: Arc<dyn DynStrategy>, pairs: &[(String, String)]) -> Result<Configured, Error> {
+        let values = ParamValues::from_pairs(strategy.name(), strategy.parameters(), pairs)?;
+        Configured::new(strategy, values)
+    }
+
+    /// The strategy.
+    pub fn strategy(&self) -> &Arc<dyn DynStrategy> {
+        &self.strategy
+    }
+
+    /// The name of the strategy.
     pub fn name(&self) -> &'static str {
-        match self {
-            Strategy::MaCrossover(_) => "ma-crossover",
-            Strategy::Momentum(_) => "momentum",
-        }
+        self.strategy.name()
     }
 
-    /// Every parameter as a `(name, value)` pair, in documentation order. Feeding these back
-    /// to [`Strategy::from_pairs`] gives the same strategy.
+    /// The checked values.
+    pub fn values(&self) -> &ParamValues {
+        &self.values
+    }
+
+    /// Every parameter as a `(name, value)` pair in table order.
     pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
-        match self {
-            Strategy::MaCrossover(p) => vec![
-                ("short_window", p.short_window.to_string()),
-                ("long_window", p.long_window.to_string()),
-                ("threshold", p.threshold.to_string()),
-            ],
-            Strategy::Momentum(p) => vec![
-                ("lookback_period", p.lookback_period.to_string()),
-                ("holding_period", p.holding_period.to_string()),
-                ("rebalance_frequency", p.rebalance_frequency.to_string()),
-                ("weighting_scheme", p.weighting_scheme.as_str().to_owned()),
-                ("top_n_assets", p.top_n_assets.to_string()),
-                ("volatility_threshold", p.volatility_threshold.to_string()),
-                ("min_position_size", p.min_position_size.to_string()),
-                ("max_position_size", p.max_position_size.to_string()),
-            ],
+        self.values.to_pairs(self.strategy.parameters())
+    }
+}
+
+/// The strategies a binary knows, in registration order.
+///
+/// `btopt` uses [`Registry::builtin`]; a user's binary adds its own with
+/// [`Registry::with`] and hands the result to the CLI. The position of a strategy is its
+/// [`StrategyId`], which tasks carry across the process boundary: every worker runs the same
+/// binary (fork inherits the registry, spawn re-executes and rebuilds it), so ids agree.
+#[derive(Clone, Default)]
+pub struct Registry {
+    strategies: Vec<Arc<dyn DynStrategy>>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+/// A strategy's position in its [`Registry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StrategyId(pub u16);
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Adds `strategy`. Panics on a duplicate name or an invalid table (more than
+    /// [`crate::MAX_PARAMS`] entries, a repeated parameter name, a default outside its
+    /// domain): those are bugs in the binary, found the first time it starts.
+    pub fn with(mut self, strategy: impl Strategy) -> Registry {
+        let name = Strategy::name(&strategy);
+        assert!(self.get(name).is_none(), "strategy {name} registered twice");
+        let table = Strategy::parameters(&strategy);
+        assert!(table.len() <= crate::MAX_PARAMS, "strategy {name} has more than {} parameters", crate::MAX_PARAMS);
+        for (i, p) in table.iter().enumerate() {
+            assert!(table[..i].iter().all(|q| q.name != p.name), "strategy {name} repeats parameter {}", p.name);
+            assert!(p.check(p.default_value()).is_ok(), "strategy {name}: default of {} is outside its domain", p.name);
         }
+        self.strategies.push(Arc::new(strategy));
+        self
     }
 
-    /// Checks parameter ranges. [`crate::Backtester::run`] calls this too, because a
-    /// strategy may have been built field by field or deserialised.
-    pub fn validate(&self) -> Result<(), Error> {
-        match self {
-            Strategy::MaCrossover(p) => {
-                at_least("short_window", p.short_window, 1)?;
-                at_least("long_window", p.long_window, 1)?;
-                if !(p.threshold.is_finite() && p.threshold >= 0.0) {
-                    return Err(invalid("threshold", p.threshold, "must be finite and at least 0"));
-                }
-            }
-            Strategy::Momentum(p) => {
-                if p.lookback_period < 2 {
-                    return Err(invalid(
-                        "lookback_period",
-                        p.lookback_period,
-                        "must be at least 2 (volatility needs two daily returns)",
-                    ));
-                }
-                at_least("holding_period", p.holding_period, 1)?;
-                at_least("rebalance_frequency", p.rebalance_frequency, 1)?;
-                at_least("top_n_assets", p.top_n_assets, 1)?;
-                if p.volatility_threshold.is_nan() || p.volatility_threshold <= 0.0 {
-                    return Err(invalid("volatility_threshold", p.volatility_threshold, "must be greater than 0"));
-                }
-                if !(p.min_position_size.is_finite() && p.min_position_size >= 0.0) {
-                    return Err(invalid("min_position_size", p.min_position_size, "must be finite and at least 0"));
-                }
-                if !(p.max_position_size.is_finite() && p.max_position_size > 0.0) {
-                    return Err(invalid("max_position_size", p.max_position_size, "must be finite and greater than 0"));
-                }
-            }
-        }
-        Ok(())
+    /// The strategy called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn DynStrategy>> {
+        self.strategies.iter().find(|s| s.name() == name)
+    }
+
+    /// The strategy called `name`, or an error listing the known names.
+    pub fn lookup(&self, name: &str) -> Result<&Arc<dyn DynStrategy>, Error> {
+        self.get(name)
+            .ok_or_else(|| Error::UnknownStrategy { name: name.to_string(), expected: self.names().join(", ") })
+    }
+
+    /// The id of the strategy called `name`.
+    pub fn id_of(&self, name: &str) -> Result<StrategyId, Error> {
+        self.lookup(name)?;
+        Ok(StrategyId(self.strategies.iter().position(|s| s.name() == name).expect("found above") as u16))
+    }
+
+    /// The strategy with id `id`.
+    pub fn by_id(&self, id: StrategyId) -> Option<&Arc<dyn DynStrategy>> {
+        self.strategies.get(usize::from(id.0))
+    }
+
+    /// Every strategy, in registration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn DynStrategy>> {
+        self.strategies.iter()
+    }
+
+    /// The names, in registration order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.strategies.iter().map(|s| s.name()).collect()
+    }
+
+    /// Parses `NAME=VALUE` pairs for strategy `name`.
+    pub fn configure(&self, name: &str, pairs: &[(String, String)]) -> Result<Configured, Error> {
+        Configured::from_pairs(self.lookup(name)?.clone(), pairs)
     }
 }
 
-fn unknown(strategy: &'static str, name: &str, expected: &'static str) -> Error {
-    Error::UnknownParameter { strategy, name: name.to_owned(), expected }
-}
-
-fn invalid(name: &'static str, value: impl ToString, reason: &'static str) -> Error {
-    Error::InvalidParameter { name, value: value.to_string(), reason }
-}
-
-fn at_least(name: &'static str, value: usize, min: usize) -> Result<(), Error> {
-    if value < min {
-        return Err(invalid(name, value, if min == 1 { "must be at least 1" } else { "too small" }));
-    }
-    Ok(())
-}
-
-/// A whole number, written as an integer or as an integral float.
-fn parse_count(name: &'static str, value: &str) -> Result<usize, Error> {
-    let v = value.trim();
-    if let Ok(n) = v.parse::<usize>() {
-        return Ok(n);
-    }
-    let x: f64 = v.parse().map_err(|_| invalid(name, value, "expected a whole number"))?;
-    // 2^53 bounds the integers an f64 holds exactly; no window gets anywhere near it.
-    if !(x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x <= 9_007_199_254_740_992.0) {
-        return Err(invalid(name, value, "expected a whole number"));
-    }
-    Ok(x as usize)
-}
-
-fn parse_real(name: &'static str, value: &str) -> Result<f64, Error> {
-    let x: f64 = value.trim().parse().map_err(|_| invalid(name, value, "expected a number"))?;
-    if !x.is_finite() {
-        return Err(invalid(name, value, "expected a finite number"));
-    }
-    Ok(x)
-}
-
-fn parse_scheme(value: &str) -> Result<WeightingScheme, Error> {
-    match value.trim() {
-        "equal" => Ok(WeightingScheme::Equal),
-        "market_cap" => Ok(WeightingScheme::MarketCap),
-        "risk_parity" => Ok(WeightingScheme::RiskParity),
-        _ => Err(invalid("weighting_scheme", value, "expected equal, market_cap or risk_parity")),
+impl fmt::Debug for dyn DynStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.name())
     }
 }

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use runner::{HandleMode, Job, PoolKind, SpawnLoad};
 
 fn main() {
-    pool::worker_main_if_requested(&runner::registry());
+    let strategies = Arc::new(engine::Registry::builtin());
+    runner::worker_main_if_requested(&strategies);
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 2 {
         eprintln!("usage: startup DAILY_BUNDLE MINUTE_BUNDLE [WORKERS] [REPEATS]");
@@ -42,8 +43,9 @@ fn main() {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 let t = Instant::now();
-                let mut p = runner::build_pool(kind, pool::PoolBuilder::new().workers(workers), &bundle, &dir)
-                    .expect("pool starts");
+                let mut p =
+                    runner::build_pool(kind, pool::PoolBuilder::new().workers(workers), &bundle, &dir, &strategies)
+                        .expect("pool starts");
                 // One echo per worker: every worker is up and answering.
                 let out = p.map((0..workers as u64).map(Job::Echo));
                 assert!(out.iter().all(|o| o.is_ok()));

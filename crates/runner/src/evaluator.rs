@@ -2,13 +2,14 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Instant;
 
-use engine::{RunOptions, Strategy};
+use engine::{DynStrategy, ParamValues, RunOptions, StrategyId};
 use optimize::{Completion, Config, Evaluator, Outcome};
 
-use crate::BacktestTask;
 use crate::worker::{BacktestWorker, Job, JobOutput};
+use crate::{BacktestTask, params_of};
 
 /// Turns the optimizer's (config, budget) trials into backtest jobs on a pool, and their
 /// metrics into losses: loss = −sharpe.
@@ -17,8 +18,9 @@ use crate::worker::{BacktestWorker, Job, JobOutput};
 /// an error that stops the search; so does a task whose worker died too often.
 pub struct PoolEvaluator<'p> {
     pool: &'p mut pool::Pool<BacktestWorker>,
-    strategy: String,
-    fixed: Vec<(String, String)>,
+    strategy: Arc<dyn DynStrategy>,
+    id: StrategyId,
+    base: ParamValues,
     sessions: Option<Range<usize>>,
     fee: f64,
     in_flight: HashMap<pool::TaskId, (u64, Instant)>,
@@ -26,35 +28,24 @@ pub struct PoolEvaluator<'p> {
 }
 
 impl<'p> PoolEvaluator<'p> {
-    /// An evaluator for `strategy` on `pool`. `fixed` parameters are set on every trial
-    /// (the space's parameters override them); `sessions` and `fee` as for a backtest.
+    /// An evaluator for `strategy` (registered as `id` in the pool's registry) on `pool`.
+    /// `base` holds the defaults and fixed parameters of every trial (the space's parameters
+    /// override them); `sessions` and `fee` as for a backtest.
     pub fn new(
         pool: &'p mut pool::Pool<BacktestWorker>,
-        strategy: &str,
-        fixed: Vec<(String, String)>,
+        strategy: Arc<dyn DynStrategy>,
+        id: StrategyId,
+        base: ParamValues,
         sessions: Option<Range<usize>>,
         fee: f64,
     ) -> PoolEvaluator<'p> {
-        PoolEvaluator {
-            pool,
-            strategy: strategy.to_string(),
-            fixed,
-            sessions,
-            fee,
-            in_flight: HashMap::new(),
-            ready: VecDeque::new(),
-        }
+        PoolEvaluator { pool, strategy, id, base, sessions, fee, in_flight: HashMap::new(), ready: VecDeque::new() }
     }
 
     fn task(&self, config: &Config, budget: f64) -> Result<BacktestTask, String> {
-        let mut pairs = self.fixed.clone();
-        for (k, v) in optimize::render_pairs(config) {
-            pairs.retain(|(name, _)| *name != k);
-            pairs.push((k, v));
-        }
-        let strategy = Strategy::from_pairs(&self.strategy, &pairs).map_err(|e| e.to_string())?;
+        let params = params_of(&*self.strategy, &self.base, config).map_err(|e| e.to_string())?;
         let options = RunOptions::new_checked(budget, self.sessions.clone(), self.fee).map_err(|e| e.to_string())?;
-        Ok(BacktestTask { strategy, options })
+        Ok(BacktestTask { strategy: self.id, params, options })
     }
 }
 
@@ -82,7 +73,7 @@ impl Evaluator for PoolEvaluator<'_> {
             Ok(task) => {
                 let id = self
                     .pool
-                    .submit(Job::BacktestReporting(task))
+                    .submit(Job::Backtest(task))
                     .map_err(|e| optimize::Error::Evaluator(format!("failed to submit trial {trial_id}: {e}")))?;
                 self.in_flight.insert(id, (trial_id, Instant::now()));
             }
@@ -107,7 +98,7 @@ impl Evaluator for PoolEvaluator<'_> {
             .remove(&id)
             .ok_or_else(|| optimize::Error::Evaluator(format!("the pool returned unknown task {id}")))?;
         let (outcome, worker) = match result {
-            Ok(JobOutput::MetricsFrom { metrics, worker }) => {
+            Ok(JobOutput::Metrics { metrics, worker }) => {
                 (Outcome::Ok { loss: -metrics.sharpe, metrics: metrics_map(&metrics) }, Some(worker))
             }
             Ok(JobOutput::Invalid(message)) => (Outcome::Crashed { message }, None),

@@ -7,32 +7,39 @@
 //! - [`market_of`] views a loaded [`bundle::Bundle`] as an [`engine::Market`];
 //! - [`Engine`] owns a bundle (through `Arc`) together with a per-worker
 //!   [`engine::Backtester`], so a worker keeps its SMA cache for its whole life;
-//! - [`BacktestTask`] is the unit of work that crosses the process boundary;
+//! - [`BacktestTask`] is the unit of work that crosses the process boundary: a strategy id
+//!   and its typed, checked [`engine::ParamValues`], never text to parse again;
 //! - [`BacktestWorker`] runs [`Job`]s in a [`pool::Pool`], and [`build_pool`] builds one on any
 //!   backend ([`PoolKind`]), with the bundle inherited, reopened, loaded or mapped;
-//! - [`PoolEvaluator`] is the optimizer's [`optimize::Evaluator`] over such a pool.
+//! - [`PoolEvaluator`] is the optimizer's [`optimize::Evaluator`] over such a pool;
+//! - [`check_space`] and [`params_of`] hold a space and its configs against a strategy's
+//!   parameter table, so that a typo is refused before any work starts.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let bundle = std::sync::Arc::new(bundle::Bundle::load("data/mag7-daily".as_ref())?);
 //! let mut engine = runner::Engine::new(bundle)?;
-//! let strategy = engine::Strategy::from_pairs("ma-crossover", &[])?;
+//! let strategy = engine::Registry::builtin().configure("ma-crossover", &[])?;
 //! let metrics = engine.run(&strategy, &engine::RunOptions::default())?;
 //! # let _ = metrics; Ok(()) }
 //! ```
 
 mod evaluator;
+mod params;
 mod worker;
 
 pub use evaluator::{PoolEvaluator, metrics_map};
-pub use worker::{BacktestWorker, HandleMode, Job, JobOutput, PoolKind, SpawnInit, SpawnLoad, build_pool, registry};
+pub use params::{check_space, params_of};
+pub use worker::{
+    BacktestWorker, HandleMode, Job, JobOutput, PoolKind, SpawnInit, SpawnLoad, build_pool, worker_main_if_requested,
+};
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use bundle::{Bundle, Field};
 use chrono::NaiveDate;
-use engine::{AssetSeries, Backtester, Market, Metrics, RunOptions, Strategy};
+use engine::{AssetSeries, Backtester, Configured, Market, Metrics, ParamValues, Registry, RunOptions, StrategyId};
 use serde::{Deserialize, Serialize};
 
 /// Errors of the glue layer.
@@ -45,9 +52,22 @@ pub enum Error {
     /// A date range that selects no session of the bundle.
     #[error("{0}")]
     Range(String),
+    /// The bundle could not be read or mapped.
+    #[error(transparent)]
+    Bundle(#[from] bundle::Error),
+    /// The pool could not be built.
+    #[error(transparent)]
+    Pool(#[from] pool::Error),
+    /// A space or config does not fit the strategy's parameter table.
+    #[error("{0}")]
+    Space(String),
+    /// What this platform cannot do (the fork backends off unix).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
-/// The bundle's adjusted opens and closes as the engine's market view.
+/// The bundle's adjusted opens, highs, lows and closes as the engine's market view (borrowed
+/// columns, no copy).
 ///
 /// Checks every traded price once (O(bars)); build it once per worker, not per backtest.
 pub fn market_of(bundle: &Bundle) -> Result<Market<'_>, engine::Error> {
@@ -57,6 +77,8 @@ pub fn market_of(bundle: &Bundle) -> Result<Market<'_>, engine::Error> {
         .map(|a| AssetSeries {
             sid: a.sid,
             open: bundle.column(a.sid, Field::AdjOpen),
+            high: bundle.column(a.sid, Field::AdjHigh),
+            low: bundle.column(a.sid, Field::AdjLow),
             close: bundle.column(a.sid, Field::AdjClose),
             first_bar: a.first_bar,
             end_bar: a.end_bar,
@@ -125,13 +147,17 @@ impl Engine {
     }
 
     /// Runs one backtest.
-    pub fn run(&mut self, strategy: &Strategy, opts: &RunOptions) -> Result<Metrics, Error> {
+    pub fn run(&mut self, strategy: &Configured, opts: &RunOptions) -> Result<Metrics, Error> {
         Ok(self.cell.with_dependent_mut(|_, bt| bt.run(strategy, opts))?)
     }
 
-    /// Runs one task. Errors come back as data: a bad task must not kill a worker.
-    pub fn execute(&mut self, task: &BacktestTask) -> BacktestOutcome {
-        match self.run(&task.strategy, &task.options) {
+    /// Runs one task, resolving its strategy in `strategies`. Errors come back as data: a bad
+    /// task must not kill a worker.
+    pub fn execute(&mut self, strategies: &Registry, task: &BacktestTask) -> BacktestOutcome {
+        let Some(strategy) = strategies.by_id(task.strategy) else {
+            return BacktestOutcome::Invalid(format!("no strategy with id {} in this worker", task.strategy.0));
+        };
+        match self.cell.with_dependent_mut(|_, bt| bt.run_values(&**strategy, &task.params, &task.options, None)) {
             Ok(m) => BacktestOutcome::Done(m),
             Err(e) => BacktestOutcome::Invalid(e.to_string()),
         }
@@ -139,12 +165,25 @@ impl Engine {
 }
 
 /// One backtest to run: the unit of work that crosses the process boundary.
+///
+/// The strategy travels as its position in the binary's [`Registry`] (every worker runs the
+/// same binary, so positions agree; spawned workers check this at start-up) and its
+/// parameters as checked, typed values: nothing is rendered or parsed per task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BacktestTask {
-    /// The strategy and its parameters.
-    pub strategy: Strategy,
+    /// The strategy's id in the registry.
+    pub strategy: StrategyId,
+    /// Its parameter values, in table order.
+    pub params: ParamValues,
     /// Budget, session range and fee.
     pub options: RunOptions,
+}
+
+impl BacktestTask {
+    /// The task that runs `strategy` (which must be registered in `strategies`) with `options`.
+    pub fn new(strategies: &Registry, strategy: &Configured, options: RunOptions) -> Result<BacktestTask, Error> {
+        Ok(BacktestTask { strategy: strategies.id_of(strategy.name())?, params: *strategy.values(), options })
+    }
 }
 
 /// What a worker returns for a [`BacktestTask`].

@@ -1,13 +1,13 @@
 //! The pool worker that runs backtests, and how each backend gets its bundle.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bundle::{Bundle, Handles};
-use engine::Metrics;
+use engine::{Metrics, Registry};
 use serde::{Deserialize, Serialize};
 
-use crate::{BacktestOutcome, BacktestTask, Engine};
+use crate::{BacktestOutcome, BacktestTask, Engine, Error};
 
 /// How a worker's SQLite handles come about (fork backend).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,10 +36,29 @@ pub struct SpawnInit {
     pub bundle_dir: PathBuf,
     /// How to get the bundle into memory.
     pub load: SpawnLoad,
+    /// The parent's strategy names in registry order: the child refuses to start unless its
+    /// own registry (the same binary's) agrees, because tasks name strategies by position.
+    pub strategies: Vec<String>,
+}
+
+/// The strategies of this binary, for spawned workers (which are entered before `main` can
+/// hand them anything); set by [`worker_main_if_requested`].
+static STRATEGIES: OnceLock<Arc<Registry>> = OnceLock::new();
+
+/// Installs this binary's strategies and, if this process was spawned as a pool worker,
+/// serves as one and exits. Call it first thing in `main`, before anything starts a thread
+/// and before parsing arguments (a worker's command line is not the binary's).
+pub fn worker_main_if_requested(strategies: &Registry) {
+    let _ = STRATEGIES.set(Arc::new(strategies.clone()));
+    pool::worker_main_if_requested(&pool::Registry::new().register::<BacktestWorker>());
 }
 
 /// One unit of work for a [`BacktestWorker`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a backtest's inline parameter values are the point: boxing them would allocate per task"
+)]
 pub enum Job {
     /// Run a backtest.
     Backtest(BacktestTask),
@@ -51,56 +70,56 @@ pub enum Job {
     },
     /// Do nothing and echo the value: measures the pool's round-trip overhead.
     Echo(u64),
-    /// Run a backtest and say which worker ran it (for the trial store's `worker` column).
-    BacktestReporting(BacktestTask),
 }
 
 /// What a [`BacktestWorker`] returns for a [`Job`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum JobOutput {
-    /// A backtest's metrics.
-    Metrics(Metrics),
+    /// A backtest's metrics, with the id of the worker that ran it: the OS process id of a
+    /// process worker (the pool's own process id for the thread backend).
+    Metrics {
+        /// The metrics.
+        metrics: Metrics,
+        /// The worker.
+        worker: u32,
+    },
     /// The engine or the SQLite handle refused the job; the message says why.
     Invalid(String),
     /// Raw closes read through SQLite.
     Closes(Vec<f64>),
     /// The echoed value.
     Echo(u64),
-    /// A backtest's metrics with the id of the worker that ran it: the OS process id of a
-    /// process worker (the pool's own process id for the thread backend).
-    MetricsFrom {
-        /// The metrics.
-        metrics: Metrics,
-        /// The worker.
-        worker: u32,
-    },
 }
 
-/// A pool worker holding a loaded bundle, a backtester over it and (optionally) read-only
-/// SQLite handles on the bundle's files.
+/// A pool worker holding a loaded bundle, a backtester over it, the binary's strategies and
+/// (optionally) read-only SQLite handles on the bundle's files.
 pub struct BacktestWorker {
     engine: Engine,
+    strategies: Arc<Registry>,
     handles: Option<Handles>,
     dir: PathBuf,
+    /// This process's id, read once on the first task: fork workers are built in the parent,
+    /// so it cannot be read at construction, and a `getpid` per task is a syscall per task.
+    pid: Option<u32>,
 }
 
 impl BacktestWorker {
     /// A worker over an already loaded bundle. `handles` are opened here when `mode` is
     /// [`HandleMode::Inherit`] (so that forked children inherit them) and left for
     /// [`BacktestWorker::reopen_handles`] otherwise.
-    pub fn new(bundle: Arc<Bundle>, dir: &Path, mode: HandleMode) -> Result<BacktestWorker, String> {
-        let engine = Engine::new(bundle).map_err(|e| e.to_string())?;
+    pub fn new(bundle: Arc<Bundle>, dir: &Path, mode: HandleMode, strategies: Arc<Registry>) -> Result<Self, Error> {
+        let engine = Engine::new(bundle)?;
         let handles = match mode {
-            HandleMode::Inherit => Some(Handles::open(dir).map_err(|e| e.to_string())?),
+            HandleMode::Inherit => Some(Handles::open(dir)?),
             HandleMode::Reopen => None,
         };
-        Ok(BacktestWorker { engine, handles, dir: dir.to_path_buf() })
+        Ok(BacktestWorker { engine, strategies, handles, dir: dir.to_path_buf(), pid: None })
     }
 
     /// Opens this worker's own handles: the fork backend's per-child hook in reopen mode.
     /// An inherited handle is never closed here; it is leaked on purpose (see [`HandleMode`]).
-    pub fn reopen_handles(&mut self) -> Result<(), String> {
-        let fresh = Handles::open(&self.dir).map_err(|e| e.to_string())?;
+    pub fn reopen_handles(&mut self) -> Result<(), Error> {
+        let fresh = Handles::open(&self.dir)?;
         if let Some(old) = self.handles.replace(fresh) {
             std::mem::forget(old);
         }
@@ -110,8 +129,11 @@ impl BacktestWorker {
     /// Runs one job.
     pub fn execute(&mut self, job: Job) -> JobOutput {
         match job {
-            Job::Backtest(task) => match self.engine.execute(&task) {
-                BacktestOutcome::Done(m) => JobOutput::Metrics(m),
+            Job::Backtest(task) => match self.engine.execute(&self.strategies, &task) {
+                BacktestOutcome::Done(metrics) => {
+                    let worker = *self.pid.get_or_insert_with(std::process::id);
+                    JobOutput::Metrics { metrics, worker }
+                }
                 BacktestOutcome::Invalid(msg) => JobOutput::Invalid(msg),
             },
             Job::SqlCloses { sid } => match &self.handles {
@@ -119,10 +141,6 @@ impl BacktestWorker {
                 None => JobOutput::Invalid("this worker has no SQLite handles".into()),
             },
             Job::Echo(v) => JobOutput::Echo(v),
-            Job::BacktestReporting(task) => match self.engine.execute(&task) {
-                BacktestOutcome::Done(metrics) => JobOutput::MetricsFrom { metrics, worker: std::process::id() },
-                BacktestOutcome::Invalid(msg) => JobOutput::Invalid(msg),
-            },
         }
     }
 }
@@ -139,20 +157,24 @@ impl pool::SpawnWorker for BacktestWorker {
     type Init = SpawnInit;
     const NAME: &'static str = "btopt-backtest";
     fn init(init: SpawnInit) -> Result<Self, String> {
+        let strategies = STRATEGIES.get().cloned().ok_or("this binary installed no strategies")?;
+        if strategies.names() != init.strategies {
+            return Err(format!(
+                "the worker's strategies ({}) differ from the parent's ({})",
+                strategies.names().join(", "),
+                init.strategies.join(", ")
+            ));
+        }
         let bundle = match init.load {
             SpawnLoad::Load => Bundle::load(&init.bundle_dir),
             SpawnLoad::Mmap => Bundle::open_mapped(&init.bundle_dir),
         }
         .map_err(|e| e.to_string())?;
-        let mut w = BacktestWorker::new(Arc::new(bundle), &init.bundle_dir, HandleMode::Reopen)?;
-        w.reopen_handles()?;
+        let mut w = BacktestWorker::new(Arc::new(bundle), &init.bundle_dir, HandleMode::Reopen, strategies)
+            .map_err(|e| e.to_string())?;
+        w.reopen_handles().map_err(|e| e.to_string())?;
         Ok(w)
     }
-}
-
-/// The spawn registry every btopt binary passes to [`pool::worker_main_if_requested`].
-pub fn registry() -> pool::Registry {
-    pool::Registry::new().register::<BacktestWorker>()
 }
 
 /// Which backend, and how it gets the bundle.
@@ -188,7 +210,7 @@ impl PoolKind {
     }
 }
 
-/// Builds a pool of [`BacktestWorker`]s over the bundle at `dir`.
+/// Builds a pool of [`BacktestWorker`]s running `strategies` over the bundle at `dir`.
 ///
 /// `bundle` is the parent's loaded copy: forked and thread workers share it; spawned ones
 /// build their own (and it is not needed for them). Fork kinds must be built while the
@@ -198,45 +220,45 @@ pub fn build_pool(
     builder: pool::PoolBuilder,
     bundle: &Arc<Bundle>,
     dir: &Path,
-) -> Result<pool::Pool<BacktestWorker>, String> {
-    let fork_state = |mode| BacktestWorker::new(bundle.clone(), dir, mode);
+    strategies: &Arc<Registry>,
+) -> Result<pool::Pool<BacktestWorker>, Error> {
+    let fork_state = |mode| BacktestWorker::new(bundle.clone(), dir, mode, strategies.clone());
     match kind {
         #[cfg(unix)]
-        PoolKind::Fork(HandleMode::Inherit) => {
-            builder.fork(fork_state(HandleMode::Inherit)?).map_err(|e| e.to_string())
+        PoolKind::Fork(HandleMode::Inherit) => Ok(builder.fork(fork_state(HandleMode::Inherit)?)?),
+        #[cfg(unix)]
+        PoolKind::Fork(HandleMode::Reopen) => {
+            Ok(builder.fork_with(fork_state(HandleMode::Reopen)?, |w| w.reopen_handles().map_err(|e| e.to_string()))?)
         }
         #[cfg(unix)]
-        PoolKind::Fork(HandleMode::Reopen) => builder
-            .fork_with(fork_state(HandleMode::Reopen)?, BacktestWorker::reopen_handles)
-            .map_err(|e| e.to_string()),
-        #[cfg(unix)]
-        PoolKind::PerBatch => {
-            builder.per_batch(fork_state(HandleMode::Inherit)?, |_| Ok(())).map_err(|e| e.to_string())
-        }
+        PoolKind::PerBatch => Ok(builder.per_batch(fork_state(HandleMode::Inherit)?, |_| Ok(()))?),
         #[cfg(not(unix))]
-        PoolKind::Fork(_) | PoolKind::PerBatch => Err("the fork backends need unix; use spawn or thread".into()),
+        PoolKind::Fork(_) | PoolKind::PerBatch => {
+            Err(Error::Unsupported("the fork backends need unix; use spawn or thread".into()))
+        }
         PoolKind::Spawn(load) => {
             if load == SpawnLoad::Mmap {
                 // Write the cache once here, not racily in every child.
-                bundle::cache::write_cache(bundle, dir).map_err(|e| e.to_string())?;
+                bundle::cache::write_cache(bundle, dir)?;
             }
-            builder
-                .spawn::<BacktestWorker>(&SpawnInit { bundle_dir: dir.to_path_buf(), load })
-                .map_err(|e| e.to_string())
+            let names = strategies.names().into_iter().map(String::from).collect();
+            Ok(builder.spawn::<BacktestWorker>(&SpawnInit {
+                bundle_dir: dir.to_path_buf(),
+                load,
+                strategies: names,
+            })?)
         }
         PoolKind::Thread => {
-            let bundle = bundle.clone();
-            let dir = dir.to_path_buf();
+            let (bundle, dir, strategies) = (bundle.clone(), dir.to_path_buf(), strategies.clone());
             // Each thread builds its worker; do it once here first so that a failure is an
             // error, not a panic in a worker thread (every thread sees the same bundle).
-            BacktestWorker::new(bundle.clone(), &dir, HandleMode::Reopen)?.reopen_handles()?;
-            builder
-                .thread(move || {
-                    let mut w = BacktestWorker::new(bundle.clone(), &dir, HandleMode::Reopen).expect("checked above");
-                    w.reopen_handles().expect("bundle handles opened above");
-                    w
-                })
-                .map_err(|e| e.to_string())
+            BacktestWorker::new(bundle.clone(), &dir, HandleMode::Reopen, strategies.clone())?.reopen_handles()?;
+            Ok(builder.thread(move || {
+                let mut w = BacktestWorker::new(bundle.clone(), &dir, HandleMode::Reopen, strategies.clone())
+                    .expect("checked above");
+                w.reopen_handles().expect("bundle handles opened above");
+                w
+            })?)
         }
     }
 }

@@ -28,13 +28,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bundle::Bundle;
-use engine::{MaCrossover, Metrics, Momentum, RunOptions, Strategy, WeightingScheme};
+use engine::{Configured, MaCrossover, Metrics, Momentum, ParamValue, Registry, RunOptions, WeightingScheme};
 use runner::{BacktestTask, HandleMode, Job, JobOutput, PoolKind, SpawnLoad};
 use serde_json::{Value, json};
 
 fn main() -> ExitCode {
     // Spawned workers run here and exit, before anything starts a thread.
-    pool::worker_main_if_requested(&runner::registry());
+    runner::worker_main_if_requested(&Registry::builtin());
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -118,8 +118,12 @@ fn jobs(bundle: &Bundle) -> Result<Vec<Job>> {
     let opts = |budget: f64, sessions: Option<std::ops::Range<usize>>, fee: f64| {
         RunOptions::new_checked(budget, sessions, fee).map_err(|e| anyhow!("bad run options: {e}"))
     };
+    let strategies = Registry::builtin();
+    let task = |strategy: Configured, options: RunOptions| {
+        BacktestTask::new(&strategies, &strategy, options).map_err(|e| anyhow!("bad task: {e}"))
+    };
     let ma = |short_window, long_window, threshold| {
-        Strategy::MaCrossover(MaCrossover { short_window, long_window, threshold })
+        MaCrossover { short_window, long_window, threshold }.configured().map_err(|e| anyhow!("bad params: {e}"))
     };
     let mut jobs = Vec::new();
     let windows = [(5, 20), (10, 50), (20, 60), (50, 50), (3, 8), (30, 15), (1, 2), (40, 200)];
@@ -127,26 +131,34 @@ fn jobs(bundle: &Bundle) -> Result<Vec<Job>> {
     for (i, &(s, l)) in windows.iter().enumerate() {
         for (j, t) in [0.0, 0.002, 0.01].into_iter().enumerate() {
             let options = opts(budgets[(i + j) % budgets.len()], None, fee)?;
-            jobs.push(Job::Backtest(BacktestTask { strategy: ma(s, l, t), options }));
+            jobs.push(Job::Backtest(task(ma(s, l, t)?, options)?));
         }
     }
     // Sub-ranges and fees.
     for (sessions, fee) in [(Some(10..n - 10), 0.0), (Some(n / 2..n), 0.005), (Some(0..n / 3), fee)] {
-        jobs.push(Job::Backtest(BacktestTask { strategy: ma(7, 21, 0.001), options: opts(0.8, sessions, fee)? }));
+        jobs.push(Job::Backtest(task(ma(7, 21, 0.001)?, opts(0.8, sessions, fee)?)?));
     }
-    let momentum = Strategy::Momentum(Momentum::default());
-    jobs.push(Job::Backtest(BacktestTask { strategy: momentum, options: opts(1.0, None, fee)? }));
-    let risk_parity = Strategy::Momentum(Momentum {
-        weighting_scheme: WeightingScheme::RiskParity,
-        top_n_assets: 3,
-        ..Momentum::default()
-    });
-    jobs.push(Job::Backtest(BacktestTask { strategy: risk_parity, options: opts(0.5, None, fee)? }));
-    // Refused by the engine inside the worker: a zero window, a range past the bundle's end,
-    // a negative threshold.
-    jobs.push(Job::Backtest(BacktestTask { strategy: ma(0, 20, 0.0), options: opts(1.0, None, fee)? }));
-    jobs.push(Job::Backtest(BacktestTask { strategy: ma(5, 20, 0.0), options: opts(1.0, Some(n + 5..n + 10), fee)? }));
-    jobs.push(Job::Backtest(BacktestTask { strategy: ma(5, 20, -1.0), options: opts(1.0, None, fee)? }));
+    let momentum = Momentum::default().configured().map_err(|e| anyhow!("bad params: {e}"))?;
+    jobs.push(Job::Backtest(task(momentum, opts(1.0, None, fee)?)?));
+    let risk_parity =
+        Momentum { weighting_scheme: WeightingScheme::RiskParity, top_n_assets: 3, ..Momentum::default() }
+            .configured()
+            .map_err(|e| anyhow!("bad params: {e}"))?;
+    jobs.push(Job::Backtest(task(risk_parity, opts(0.5, None, fee)?)?));
+    // Refused by the engine inside the worker: a zero window and a negative threshold (values
+    // forged past the checks, as a corrupt task would carry them), a range past the bundle's
+    // end, and a strategy id this binary does not have.
+    let forged = |i: usize, v: ParamValue| -> Result<Job> {
+        let mut t = task(ma(5, 20, 0.0)?, opts(1.0, None, fee)?)?;
+        t.params = t.params.with(i, v);
+        Ok(Job::Backtest(t))
+    };
+    jobs.push(forged(0, ParamValue::Int(0))?);
+    jobs.push(Job::Backtest(task(ma(5, 20, 0.0)?, opts(1.0, Some(n + 5..n + 10), fee)?)?));
+    jobs.push(forged(2, ParamValue::Float(-1.0))?);
+    let mut unknown = task(ma(5, 20, 0.0)?, opts(1.0, None, fee)?)?;
+    unknown.strategy = engine::StrategyId(99);
+    jobs.push(Job::Backtest(unknown));
     for a in bundle.assets() {
         jobs.push(Job::SqlCloses { sid: a.sid });
     }
@@ -175,12 +187,11 @@ fn metrics_json(m: &Metrics) -> Value {
 /// One result, exactly: every float as its bits.
 fn output_json(r: &Result<JobOutput, pool::Error>) -> Value {
     match r {
-        Ok(JobOutput::Metrics(m)) => json!({ "metrics": metrics_json(m) }),
+        // The worker id differs between backends by design; only the metrics must agree.
+        Ok(JobOutput::Metrics { metrics, .. }) => json!({ "metrics": metrics_json(metrics) }),
         Ok(JobOutput::Invalid(msg)) => json!({ "invalid": msg }),
         Ok(JobOutput::Closes(c)) => json!({ "closes": c.iter().map(|x| x.to_bits()).collect::<Vec<_>>() }),
         Ok(JobOutput::Echo(v)) => json!({ "echo": v }),
-        // The worker id differs between backends by design; only the metrics must agree.
-        Ok(JobOutput::MetricsFrom { metrics, .. }) => json!({ "metrics": metrics_json(metrics) }),
         Err(e) => json!({ "error": e.to_string() }),
     }
 }
@@ -188,8 +199,8 @@ fn output_json(r: &Result<JobOutput, pool::Error>) -> Value {
 fn run_jobs(kind: PoolKind, workers: usize, bundle: &Arc<Bundle>, dir: &std::path::Path) -> Result<()> {
     let jobs = jobs(bundle)?;
     let builder = pool::PoolBuilder::new().workers(workers);
-    let mut pool =
-        runner::build_pool(kind, builder, bundle, dir).map_err(|e| anyhow!("failed to start the pool: {e}"))?;
+    let mut pool = runner::build_pool(kind, builder, bundle, dir, &Arc::new(Registry::builtin()))
+        .map_err(|e| anyhow!("failed to start the pool: {e}"))?;
     for (i, r) in pool.map(jobs.clone()).iter().enumerate() {
         println!("{}", json!({ "pass": "map", "job": i, "out": output_json(r) }));
     }
@@ -213,7 +224,8 @@ fn run_jobs(kind: PoolKind, workers: usize, bundle: &Arc<Bundle>, dir: &std::pat
 /// The reference: the same worker type, called directly, with no pool and no IPC.
 fn in_process(bundle: &Arc<Bundle>, dir: &std::path::Path) -> Result<()> {
     let mut worker =
-        runner::BacktestWorker::new(bundle.clone(), dir, HandleMode::Reopen).map_err(|e| anyhow!("worker: {e}"))?;
+        runner::BacktestWorker::new(bundle.clone(), dir, HandleMode::Reopen, Arc::new(Registry::builtin()))
+            .map_err(|e| anyhow!("worker: {e}"))?;
     worker.reopen_handles().map_err(|e| anyhow!("handles: {e}"))?;
     let outs: Vec<_> = jobs(bundle)?.into_iter().map(|j| Ok(worker.execute(j))).collect();
     for pass in ["map", "stream"] {
@@ -227,7 +239,7 @@ fn in_process(bundle: &Arc<Bundle>, dir: &std::path::Path) -> Result<()> {
 #[cfg(unix)]
 fn hammer(mode: HandleMode, workers: usize, rounds: usize, bundle: &Arc<Bundle>, dir: &std::path::Path) -> Result<()> {
     let builder = pool::PoolBuilder::new().workers(workers);
-    let mut pool = runner::build_pool(PoolKind::Fork(mode), builder, bundle, dir)
+    let mut pool = runner::build_pool(PoolKind::Fork(mode), builder, bundle, dir, &Arc::new(Registry::builtin()))
         .map_err(|e| anyhow!("failed to start the pool: {e}"))?;
     let sids: Vec<u32> = bundle.assets().iter().map(|a| a.sid).collect();
     let mut of_task = BTreeMap::new();
@@ -273,8 +285,9 @@ fn hammer(_: HandleMode, _: usize, _: usize, _: &Arc<Bundle>, _: &std::path::Pat
 
 fn fault_ids(tasks: usize, bundle: &Arc<Bundle>, dir: &std::path::Path) -> Result<()> {
     let builder = pool::PoolBuilder::new().workers(1);
-    let mut pool = runner::build_pool(PoolKind::platform_default(), builder, bundle, dir)
-        .map_err(|e| anyhow!("failed to start the pool: {e}"))?;
+    let mut pool =
+        runner::build_pool(PoolKind::platform_default(), builder, bundle, dir, &Arc::new(Registry::builtin()))
+            .map_err(|e| anyhow!("failed to start the pool: {e}"))?;
     let results = pool.map((0..tasks as u64).map(Job::Echo));
     let failed: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
     println!("{}", json!(failed));

@@ -2,6 +2,7 @@
 
 mod backtest;
 mod bundle;
+mod strategies;
 
 use std::path::Path;
 use std::process::Command;

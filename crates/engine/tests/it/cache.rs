@@ -48,7 +48,7 @@ fn results_are_identical_with_and_without_the_cache() {
 
 #[test]
 fn momentum_sweeps_reuse_score_tables_without_changing_results() {
-    use engine::{Momentum, Strategy, WeightingScheme};
+    use engine::{Momentum, WeightingScheme};
     let data = Data::random(21, 12, 120, 1);
     let market = data.market();
     let mut bt = Backtester::new(&market).unwrap();
@@ -56,14 +56,16 @@ fn momentum_sweeps_reuse_score_tables_without_changing_results() {
     for lookback_period in [2, 5, 20] {
         for (rebalance_frequency, budget) in [(1, 1.0), (3, 0.4), (5, 0.75)] {
             for weighting_scheme in [WeightingScheme::Equal, WeightingScheme::MarketCap, WeightingScheme::RiskParity] {
-                let s = Strategy::Momentum(Momentum {
+                let s = (Momentum {
                     lookback_period,
                     rebalance_frequency,
                     weighting_scheme,
                     top_n_assets: 4,
                     volatility_threshold: 0.8,
                     ..Momentum::default()
-                });
+                })
+                .configured()
+                .expect("valid momentum");
                 let o = opts(budget, Some(10..115), 0.001);
                 let reused = bt.run(&s, &o).unwrap();
                 let fresh = engine::run(&market, &s, &o).unwrap();

@@ -194,7 +194,7 @@ fn slices_are_independent_and_gaps_hold_cash_or_the_last_close() {
 #[test]
 fn windows_longer_than_the_data_never_signal() {
     let close: Vec<f64> = (0..40).map(|i| 10.0 + (i % 7) as f64).collect();
-    for s in [ma(usize::MAX, 5, 0.0), ma(3, 1 << 40, 0.0), ma(41, 2, 0.0)] {
+    for s in [ma(i64::MAX as usize, 5, 0.0), ma(3, 1 << 40, 0.0), ma(41, 2, 0.0)] {
         let (m, eq) = check(&Data::daily(&close, &close), &s, &opts(1.0, None, 0.001));
         assert_eq!(m.trades, 0, "{s:?}");
         assert!(eq.iter().all(|&e| e == 1.0));

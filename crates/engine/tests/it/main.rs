@@ -1,6 +1,7 @@
 //! Integration tests for the engine: one binary, with `check` as the one place that runs
 //! a backtest through the public API.
 
+mod blocks;
 mod cache;
 mod hand;
 mod momentum;
@@ -10,7 +11,7 @@ mod props;
 mod recorded;
 mod reference;
 
-use engine::{AssetSeries, Backtester, MaCrossover, Market, Metrics, RunOptions, Strategy};
+use engine::{AssetSeries, Backtester, Configured, MaCrossover, Market, Metrics, RunOptions};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
@@ -55,6 +56,8 @@ impl Data {
             .assets
             .iter()
             .map(|a| AssetSeries {
+                high: &a.close,
+                low: &a.close,
                 sid: a.sid,
                 open: &a.open,
                 close: &a.close,
@@ -106,8 +109,8 @@ impl Data {
     }
 }
 
-pub(crate) fn ma(short_window: usize, long_window: usize, threshold: f64) -> Strategy {
-    Strategy::MaCrossover(MaCrossover { short_window, long_window, threshold })
+pub(crate) fn ma(short_window: usize, long_window: usize, threshold: f64) -> Configured {
+    (MaCrossover { short_window, long_window, threshold }).configured().expect("valid ma-crossover")
 }
 
 pub(crate) fn opts(budget: f64, sessions: Option<std::ops::Range<usize>>, fee: f64) -> RunOptions {
@@ -115,7 +118,7 @@ pub(crate) fn opts(budget: f64, sessions: Option<std::ops::Range<usize>>, fee: f
 }
 
 /// Runs one backtest on a fresh backtester and returns metrics and equity curve.
-pub(crate) fn check(data: &Data, strategy: &Strategy, opts: &RunOptions) -> (Metrics, Vec<f64>) {
+pub(crate) fn check(data: &Data, strategy: &Configured, opts: &RunOptions) -> (Metrics, Vec<f64>) {
     let market = data.market();
     let mut bt = Backtester::new(&market).expect("backtester");
     let mut equity = Vec::new();
@@ -140,11 +143,11 @@ pub(crate) fn assert_close(a: f64, b: f64, rel: f64, what: &str) {
 }
 
 /// Parses a built-in strategy from `NAME=VALUE` pairs (the one place tests name the API).
-pub(crate) fn strategy_from_pairs(name: &str, pairs: &[(String, String)]) -> Strategy {
-    Strategy::from_pairs(name, pairs).expect("valid strategy")
+pub(crate) fn strategy_from_pairs(name: &str, pairs: &[(String, String)]) -> Configured {
+    engine::Registry::builtin().configure(name, pairs).expect("valid strategy")
 }
 
 /// One backtest on a fresh backtester without cache.
-pub(crate) fn run_fresh(market: &Market<'_>, strategy: &Strategy, opts: &RunOptions) -> Metrics {
+pub(crate) fn run_fresh(market: &Market<'_>, strategy: &Configured, opts: &RunOptions) -> Metrics {
     engine::run(market, strategy, opts).expect("backtest runs")
 }

@@ -1,6 +1,6 @@
 //! Hand-computed momentum cases on a tiny daily universe.
 
-use engine::{Momentum, Strategy, WeightingScheme};
+use engine::{Momentum, WeightingScheme};
 
 use crate::{Data, OwnedAsset, assert_close, check, opts};
 
@@ -53,7 +53,7 @@ fn annual_vol(c: &[f64]) -> f64 {
 
 /// W is sessions 2..6: one rebalance on the close of bar 2, filled at the open of bar 3.
 fn run(data: &Data, p: Momentum, fee: f64) -> (engine::Metrics, Vec<f64>) {
-    check(data, &Strategy::Momentum(p), &opts(1.0, Some(2..6), fee))
+    check(data, &(p).configured().expect("valid momentum"), &opts(1.0, Some(2..6), fee))
 }
 
 fn open(c: &[f64], t: usize) -> f64 {
@@ -152,14 +152,14 @@ fn young_positions_stay_for_the_holding_period() {
 fn momentum_needs_daily_bars_and_market_caps() {
     let data = Data::random(1, 3, 10, 2);
     let market = data.market();
-    let s = Strategy::Momentum(Momentum::default());
+    let s = (Momentum::default()).configured().expect("valid momentum");
     assert_eq!(
         engine::run(&market, &s, &engine::RunOptions::default()).unwrap_err().to_string(),
-        "unsupported: momentum runs on daily bars, but this market has 20 bars in 10 sessions"
+        "unsupported: momentum runs on daily bars, but this market has minute bars"
     );
     let mut data = three();
     data.assets[1].shares_outstanding = 0.0;
-    let s = Strategy::Momentum(momentum(2, 1.0, WeightingScheme::MarketCap));
+    let s = (momentum(2, 1.0, WeightingScheme::MarketCap)).configured().expect("valid momentum");
     assert_eq!(
         engine::run(&data.market(), &s, &engine::RunOptions::default()).unwrap_err().to_string(),
         "invalid market: market_cap weighting needs positive shares_outstanding, sid 1 has 0"

@@ -1,7 +1,7 @@
 //! A slow, straightforward momentum reference compared with the engine on random daily
 //! universes (late listings and early delistings included).
 
-use engine::{Momentum, Strategy, WeightingScheme};
+use engine::{Momentum, WeightingScheme};
 use proptest::prelude::*;
 
 use crate::{Data, assert_close, check, opts};
@@ -166,7 +166,7 @@ proptest! {
             lookback_period, holding_period, rebalance_frequency, weighting_scheme, top_n_assets,
             volatility_threshold, min_position_size, max_position_size,
         };
-        let (m, eq) = check(&data, &Strategy::Momentum(p), &opts(budget, None, fee));
+        let (m, eq) = check(&data, &(p).configured().expect("valid momentum"), &opts(budget, None, fee));
         let (want, trades) = reference(&data, &p, budget, fee);
         prop_assert_eq!(eq.len(), want.len());
         for (t, (a, b)) in eq.iter().zip(&want).enumerate() {

@@ -1,6 +1,6 @@
 //! Parameter parsing, defaults, validation messages and serde round trips.
 
-use engine::{Error, MaCrossover, Momentum, RunOptions, Strategy, WeightingScheme};
+use engine::{Configured, Error, MaCrossover, Momentum, ParamValues, Registry, RunOptions, WeightingScheme};
 
 use crate::{Data, ma};
 
@@ -8,8 +8,8 @@ fn pairs(kv: &[(&str, &str)]) -> Vec<(String, String)> {
     kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-fn parse(name: &str, kv: &[(&str, &str)]) -> Result<Strategy, Error> {
-    Strategy::from_pairs(name, &pairs(kv))
+fn parse(name: &str, kv: &[(&str, &str)]) -> Result<Configured, Error> {
+    engine::Registry::builtin().configure(name, &pairs(kv))
 }
 
 fn err(name: &str, kv: &[(&str, &str)]) -> String {
@@ -20,12 +20,14 @@ fn err(name: &str, kv: &[(&str, &str)]) -> String {
 fn defaults_fill_everything_left_out() {
     assert_eq!(
         parse("ma-crossover", &[]).unwrap(),
-        Strategy::MaCrossover(MaCrossover { short_window: 10, long_window: 50, threshold: 0.0 })
+        (MaCrossover { short_window: 10, long_window: 50, threshold: 0.0 }).configured().expect("valid ma-crossover")
     );
-    assert_eq!(parse("momentum", &[]).unwrap(), Strategy::Momentum(Momentum::default()));
+    assert_eq!(parse("momentum", &[]).unwrap(), (Momentum::default()).configured().expect("valid momentum"));
     let m = parse("momentum", &[("weighting_scheme", "risk_parity"), ("top_n_assets", "5")]).unwrap();
-    let Strategy::Momentum(m) = m else { panic!("momentum expected") };
-    assert_eq!((m.weighting_scheme, m.top_n_assets, m.lookback_period), (WeightingScheme::RiskParity, 5, 60));
+    let want = Momentum { weighting_scheme: WeightingScheme::RiskParity, top_n_assets: 5, ..Momentum::default() };
+    assert_eq!(m, want.configured().unwrap());
+    assert_eq!(m.to_pairs()[3], ("weighting_scheme", "risk_parity".to_string()));
+    assert_eq!(m.to_pairs()[0], ("lookback_period", "60".to_string()));
 }
 
 #[test]
@@ -50,12 +52,12 @@ fn bad_input_gets_one_clear_message() {
             &[("short", "5")],
             "unknown parameter `short` for ma-crossover (expected one of: short_window, long_window, threshold)",
         ),
-        ("ma-crossover", &[("short_window", "5.5")], "invalid short_window `5.5`: expected a whole number"),
-        ("ma-crossover", &[("short_window", "0")], "invalid short_window `0`: must be at least 1"),
-        ("ma-crossover", &[("long_window", "-3")], "invalid long_window `-3`: expected a whole number"),
-        ("ma-crossover", &[("threshold", "abc")], "invalid threshold `abc`: expected a number"),
-        ("ma-crossover", &[("threshold", "-0.1")], "invalid threshold `-0.1`: must be finite and at least 0"),
-        ("ma-crossover", &[("threshold", "inf")], "invalid threshold `inf`: expected a finite number"),
+        ("ma-crossover", &[("short_window", "5.5")], "invalid short_window `5.5`: expected an integer >= 1"),
+        ("ma-crossover", &[("short_window", "0")], "invalid short_window `0`: expected an integer >= 1"),
+        ("ma-crossover", &[("long_window", "-3")], "invalid long_window `-3`: expected an integer >= 1"),
+        ("ma-crossover", &[("threshold", "abc")], "invalid threshold `abc`: expected a finite number >= 0"),
+        ("ma-crossover", &[("threshold", "-0.1")], "invalid threshold `-0.1`: expected a finite number >= 0"),
+        ("ma-crossover", &[("threshold", "inf")], "invalid threshold `inf`: expected a finite number >= 0"),
         (
             "ma-crossover",
             &[("short_window", "5"), ("short_window", "6")],
@@ -64,15 +66,15 @@ fn bad_input_gets_one_clear_message() {
         (
             "momentum",
             &[("weighting_scheme", "cap")],
-            "invalid weighting_scheme `cap`: expected equal, market_cap or risk_parity",
+            "invalid weighting_scheme `cap`: expected one of equal, market_cap, risk_parity",
         ),
+        ("momentum", &[("lookback_period", "1")], "invalid lookback_period `1`: expected an integer >= 2"),
+        ("momentum", &[("rebalance_frequency", "0")], "invalid rebalance_frequency `0`: expected an integer >= 1"),
         (
             "momentum",
-            &[("lookback_period", "1")],
-            "invalid lookback_period `1`: must be at least 2 (volatility needs two daily returns)",
+            &[("volatility_threshold", "0")],
+            "invalid volatility_threshold `0`: expected a finite number > 0",
         ),
-        ("momentum", &[("rebalance_frequency", "0")], "invalid rebalance_frequency `0`: must be at least 1"),
-        ("momentum", &[("volatility_threshold", "0")], "invalid volatility_threshold `0`: must be greater than 0"),
         (
             "momentum",
             &[("threshold", "0.1")],
@@ -107,10 +109,22 @@ fn run_options_are_checked() {
         "invalid run options: session range 0..4 exceeds the market's 3 sessions"
     );
     // Typed parameters built by hand are validated too.
-    let bad = ma(0, 2, 0.0);
+    let bad = MaCrossover { short_window: 0, long_window: 2, threshold: 0.0 };
+    assert_eq!(bad.configured().unwrap_err().to_string(), "invalid short_window `0`: expected an integer >= 1");
+    // So are values that crossed a process boundary, when they run.
+    let strategy = Registry::builtin().lookup("ma-crossover").unwrap().clone();
+    let table = strategy.parameters();
+    let mut b = ParamValues::builder("ma-crossover", table);
+    b.set_number("short_window", 3.0).unwrap();
+    let mut bytes = postcard::to_stdvec(&b.finish()).unwrap();
+    // Postcard writes the `Int` tag then a zigzag varint: 3 becomes 6, 0 stays 0.
+    let at = bytes.iter().position(|&x| x == 6).unwrap();
+    bytes[at] = 0;
+    let forged: ParamValues = postcard::from_bytes(&bytes).unwrap();
+    let mut bt = engine::Backtester::new(&market).unwrap();
     assert_eq!(
-        engine::run(&market, &bad, &RunOptions::default()).unwrap_err().to_string(),
-        "invalid short_window `0`: must be at least 1"
+        bt.run_values(&*strategy, &forged, &RunOptions::default(), None).unwrap_err().to_string(),
+        "invalid short_window `0`: expected an integer >= 1"
     );
 }
 
@@ -122,16 +136,15 @@ fn strategies_round_trip_through_pairs_postcard_and_json() {
     ];
     for s in all {
         let back: Vec<(String, String)> = s.to_pairs().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        assert_eq!(Strategy::from_pairs(s.name(), &back).unwrap(), s);
-        let bytes = postcard::to_stdvec(&s).unwrap();
-        assert_eq!(postcard::from_bytes::<Strategy>(&bytes).unwrap(), s);
-        let json = serde_json::to_string(&s).unwrap();
-        assert_eq!(serde_json::from_str::<Strategy>(&json).unwrap(), s);
+        assert_eq!(engine::Registry::builtin().configure(s.name(), &back).unwrap(), s);
+        let bytes = postcard::to_stdvec(s.values()).unwrap();
+        let values: ParamValues = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(Configured::new(s.strategy().clone(), values).unwrap(), s);
+        let json = serde_json::to_string(s.values()).unwrap();
+        assert_eq!(serde_json::from_str::<ParamValues>(&json).unwrap(), *s.values());
     }
-    assert_eq!(
-        serde_json::to_string(&ma(5, 20, 0.0)).unwrap(),
-        r#"{"ma-crossover":{"short_window":5,"long_window":20,"threshold":0.0}}"#
-    );
+    // Inline values: a task's parameters take no heap allocation, and encode compactly.
+    assert!(postcard::to_stdvec(ma(5, 20, 0.0).values()).unwrap().len() < 24);
 }
 
 #[test]
@@ -154,6 +167,8 @@ fn markets_are_checked() {
     let data = Data::daily(&close, &close);
     let a = &data.assets[0];
     let series = engine::AssetSeries {
+        high: &a.close,
+        low: &a.close,
         sid: 0,
         open: &a.open,
         close: &a.close,
@@ -165,7 +180,7 @@ fn markets_are_checked() {
     assert_eq!(e.to_string(), "invalid market: sid 0 has open -3 on bar 2, expected a finite positive price");
     let short = engine::AssetSeries { close: &a.close[..2], ..series };
     let e = engine::Market::new_checked(252.0, &data.bounds, vec![short]).unwrap_err();
-    assert_eq!(e.to_string(), "invalid market: sid 0 has 3 opens and 2 closes, expected 3 each");
+    assert_eq!(e.to_string(), "invalid market: sid 0 has 3 opens, 3 highs, 3 lows and 2 closes, expected 3 each");
     let e = engine::Market::new_checked(252.0, &data.bounds, vec![series, series]).unwrap_err();
     assert_eq!(e.to_string(), "invalid market: sid 0 appears twice");
 }

@@ -1,9 +1,8 @@
 //! Property tests: no look-ahead, budget semantics and asset-order independence.
 
 use proptest::prelude::*;
-use proptest::strategy::Strategy as _;
 
-use engine::{Momentum, RunOptions, Strategy, WeightingScheme};
+use engine::{Configured, Momentum, RunOptions, WeightingScheme};
 
 use crate::{Data, assert_same, check, ma, opts};
 
@@ -11,12 +10,12 @@ fn config() -> ProptestConfig {
     ProptestConfig { cases: 96, rng_seed: proptest::test_runner::RngSeed::Fixed(7), ..ProptestConfig::default() }
 }
 
-fn any_strategy() -> impl proptest::strategy::Strategy<Value = Strategy> {
+fn any_strategy() -> impl proptest::strategy::Strategy<Value = Configured> {
     prop_oneof![
         (1usize..20, 1usize..40, prop_oneof![Just(0.0), 0.0..0.02]).prop_map(|(s, l, t)| ma(s, l, t)),
         (2usize..15, 1usize..6, 1usize..5, 0usize..3, 1usize..4, 0.1f64..3.0, 0.0f64..20.0, 10.0f64..100.0).prop_map(
             |(lb, hold, reb, w, top, vol, lo, hi)| {
-                Strategy::Momentum(Momentum {
+                (Momentum {
                     lookback_period: lb,
                     holding_period: hold,
                     rebalance_frequency: reb,
@@ -27,17 +26,16 @@ fn any_strategy() -> impl proptest::strategy::Strategy<Value = Strategy> {
                     min_position_size: lo,
                     max_position_size: hi,
                 })
+                .configured()
+                .expect("valid momentum")
             }
         ),
     ]
 }
 
 /// Momentum needs daily bars; MA crossover also gets intraday bars.
-fn bars_per_session(s: &Strategy, pick: bool) -> usize {
-    match s {
-        Strategy::MaCrossover(_) if pick => 3,
-        _ => 1,
-    }
+fn bars_per_session(s: &Configured, pick: bool) -> usize {
+    if s.name() == "ma-crossover" && pick { 3 } else { 1 }
 }
 
 proptest! {

@@ -1,10 +1,79 @@
-//! The MA-crossover kernel: per-asset long/flat slices of 1/N, no cash sharing.
+//! `ma-crossover`: per-asset long/flat on two simple moving averages, independent 1/N slices.
 
-use crate::MaCrossover;
-use crate::backtester::Ctx;
+use std::ops::Bound;
+
+use serde::{Deserialize, Serialize};
+
 use crate::kernels;
 use crate::metrics::{Metrics, MetricsAcc};
+use crate::params::{ParamKind, ParamSpec, ParamValues};
+use crate::run::Run;
 use crate::sma::SmaCache;
+use crate::{Error, Strategy};
+
+/// The `ma-crossover` strategy.
+///
+/// Long when `SMA_short > SMA_long·(1+threshold)`, flat when
+/// `SMA_short < SMA_long·(1−threshold)`, otherwise the previous target holds; no signal until
+/// both SMAs exist. `short_window ≥ long_window` is legal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaCrossoverStrategy;
+
+/// MA-crossover parameters. Defaults: short 10, long 50, threshold 0.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MaCrossover {
+    /// Bars in the short SMA, ≥ 1.
+    pub short_window: usize,
+    /// Bars in the long SMA, ≥ 1.
+    pub long_window: usize,
+    /// Relative band half-width, finite and ≥ 0.
+    pub threshold: f64,
+}
+
+impl Default for MaCrossover {
+    fn default() -> Self {
+        MaCrossover { short_window: 10, long_window: 50, threshold: 0.0 }
+    }
+}
+
+const PARAMETERS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "short_window",
+        kind: ParamKind::Integer { default: 10, min: 1, max: None },
+        doc: "bars in the short simple moving average of adjusted closes",
+    },
+    ParamSpec {
+        name: "long_window",
+        kind: ParamKind::Integer { default: 50, min: 1, max: None },
+        doc: "bars in the long simple moving average of adjusted closes",
+    },
+    ParamSpec {
+        name: "threshold",
+        kind: ParamKind::Float { default: 0.0, min: Bound::Included(0.0), max: Bound::Unbounded },
+        doc: "relative band half-width around the long SMA that the short SMA must cross",
+    },
+];
+
+impl Strategy for MaCrossoverStrategy {
+    type Params = MaCrossover;
+    type Scratch = MaScratch;
+
+    fn name(&self) -> &'static str {
+        "ma-crossover"
+    }
+
+    fn parameters(&self) -> &'static [ParamSpec] {
+        PARAMETERS
+    }
+
+    fn build(&self, v: &ParamValues) -> Result<MaCrossover, Error> {
+        Ok(MaCrossover { short_window: v.int(0) as usize, long_window: v.int(1) as usize, threshold: v.float(2) })
+    }
+
+    fn run(&self, p: &MaCrossover, run: &mut Run<'_, '_>, scratch: &mut MaScratch) -> Result<Metrics, Error> {
+        Ok(run_ma(run, p, scratch))
+    }
+}
 
 /// Bars per chunk. All assets advance one chunk at a time so the chunk's equity stays in
 /// L1 instead of being read and written once per asset over the whole window.
@@ -28,24 +97,21 @@ pub(crate) struct Slice {
     pending: bool,
 }
 
-/// Buffers reused across backtests by one worker.
+/// Buffers reused across backtests by one worker (the strategy's scratch).
 #[derive(Default)]
-pub(crate) struct MaScratch {
+pub struct MaScratch {
     slices: Vec<Slice>,
     equity: Vec<f64>,
     /// The per-chunk fill plan: where each segment of constant position ends.
     stops: Vec<u32>,
 }
 
-pub(crate) fn run(
-    ctx: Ctx<'_>,
-    cache: &mut SmaCache,
-    p: &MaCrossover,
-    scratch: &mut MaScratch,
-    mut equity_out: Option<&mut Vec<f64>>,
-) -> Metrics {
-    let Ctx { market, order, fee, win, returns } = ctx;
-    let (w0, w1) = (win.bars.start, win.bars.end);
+fn run_ma(run: &mut Run<'_, '_>, p: &MaCrossover, scratch: &mut MaScratch) -> Metrics {
+    let (market, order, fee) = (run.market, run.order, run.fee);
+    let (w0, w1) = (run.window.start, run.window.end);
+    let cache: &mut SmaCache = &mut *run.sma;
+    let returns: &mut Vec<f64> = &mut *run.returns;
+    let mut equity_out = run.equity_out.as_deref_mut();
     let capital = 1.0 / order.len().max(1) as f64;
     let kup = 1.0 + p.threshold;
     let kdn = 1.0 - p.threshold;

@@ -1,17 +1,168 @@
-//! The momentum kernel: top-N by lookback return, periodic rebalancing, shared cash.
+//! `momentum`: periodic top-N rebalancing by lookback return, shared cash (daily bars only).
 
 use std::collections::HashMap;
+use std::ops::Bound;
 
-use crate::backtester::Ctx;
-use crate::metrics::{Metrics, MetricsAcc};
-use crate::{Error, Market, Momentum, WeightingScheme};
+use serde::{Deserialize, Serialize};
 
+use crate::market::Frequency;
+use crate::metrics::Metrics;
+use crate::params::{ParamKind, ParamSpec, ParamValues};
+use crate::run::Run;
+use crate::{Error, Market, Strategy};
+
+/// The `momentum` strategy: the guidance's 8-parameter Option 2 (design-notes, "Momentum").
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MomentumStrategy;
+
+/// How momentum weights its target set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightingScheme {
+    /// `1/k` each.
+    Equal,
+    /// `close · shares_outstanding`, normalised.
+    MarketCap,
+    /// `1/vol`, normalised.
+    RiskParity,
+}
+
+impl WeightingScheme {
+    /// The name used in `--set weighting_scheme=…` and in space files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WeightingScheme::Equal => "equal",
+            WeightingScheme::MarketCap => "market_cap",
+            WeightingScheme::RiskParity => "risk_parity",
+        }
+    }
+}
+
+/// Momentum parameters (the guidance's 8-parameter Option 2). Daily markets only.
+///
+/// Defaults, chosen inside the guidance's search ranges so that a bare run is sensible:
+/// lookback_period 60, holding_period 5, rebalance_frequency 5, weighting_scheme equal,
+/// top_n_assets 10, volatility_threshold 0.5, min_position_size 1, max_position_size 20.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Momentum {
+    /// Sessions in the score and volatility lookback, ≥ 2 (volatility needs two returns).
+    pub lookback_period: usize,
+    /// Minimum sessions a new position stays in the target set, ≥ 1.
+    pub holding_period: usize,
+    /// Sessions between rebalances, ≥ 1.
+    pub rebalance_frequency: usize,
+    /// Weighting over the target set.
+    pub weighting_scheme: WeightingScheme,
+    /// How many assets to select, ≥ 1.
+    pub top_n_assets: usize,
+    /// Annualised volatility above which an asset is excluded, > 0.
+    pub volatility_threshold: f64,
+    /// Weights below this percent of portfolio value are dropped, ≥ 0.
+    pub min_position_size: f64,
+    /// Weights are capped at this percent of portfolio value, > 0.
+    pub max_position_size: f64,
+}
+
+impl Default for Momentum {
+    fn default() -> Self {
+        Momentum {
+            lookback_period: 60,
+            holding_period: 5,
+            rebalance_frequency: 5,
+            weighting_scheme: WeightingScheme::Equal,
+            top_n_assets: 10,
+            volatility_threshold: 0.5,
+            min_position_size: 1.0,
+            max_position_size: 20.0,
+        }
+    }
+}
+
+const SCHEMES: [WeightingScheme; 3] = [WeightingScheme::Equal, WeightingScheme::MarketCap, WeightingScheme::RiskParity];
+
+const PARAMETERS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "lookback_period",
+        kind: ParamKind::Integer { default: 60, min: 2, max: None },
+        doc: "sessions in the score and volatility lookback (volatility needs two returns)",
+    },
+    ParamSpec {
+        name: "holding_period",
+        kind: ParamKind::Integer { default: 5, min: 1, max: None },
+        doc: "minimum sessions a new position stays in the target set",
+    },
+    ParamSpec {
+        name: "rebalance_frequency",
+        kind: ParamKind::Integer { default: 5, min: 1, max: None },
+        doc: "sessions between rebalances; the first is W's first session",
+    },
+    ParamSpec {
+        name: "weighting_scheme",
+        kind: ParamKind::Categorical { default: 0, choices: &["equal", "market_cap", "risk_parity"] },
+        doc: "weights over the target set: 1/k, close times shares outstanding, or 1/vol",
+    },
+    ParamSpec {
+        name: "top_n_assets",
+        kind: ParamKind::Integer { default: 10, min: 1, max: None },
+        doc: "how many assets to select by score",
+    },
+    ParamSpec {
+        name: "volatility_threshold",
+        kind: ParamKind::Float { default: 0.5, min: Bound::Excluded(0.0), max: Bound::Unbounded },
+        doc: "annualised volatility above which an asset is excluded",
+    },
+    ParamSpec {
+        name: "min_position_size",
+        kind: ParamKind::Float { default: 1.0, min: Bound::Included(0.0), max: Bound::Unbounded },
+        doc: "weights below this percent of portfolio value are dropped",
+    },
+    ParamSpec {
+        name: "max_position_size",
+        kind: ParamKind::Float { default: 20.0, min: Bound::Excluded(0.0), max: Bound::Unbounded },
+        doc: "weights are capped at this percent of portfolio value",
+    },
+];
+
+impl Strategy for MomentumStrategy {
+    type Params = Momentum;
+    type Scratch = MomScratch;
+
+    fn name(&self) -> &'static str {
+        "momentum"
+    }
+
+    fn frequencies(&self) -> &'static [Frequency] {
+        &[Frequency::Daily]
+    }
+
+    fn parameters(&self) -> &'static [ParamSpec] {
+        PARAMETERS
+    }
+
+    fn build(&self, v: &ParamValues) -> Result<Momentum, Error> {
+        Ok(Momentum {
+            lookback_period: v.int(0) as usize,
+            holding_period: v.int(1) as usize,
+            rebalance_frequency: v.int(2) as usize,
+            weighting_scheme: SCHEMES[usize::from(v.choice(3))],
+            top_n_assets: v.int(4) as usize,
+            volatility_threshold: v.float(5),
+            min_position_size: v.float(6),
+            max_position_size: v.float(7),
+        })
+    }
+
+    fn run(&self, p: &Momentum, run: &mut Run<'_, '_>, scratch: &mut MomScratch) -> Result<Metrics, Error> {
+        run_momentum(run, p, scratch)
+    }
+}
 /// Marks an asset that is not held.
 const NOT_HELD: usize = usize::MAX;
 
-/// Per-asset buffers reused across backtests, indexed by position in sid order.
+/// Per-asset buffers reused across backtests, indexed by position in sid order (the
+/// strategy's scratch).
 #[derive(Default)]
-pub(crate) struct MomScratch {
+pub struct MomScratch {
     shares: Vec<f64>,
     /// Bar of the fill that opened the position, or `NOT_HELD`.
     entry: Vec<usize>,
@@ -36,20 +187,8 @@ struct Table {
     vol: Vec<f64>,
 }
 
-pub(crate) fn run(
-    ctx: Ctx<'_>,
-    p: &Momentum,
-    s: &mut MomScratch,
-    equity_out: Option<&mut Vec<f64>>,
-) -> Result<Metrics, Error> {
-    let Ctx { market, order, fee, win, returns } = ctx;
-    if !market.is_daily() {
-        return Err(Error::Unsupported(format!(
-            "momentum runs on daily bars, but this market has {} bars in {} sessions",
-            market.n_bars(),
-            market.n_sessions()
-        )));
-    }
+fn run_momentum(run: &mut Run<'_, '_>, p: &Momentum, s: &mut MomScratch) -> Result<Metrics, Error> {
+    let (market, order, fee) = (run.market, run.order, run.fee);
     if p.weighting_scheme == WeightingScheme::MarketCap
         && let Some(a) =
             market.assets.iter().find(|a| !(a.shares_outstanding.is_finite() && a.shares_outstanding > 0.0))
@@ -72,7 +211,7 @@ pub(crate) fn run(
     s.in_set.resize(n, false);
     s.held.clear();
 
-    let (w0, w1) = (win.bars.start, win.bars.end);
+    let (w0, w1) = (run.window.start, run.window.end);
     let mut cash = 1.0_f64;
     let mut trades = 0_u64;
     let mut pending = false;
@@ -98,15 +237,7 @@ pub(crate) fn run(
             pending = true;
         }
     }
-    returns.clear();
-    returns.resize(s.equity.len(), 0.0);
-    let mut acc = MetricsAcc::new();
-    acc.push(&s.equity, returns);
-    if let Some(out) = equity_out {
-        out.clear();
-        out.extend_from_slice(&s.equity);
-    }
-    Ok(acc.finish(returns, market.periods_per_year, trades))
+    Ok(run.finish(&s.equity, trades))
 }
 
 /// Chooses target weights on the close of bar `t`.
