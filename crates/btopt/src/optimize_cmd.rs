@@ -157,6 +157,22 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
     progress.finish();
     let wall = started.elapsed().as_secs_f64();
 
+    // HpBandSter's advice: below ρ = 0.2 between budgets, low budgets say little about high
+    // ones, and Hyperband or BOHB should not be expected to help.
+    let bracketed = summary.trials.iter().any(|t| t.bracket.is_some());
+    let fidelity = if bracketed { optimize::fidelity(&summary.trials) } else { Vec::new() };
+    for p in &fidelity {
+        if let Some(rho) = p.spearman.filter(|r| *r < optimize::WEAK_RANK_CORRELATION) {
+            eprintln!(
+                "warning: rank correlation of losses between budgets {} and {} is {rho:.3} over {} configs \
+                 (below {}): low budgets say little about high ones here",
+                p.low,
+                p.high,
+                p.pairs,
+                optimize::WEAK_RANK_CORRELATION
+            );
+        }
+    }
     let mut json = summary.to_json();
     if let Some(best) = json.get_mut("best").and_then(|b| b.as_object_mut()) {
         let loss = best.get("loss").and_then(|l| l.as_f64()).unwrap_or(f64::NAN);
@@ -176,6 +192,10 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             None => println!("best          none (every trial failed)"),
         }
         println!("evaluations   {}", summary.evaluations);
+        for p in &fidelity {
+            let rho = p.spearman.map_or("-".to_string(), |r| format!("{r:.3}"));
+            println!("fidelity      budget {} -> {}: spearman {rho} over {} configs", p.low, p.high, p.pairs);
+        }
         println!("total_budget  {:.4}", summary.total_budget);
         println!("wall_seconds  {wall:.3}");
     }
