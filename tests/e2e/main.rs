@@ -7,5 +7,6 @@
 mod backtests;
 mod optimize_cli;
 mod optimize_recovery;
+mod planted_edge;
 mod pool_equivalence;
 mod support;

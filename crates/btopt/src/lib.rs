@@ -201,6 +201,31 @@ struct GenerateArgs {
     /// Number of assets (universe preset only).
     #[arg(long, default_value_t = 100)]
     assets: usize,
+    /// Plant a real edge for one MA-crossover configuration: SHORT,LONG[,STRENGTH[,THRESHOLD]]
+    /// (strength in per-bar volatilities, in (0, 10], default 2; threshold default 0.001).
+    /// A control for the overfitting statistics; such a bundle has no dividends.
+    #[arg(long, value_name = "SHORT,LONG[,STRENGTH[,THRESHOLD]]", value_parser = parse_plant_edge)]
+    plant_edge: Option<bundle::generate::PlantEdge>,
+}
+
+/// Parses `--plant-edge SHORT,LONG[,STRENGTH[,THRESHOLD]]`; a bad value is a command-line
+/// error (exit 2).
+fn parse_plant_edge(text: &str) -> std::result::Result<bundle::generate::PlantEdge, String> {
+    use bundle::generate::PlantEdge;
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    if !(2..=4).contains(&parts.len()) {
+        return Err(format!("expected SHORT,LONG[,STRENGTH[,THRESHOLD]], got `{text}`"));
+    }
+    let window =
+        |name: &str, v: &str| v.parse::<usize>().map_err(|_| format!("{name} window `{v}` is not a whole number"));
+    let number = |name: &str, i: usize, default: f64| match parts.get(i) {
+        Some(v) => v.parse::<f64>().map_err(|_| format!("{name} `{v}` is not a number")),
+        None => Ok(default),
+    };
+    let (short, long) = (window("short", parts[0])?, window("long", parts[1])?);
+    let strength = number("strength", 2, PlantEdge::DEFAULT_STRENGTH)?;
+    let threshold = number("threshold", 3, PlantEdge::DEFAULT_THRESHOLD)?;
+    PlantEdge::new_checked(short, long, strength, threshold).map_err(|e| e.to_string())
 }
 
 /// Runs the CLI with `strategies`: the whole of `btopt`'s `main`. Call it first thing in
@@ -263,6 +288,7 @@ fn run(cli: Cli, strategies: &Arc<engine::Registry>) -> Result<()> {
                     start: a.start,
                     end: a.end,
                     seed: a.seed,
+                    plant_edge: a.plant_edge,
                 };
                 bundle_cmd::generate(&spec, &a.out)
             }
