@@ -22,7 +22,7 @@
 //! blocks whose rows are all equal (a strategy that stayed out of the market) has sharpe
 //! exactly 0, as the contract's "0 when std = 0" asks.
 
-use crate::sharpe::{block_moments, sharpe_of_moments};
+use crate::sharpe::block_moments;
 use crate::{Error, ReturnMatrix};
 
 /// The default number of CSCV blocks S.
@@ -121,17 +121,17 @@ pub fn pbo(m: &ReturnMatrix, blocks: usize) -> Result<Pbo, Error> {
 
 /// λ of one split from the in-sample and out-of-sample sharpes.
 fn logit(is: &[f64], oos: &[f64]) -> f64 {
-    let mut best = 0;
+    let (mut best, mut best_sharpe) = (0, is[0]);
     for (m, &r) in is.iter().enumerate() {
-        if r > is[best] {
-            best = m;
+        if r > best_sharpe {
+            (best, best_sharpe) = (m, r);
         }
     }
     let target = oos[best];
-    let (mut below, mut equal) = (0usize, 0usize);
+    let (mut below, mut equal) = (0u32, 0u32);
     for &r in oos {
-        below += usize::from(r < target);
-        equal += usize::from(r == target);
+        below += u32::from(r < target);
+        equal += u32::from(r == target);
     }
     // `equal` counts n* itself.
     let rank = 1.0 + below as f64 + (equal - 1) as f64 / 2.0;
@@ -184,12 +184,13 @@ impl Fold {
             let w_m2 = rows * d as f64 / (d + 1) as f64;
             let (lo_mean, hi_mean) = self.mean.split_at_mut(d);
             let (lo_m2, hi_m2) = self.m2.split_at_mut(d);
-            let (a_mean, a_m2) = (&lo_mean[d - 1], &lo_m2[d - 1]);
-            let (out_mean, out_m2) = (&mut hi_mean[0], &mut hi_m2[0]);
-            for k in 0..out_mean.len() {
-                let delta = b_mean[k] - a_mean[k];
-                out_mean[k] = a_mean[k] + delta * w_mean;
-                out_m2[k] = a_m2[k] + b_m2[k] + delta * delta * w_m2;
+            let a = lo_mean[d - 1].iter().zip(&lo_m2[d - 1]);
+            let b = b_mean.iter().zip(b_m2);
+            let out = hi_mean[0].iter_mut().zip(hi_m2[0].iter_mut());
+            for ((out_mean, out_m2), ((&a_mean, &a_m2), (&b_mean, &b_m2))) in out.zip(a.zip(b)) {
+                let delta = b_mean - a_mean;
+                *out_mean = a_mean + delta * w_mean;
+                *out_m2 = a_m2 + b_m2 + delta * delta * w_m2;
             }
         }
         self.current.clear();
@@ -199,8 +200,12 @@ impl Fold {
     /// The per-trial sharpes of the current set of `count` rows.
     fn sharpes(&self, count: usize, out: &mut [f64]) {
         let (mean, m2) = (self.mean.last().expect("depth ≥ 2"), self.m2.last().expect("depth ≥ 2"));
+        let dof = (count - 1) as f64;
         for ((o, &mu), &ss) in out.iter_mut().zip(mean).zip(m2) {
-            *o = sharpe_of_moments(mu, ss, count);
+            // `sharpe_of_moments`, written branch-free so that it vectorises: the quotient of
+            // a zero M2 (inf or NaN) is computed and then replaced by 0.
+            let s = mu / (ss / dof).sqrt();
+            *o = if ss == 0.0 { 0.0 } else { s };
         }
     }
 }

@@ -34,8 +34,3 @@ pub(crate) fn block_moments(xs: &[f64]) -> (f64, f64) {
     let m2 = xs.iter().map(|x| (x - mean) * (x - mean)).sum();
     (mean, m2)
 }
-
-/// The sharpe of `count` returns with the given mean and M2: 0 when M2 is 0.
-pub(crate) fn sharpe_of_moments(mean: f64, m2: f64, count: usize) -> f64 {
-    if m2 == 0.0 { 0.0 } else { mean / (m2 / (count - 1) as f64).sqrt() }
-}
