@@ -74,6 +74,37 @@ pub struct Overfitting {
     pub logits: Vec<f64>,
 }
 
+impl Overfitting {
+    /// One line for the human output: both figures and a plain-words reading of each.
+    ///
+    /// PBO above 1/2 reads "the in-sample best is more likely than not below the
+    /// out-of-sample median", else "the in-sample best usually stays above the out-of-sample
+    /// median"; DSR at or above 0.95 reads "its sharpe is significant at 95% after N trials",
+    /// else "its sharpe is not significant at 95% after N trials".
+    ///
+    /// ```
+    /// # let o = overfitting::Overfitting { trials: 1100, returns: 1258, cscv_blocks: 16, pbo: 0.62,
+    /// #     deflated_sharpe: 0.41, expected_max_sharpe: 0.04, best_sharpe: 0.05, best_trial: 7, logits: vec![] };
+    /// assert_eq!(
+    ///     o.reading(),
+    ///     "PBO 0.62, DSR 0.41: the in-sample best is more likely than not below the out-of-sample \
+    ///      median; its sharpe is not significant at 95% after 1100 trials"
+    /// );
+    /// ```
+    pub fn reading(&self) -> String {
+        let pbo = if self.pbo > 0.5 {
+            "the in-sample best is more likely than not below the out-of-sample median"
+        } else {
+            "the in-sample best usually stays above the out-of-sample median"
+        };
+        let not = if self.deflated_sharpe >= 0.95 { "" } else { "not " };
+        format!(
+            "PBO {:.2}, DSR {:.2}: {pbo}; its sharpe is {not}significant at 95% after {} trials",
+            self.pbo, self.deflated_sharpe, self.trials
+        )
+    }
+}
+
 /// Both statistics over the trials of `m`, with S = `blocks` CSCV blocks.
 ///
 /// Refuses, with the reason as a typed error, an invalid S ([`Error::InvalidBlocks`]),

@@ -162,3 +162,18 @@ fn compute_gathers_both_statistics_and_refuses_with_reasons() {
         Error::TooFewReturns { got: 1, needed: 2, why: "the deflated sharpe needs at least 2" }
     );
 }
+
+#[test]
+fn the_reading_follows_both_figures() {
+    let m = noise(8, 30, 200, 0.01, |n| 0.0001 * n as f64);
+    let base = compute(&m, 16).unwrap();
+    let at =
+        |pbo: f64, deflated_sharpe: f64| overfitting::Overfitting { pbo, deflated_sharpe, ..base.clone() }.reading();
+    assert_eq!(
+        at(0.087, 0.984),
+        "PBO 0.09, DSR 0.98: the in-sample best usually stays above the out-of-sample median; \
+         its sharpe is significant at 95% after 30 trials"
+    );
+    assert!(at(0.5, 0.95).contains("usually stays above") && at(0.5, 0.95).contains("is significant"));
+    assert!(at(0.51, 0.949).contains("more likely than not below") && at(0.51, 0.949).contains("is not significant"));
+}
