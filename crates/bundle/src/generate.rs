@@ -72,6 +72,12 @@ pub struct GenerateSpec {
 /// the split factor in force (a constant multiple of the adjusted closes, which the rule's
 /// ratios ignore), and a planted-edge bundle has no dividends (their back-adjustment would
 /// depend on future ex-dates). Splits are kept.
+///
+/// On the default mag-7 daily bundle, `--plant-edge 20,110` (strength 2, threshold 0.001)
+/// makes (20, 110, 0.001) the best of the 1,100 points of `spaces/ma-1100.toml`: annualised
+/// sharpe 1.58, against 1.45 for the same windows at threshold 0.002 (which shares many fill
+/// bars) and 1.23 for the best other window pair; without the edge it ranks below 10th
+/// (`tests/e2e/planted_edge.rs`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PlantEdge {
     /// The short SMA window, in bars.
