@@ -7,6 +7,7 @@
 mod backtests;
 mod optimize_cli;
 mod optimize_recovery;
+mod overfitting_cli;
 mod planted_edge;
 mod pool_equivalence;
 mod support;

@@ -89,6 +89,13 @@ pub(crate) struct OptimizeArgs {
     /// Kill and retry a backtest that runs longer than this many seconds.
     #[arg(long)]
     task_timeout: Option<f64>,
+    /// CSCV blocks S for the probability of backtest overfitting: even, at least 4.
+    #[arg(long)]
+    cscv_blocks: Option<usize>,
+    /// Cap on the full-budget trials the overfitting statistics use; above it they use a
+    /// seeded uniform subsample of this many (Floyd's algorithm on ChaCha12, seeded by --seed).
+    #[arg(long, default_value_t = overfitting::DEFAULT_MAX_TRIALS)]
+    overfitting_max_trials: usize,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -113,6 +120,11 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
         seed: a.seed,
     };
     let mut searcher = spec.build(&space).map_err(|e| crate::usage(format!("invalid search settings: {e}")))?;
+    let blocks = a.cscv_blocks.unwrap_or(overfitting::DEFAULT_CSCV_BLOCKS);
+    overfitting::check_blocks(blocks).map_err(|e| crate::usage(format!("invalid --cscv-blocks: {e}")))?;
+    if a.overfitting_max_trials < 2 {
+        return Err(crate::usage("invalid --overfitting-max-trials: the statistics need at least 2 trials"));
+    }
     let workers = a.workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let kind = match a.pool {
         None => match PoolKind::platform_default() {
@@ -127,6 +139,15 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
     let bundle = Arc::new(bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?);
     crate::backtest_cmd::check_frequency(&*strategy, &bundle)?;
     let sessions = runner::session_range(&bundle, a.range.start, a.range.end)?;
+    // CSCV needs 2 returns per block; asked for explicitly, too few is a usage error, and by
+    // default the statistics are skipped with the reason.
+    if a.cscv_blocks.is_some() && sessions.len() < 2 * blocks {
+        return Err(crate::usage(format!(
+            "--cscv-blocks {blocks} needs at least {} sessions of returns, the range has {}",
+            2 * blocks,
+            sessions.len()
+        )));
+    }
     let mut builder = pool::PoolBuilder::new().workers(workers);
     if let Some(t) = a.task_timeout {
         builder = builder.task_timeout(Duration::from_secs_f64(t));
@@ -142,7 +163,8 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
     };
     let id = strategies.id_of(strategy.name())?;
     let mut evaluator =
-        runner::PoolEvaluator::new(&mut pool, strategy, id, *base.values(), Some(sessions), a.range.fee);
+        runner::PoolEvaluator::new(&mut pool, strategy, id, *base.values(), Some(sessions), a.range.fee)
+            .collect_returns(FULL_BUDGET, a.overfitting_max_trials);
     let options = optimize::RunOptions { deterministic: a.deterministic, reuse_results: false };
     let mut progress = ProgressView::new(a.json);
     let summary = optimize::optimize(
@@ -155,6 +177,7 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
     )
     .context("optimization failed")?;
     progress.finish();
+    let overfit = overfitting_of(&mut evaluator, &summary, blocks, a.overfitting_max_trials, a.seed)?;
     let wall = started.elapsed().as_secs_f64();
 
     // HpBandSter's advice: below ρ = 0.2 between budgets, low budgets say little about high
@@ -179,6 +202,19 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
         best.insert("sharpe".into(), serde_json::json!(-loss));
     }
     json["wall_seconds"] = serde_json::json!(wall);
+    match &overfit {
+        Ok(o) => {
+            json["overfitting"] = serde_json::json!({
+                "trials": o.trials, "returns": o.returns, "cscv_blocks": o.cscv_blocks, "pbo": o.pbo,
+                "deflated_sharpe": o.deflated_sharpe, "expected_max_sharpe": o.expected_max_sharpe,
+                "best_sharpe": o.best_sharpe,
+            });
+        }
+        Err(reason) => {
+            json["overfitting"] = serde_json::Value::Null;
+            json["overfitting_skipped"] = serde_json::json!(reason);
+        }
+    }
     if a.json {
         println!("{}", serde_json::to_string(&json)?);
     } else {
@@ -197,9 +233,47 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             println!("fidelity      budget {} -> {}: spearman {rho} over {} configs", p.low, p.high, p.pairs);
         }
         println!("total_budget  {:.4}", summary.total_budget);
+        match &overfit {
+            Ok(o) => println!("overfitting   {}", o.reading()),
+            Err(reason) => println!("overfitting   skipped: {reason}"),
+        }
         println!("wall_seconds  {wall:.3}");
     }
     Ok(())
+}
+
+/// The budget whose trials the overfitting statistics use (design-notes section 9).
+const FULL_BUDGET: f64 = 1.0;
+
+/// The overfitting statistics over the full-budget trials that ended ok, in trial-id order
+/// (a seeded subsample of `cap` of them above the cap), or why they cannot be computed.
+fn overfitting_of(
+    evaluator: &mut runner::PoolEvaluator<'_>,
+    summary: &optimize::Summary,
+    blocks: usize,
+    cap: usize,
+    seed: u64,
+) -> Result<Result<overfitting::Overfitting, String>> {
+    let mut full: Vec<(u64, optimize::Config)> = summary
+        .trials
+        .iter()
+        .filter(|t| t.budget == FULL_BUDGET && t.status == optimize::TrialStatus::Ok)
+        .map(|t| (t.trial_id, t.config.clone()))
+        .collect();
+    full.sort_by_key(|t| t.0);
+    if full.len() < 2 {
+        return Ok(Err(format!("{} full-budget trials ended ok, the statistics need at least 2", full.len())));
+    }
+    let chosen: Vec<(u64, optimize::Config)> =
+        overfitting::subsample(full.len(), cap, seed).into_iter().map(|i| full[i].clone()).collect();
+    let returns =
+        evaluator.returns_of(&chosen, FULL_BUDGET).map_err(|e| anyhow::anyhow!("failed to collect returns: {e}"))?;
+    let series = chosen.iter().map(|(id, _)| returns[id].as_slice());
+    let matrix = match overfitting::ReturnMatrix::from_trials(series) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    Ok(overfitting::compute(&matrix, blocks).map_err(|e| e.to_string()))
 }
 
 fn handles(h: HandlesArg) -> HandleMode {
