@@ -11,3 +11,4 @@ mod overfitting_cli;
 mod planted_edge;
 mod pool_equivalence;
 mod support;
+mod walkforward_cli;

@@ -26,6 +26,7 @@ mod backtest_cmd;
 mod bundle_cmd;
 mod optimize_cmd;
 mod strategies_cmd;
+mod walkforward_cmd;
 
 /// A bad command line, space or parameter: exit status 2.
 #[derive(Debug)]
@@ -61,6 +62,8 @@ enum Command {
     Backtest(BacktestArgs),
     /// Search a parameter space with backtests on a worker pool.
     Optimize(Box<optimize_cmd::OptimizeArgs>),
+    /// Walk-forward optimization: search each fold's train segment, test its best on the next.
+    Walkforward(Box<walkforward_cmd::WalkforwardArgs>),
     /// List the strategies this binary knows, with their parameters.
     Strategies {
         /// Print one JSON object.
@@ -237,7 +240,7 @@ pub fn main_with(strategies: engine::Registry) -> ExitCode {
     let strategies = Arc::new(strategies);
     let names = strategies.names();
     let mut command = Cli::command();
-    for sub in ["backtest", "optimize"] {
+    for sub in ["backtest", "optimize", "walkforward"] {
         command = command.mut_subcommand(sub, |c| {
             c.mut_arg("strategy", |a| a.value_parser(clap::builder::PossibleValuesParser::new(names.clone())))
         });
@@ -276,6 +279,7 @@ fn run(cli: Cli, strategies: &Arc<engine::Registry>) -> Result<()> {
         Command::Backtest(a) => backtest_cmd::run(&a, strategies),
         Command::Optimize(a) => optimize_cmd::run(&a, strategies),
         Command::Strategies { json } => strategies_cmd::run(strategies, json),
+        Command::Walkforward(a) => walkforward_cmd::run(&a, strategies),
         Command::Bundle(cmd) => match cmd {
             BundleCommand::Generate(a) => {
                 let preset = match a.preset {

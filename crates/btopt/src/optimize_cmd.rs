@@ -35,106 +35,142 @@ pub(crate) enum SpawnLoadArg {
 pub(crate) struct OptimizeArgs {
     /// The bundle directory.
     #[arg(long)]
-    bundle: PathBuf,
+    pub(crate) bundle: PathBuf,
     /// The strategy (`strategies` lists each one's parameters).
     #[arg(long)]
-    strategy: String,
+    pub(crate) strategy: String,
     /// The parameter space, a TOML file.
     #[arg(long)]
-    space: PathBuf,
+    pub(crate) space: PathBuf,
     /// grid, random, hyperband or bohb.
     #[arg(long)]
-    search: String,
+    pub(crate) search: String,
     /// Worker pool backend [default: fork on unix, spawn elsewhere].
     #[arg(long)]
-    pool: Option<PoolArg>,
+    pub(crate) pool: Option<PoolArg>,
     /// Number of workers [default: available cores].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-    workers: Option<u16>,
+    pub(crate) workers: Option<u16>,
     /// Smallest budget (hyperband, bohb).
     #[arg(long, default_value_t = 0.05)]
-    min_budget: f64,
+    pub(crate) min_budget: f64,
     /// Largest budget; grid and random evaluate at this budget.
     #[arg(long, default_value_t = 1.0)]
-    max_budget: f64,
+    pub(crate) max_budget: f64,
     /// Successive-halving factor (hyperband, bohb).
     #[arg(long, default_value_t = 3.0)]
-    eta: f64,
+    pub(crate) eta: f64,
     /// Number of brackets (hyperband, bohb).
     #[arg(long, default_value_t = 10)]
-    iterations: usize,
+    pub(crate) iterations: usize,
     /// Cap on evaluations (grid, random).
     #[arg(long)]
-    evaluations: Option<u64>,
+    pub(crate) evaluations: Option<u64>,
     /// Seed of every random choice of the search.
     #[arg(long, default_value_t = 42)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Synchronous stages: the same result for the same seed at any worker count.
     #[arg(long)]
-    deterministic: bool,
+    pub(crate) deterministic: bool,
     /// SQLite trial store: records every trial; resumes an interrupted run.
     #[arg(long)]
-    store: Option<PathBuf>,
+    pub(crate) store: Option<PathBuf>,
     /// A fixed strategy parameter, NAME=VALUE (repeatable); the space overrides it.
     #[arg(long = "set", value_name = "NAME=VALUE")]
-    set: Vec<String>,
+    pub(crate) set: Vec<String>,
     #[command(flatten)]
-    range: crate::RangeArgs,
+    pub(crate) range: crate::RangeArgs,
     /// Fork backend: use SQLite handles inherited from the parent, or reopen them per child.
     #[arg(long, default_value = "inherit")]
-    handles: HandlesArg,
+    pub(crate) handles: HandlesArg,
     /// Spawn backend: load the bundle in each worker, or map its columnar cache.
     #[arg(long, default_value = "load")]
-    spawn_load: SpawnLoadArg,
+    pub(crate) spawn_load: SpawnLoadArg,
     /// Kill and retry a backtest that runs longer than this many seconds.
     #[arg(long)]
-    task_timeout: Option<f64>,
+    pub(crate) task_timeout: Option<f64>,
     /// CSCV blocks S for the probability of backtest overfitting: even, at least 4.
     #[arg(long)]
-    cscv_blocks: Option<usize>,
+    pub(crate) cscv_blocks: Option<usize>,
     /// Cap on the full-budget trials the overfitting statistics use; above it they use a
     /// seeded uniform subsample of this many (Floyd's algorithm on ChaCha12, seeded by --seed).
     #[arg(long, default_value_t = overfitting::DEFAULT_MAX_TRIALS)]
-    overfitting_max_trials: usize,
+    pub(crate) overfitting_max_trials: usize,
     /// Print one JSON object.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
+}
+
+/// What `optimize` and `walkforward` check before any work: the space against the
+/// strategy's table, the fixed parameters, the search settings, the CSCV blocks and the pool.
+pub(crate) struct Prepared {
+    pub(crate) space: optimize::Space,
+    pub(crate) base: engine::Configured,
+    pub(crate) spec: optimize::SearchSpec,
+    pub(crate) blocks: usize,
+    pub(crate) kind: PoolKind,
+    pub(crate) workers: usize,
+}
+
+impl Prepared {
+    /// Everything that can fail cheaply, checked before the bundle is loaded and before any
+    /// pool, store or file exists: a bad space or parameter is a usage error (exit 2).
+    pub(crate) fn new(a: &OptimizeArgs, strategies: &engine::Registry) -> Result<Prepared> {
+        let space = optimize::Space::from_toml_file(&a.space)
+            .map_err(|e| crate::usage(format!("invalid space {}: {e}", a.space.display())))?;
+        let base = crate::backtest_cmd::configure(strategies, &a.strategy, &a.set)?;
+        runner::check_space(&**base.strategy(), &space)
+            .map_err(|e| crate::usage(format!("{}: {e}", a.space.display())))?;
+        let spec = optimize::SearchSpec {
+            kind: a.search.parse().map_err(|e| crate::usage(format!("invalid --search: {e}")))?,
+            min_budget: a.min_budget,
+            max_budget: a.max_budget,
+            eta: a.eta,
+            iterations: a.iterations,
+            evaluations: a.evaluations,
+            seed: a.seed,
+        };
+        spec.build(&space).map_err(|e| crate::usage(format!("invalid search settings: {e}")))?;
+        let blocks = a.cscv_blocks.unwrap_or(overfitting::DEFAULT_CSCV_BLOCKS);
+        overfitting::check_blocks(blocks).map_err(|e| crate::usage(format!("invalid --cscv-blocks: {e}")))?;
+        if a.overfitting_max_trials < 2 {
+            return Err(crate::usage("invalid --overfitting-max-trials: the statistics need at least 2 trials"));
+        }
+        let workers =
+            a.workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
+        let kind = match a.pool {
+            None => match PoolKind::platform_default() {
+                PoolKind::Fork(_) => PoolKind::Fork(handles(a.handles)),
+                _ => PoolKind::Spawn(spawn_load(a.spawn_load)),
+            },
+            Some(PoolArg::Fork) => PoolKind::Fork(handles(a.handles)),
+            Some(PoolArg::Spawn) => PoolKind::Spawn(spawn_load(a.spawn_load)),
+            Some(PoolArg::Thread) => PoolKind::Thread,
+        };
+        Ok(Prepared { space, base, spec, blocks, kind, workers })
+    }
+
+    /// Builds the pool; call it while this process is still single-threaded (it forks).
+    pub(crate) fn pool(
+        &self,
+        a: &OptimizeArgs,
+        bundle: &Arc<bundle::Bundle>,
+        strategies: &Arc<engine::Registry>,
+    ) -> Result<pool::Pool<runner::BacktestWorker>> {
+        let mut builder = pool::PoolBuilder::new().workers(self.workers);
+        if let Some(t) = a.task_timeout {
+            builder = builder.task_timeout(Duration::from_secs_f64(t));
+        }
+        runner::build_pool(self.kind, builder, bundle, &a.bundle, strategies).context("failed to start the pool")
+    }
 }
 
 pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Result<()> {
     let started = Instant::now();
-    // Everything that can fail cheaply is checked before the bundle is loaded, and before any
-    // pool, store or file exists: a bad space or parameter is a usage error (exit 2).
-    let space = optimize::Space::from_toml_file(&a.space)
-        .map_err(|e| crate::usage(format!("invalid space {}: {e}", a.space.display())))?;
-    let base = crate::backtest_cmd::configure(strategies, &a.strategy, &a.set)?;
+    let prep = Prepared::new(a, strategies)?;
+    let (space, base, blocks) = (&prep.space, &prep.base, prep.blocks);
     let strategy = base.strategy().clone();
-    runner::check_space(&*strategy, &space).map_err(|e| crate::usage(format!("{}: {e}", a.space.display())))?;
-    let spec = optimize::SearchSpec {
-        kind: a.search.parse().map_err(|e| crate::usage(format!("invalid --search: {e}")))?,
-        min_budget: a.min_budget,
-        max_budget: a.max_budget,
-        eta: a.eta,
-        iterations: a.iterations,
-        evaluations: a.evaluations,
-        seed: a.seed,
-    };
-    let mut searcher = spec.build(&space).map_err(|e| crate::usage(format!("invalid search settings: {e}")))?;
-    let blocks = a.cscv_blocks.unwrap_or(overfitting::DEFAULT_CSCV_BLOCKS);
-    overfitting::check_blocks(blocks).map_err(|e| crate::usage(format!("invalid --cscv-blocks: {e}")))?;
-    if a.overfitting_max_trials < 2 {
-        return Err(crate::usage("invalid --overfitting-max-trials: the statistics need at least 2 trials"));
-    }
-    let workers = a.workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
-    let kind = match a.pool {
-        None => match PoolKind::platform_default() {
-            PoolKind::Fork(_) => PoolKind::Fork(handles(a.handles)),
-            _ => PoolKind::Spawn(spawn_load(a.spawn_load)),
-        },
-        Some(PoolArg::Fork) => PoolKind::Fork(handles(a.handles)),
-        Some(PoolArg::Spawn) => PoolKind::Spawn(spawn_load(a.spawn_load)),
-        Some(PoolArg::Thread) => PoolKind::Thread,
-    };
+    let mut searcher = prep.spec.build(space)?;
 
     let bundle = Arc::new(bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?);
     crate::backtest_cmd::check_frequency(&*strategy, &bundle)?;
@@ -148,13 +184,8 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             sessions.len()
         )));
     }
-    let mut builder = pool::PoolBuilder::new().workers(workers);
-    if let Some(t) = a.task_timeout {
-        builder = builder.task_timeout(Duration::from_secs_f64(t));
-    }
     // The pool forks here, while this process is still single-threaded.
-    let mut pool =
-        runner::build_pool(kind, builder, &bundle, &a.bundle, strategies).context("failed to start the pool")?;
+    let mut pool = prep.pool(a, &bundle, strategies)?;
     drop(bundle);
 
     let mut store: Box<dyn optimize::TrialStore> = match &a.store {
@@ -168,7 +199,7 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
     let options = optimize::RunOptions { deterministic: a.deterministic, reuse_results: false };
     let mut progress = ProgressView::new(a.json);
     let summary = optimize::optimize(
-        &space,
+        space,
         &mut *searcher,
         &mut evaluator,
         &mut *store,

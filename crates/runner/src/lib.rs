@@ -151,6 +151,16 @@ impl Engine {
         Ok(self.cell.with_dependent_mut(|_, bt| bt.run(strategy, opts))?)
     }
 
+    /// Runs one backtest and writes its equity curve over W into `equity`.
+    pub fn run_with_equity(
+        &mut self,
+        strategy: &Configured,
+        opts: &RunOptions,
+        equity: &mut Vec<f64>,
+    ) -> Result<Metrics, Error> {
+        Ok(self.cell.with_dependent_mut(|_, bt| bt.run_with_equity(strategy, opts, equity))?)
+    }
+
     /// Runs one task, resolving its strategy in `strategies`. Errors come back as data: a bad
     /// task must not kill a worker. With `task.returns`, also the per-session returns of the
     /// evaluation window ([`session_returns`]); otherwise nothing beyond the metrics is
