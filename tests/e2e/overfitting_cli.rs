@@ -75,6 +75,10 @@ fn statistics_are_the_same_after_a_resume_and_cap_to_a_subsample() {
     );
     assert_eq!(capped["overfitting"]["trials"], 50);
     assert_eq!(capped["best"], first["best"], "the cap changes the statistics only");
+    let off =
+        optimize(&["--space", p(&space_1100()), "--search", "grid", "--evaluations", "200", "--no-overfitting"], "");
+    assert!(off["overfitting"].is_null() && off["overfitting_skipped"] == "disabled by --no-overfitting", "{off}");
+    assert_eq!(off["trials"], first["trials"], "the statistics change nothing else");
 }
 
 #[test]

@@ -96,6 +96,9 @@ pub(crate) struct OptimizeArgs {
     /// seeded uniform subsample of this many (Floyd's algorithm on ChaCha12, seeded by --seed).
     #[arg(long, default_value_t = overfitting::DEFAULT_MAX_TRIALS)]
     pub(crate) overfitting_max_trials: usize,
+    /// Skip the overfitting statistics (and the per-session returns they need).
+    #[arg(long)]
+    pub(crate) no_overfitting: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub(crate) json: bool,
@@ -194,8 +197,10 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
     };
     let id = strategies.id_of(strategy.name())?;
     let mut evaluator =
-        runner::PoolEvaluator::new(&mut pool, strategy, id, *base.values(), Some(sessions), a.range.fee)
-            .collect_returns(FULL_BUDGET, a.overfitting_max_trials);
+        runner::PoolEvaluator::new(&mut pool, strategy, id, *base.values(), Some(sessions), a.range.fee);
+    if !a.no_overfitting {
+        evaluator = evaluator.collect_returns(FULL_BUDGET, a.overfitting_max_trials);
+    }
     let options = optimize::RunOptions { deterministic: a.deterministic, reuse_results: false };
     let mut progress = ProgressView::new(a.json);
     let summary = optimize::optimize(
@@ -208,7 +213,11 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
     )
     .context("optimization failed")?;
     progress.finish();
-    let overfit = overfitting_of(&mut evaluator, &summary, blocks, a.overfitting_max_trials, a.seed)?;
+    let overfit = if a.no_overfitting {
+        Err("disabled by --no-overfitting".to_string())
+    } else {
+        overfitting_of(&mut evaluator, &summary, blocks, a.overfitting_max_trials, a.seed)?
+    };
     let wall = started.elapsed().as_secs_f64();
 
     // HpBandSter's advice: below ρ = 0.2 between budgets, low budgets say little about high
