@@ -6,6 +6,8 @@
 
 use std::io::{self, Read, Write};
 
+use crate::TaskId;
+
 /// Default maximum frame payload: 64 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 64 << 20;
 
@@ -52,9 +54,96 @@ pub fn read_frame(r: &mut (impl Read + ?Sized), max: usize) -> io::Result<Option
     Ok(Some(buf))
 }
 
+/// The header in front of a task in a request frame: which task, and which attempt at it
+/// (fault injection fires on early attempts only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TaskHeader {
+    pub(crate) id: TaskId,
+    pub(crate) attempt: u32,
+}
+
+impl TaskHeader {
+    /// Encoded size: `id` (u64 LE), then `attempt` (u32 LE).
+    pub(crate) const LEN: usize = 12;
+
+    pub(crate) fn to_bytes(self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[0..8].copy_from_slice(&self.id.to_le_bytes());
+        b[8..12].copy_from_slice(&self.attempt.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn encode(self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&self.to_bytes());
+    }
+
+    /// The header and the bytes after it; `None` if `bytes` is too short.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<(TaskHeader, &[u8])> {
+        let (head, rest) = bytes.split_at_checked(Self::LEN)?;
+        let id = TaskId::from_le_bytes(head[0..8].try_into().ok()?);
+        let attempt = u32::from_le_bytes(head[8..12].try_into().ok()?);
+        Some((TaskHeader { id, attempt }, rest))
+    }
+}
+
+/// What a result body holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tag {
+    /// The postcard output of the task.
+    Ok = 0,
+    /// The task panicked; the body is the panic message.
+    Panic = 1,
+    /// The task or its output could not be (de)serialized; the body says why.
+    Codec = 2,
+}
+
+/// The header in front of a result in a result frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ResultHeader {
+    pub(crate) id: TaskId,
+    pub(crate) tag: Tag,
+}
+
+impl ResultHeader {
+    /// Encoded size: `id` (u64 LE), then the tag byte.
+    pub(crate) const LEN: usize = 9;
+
+    pub(crate) fn encode(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&self.id.to_le_bytes());
+        buf.push(self.tag as u8);
+    }
+
+    /// The header and the body after it; `None` if `bytes` is too short or the tag unknown.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<(ResultHeader, &[u8])> {
+        let (head, rest) = bytes.split_at_checked(Self::LEN)?;
+        let id = TaskId::from_le_bytes(head[0..8].try_into().ok()?);
+        let tag = match head[8] {
+            0 => Tag::Ok,
+            1 => Tag::Panic,
+            2 => Tag::Codec,
+            _ => return None,
+        };
+        Some((ResultHeader { id, tag }, rest))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_round_trip() {
+        let mut buf = Vec::new();
+        TaskHeader { id: 7, attempt: 2 }.encode(&mut buf);
+        buf.extend_from_slice(b"task");
+        assert_eq!(TaskHeader::decode(&buf), Some((TaskHeader { id: 7, attempt: 2 }, &b"task"[..])));
+        assert_eq!(TaskHeader::decode(&buf[..11]), None);
+        let mut buf = Vec::new();
+        ResultHeader { id: u64::MAX, tag: Tag::Panic }.encode(&mut buf);
+        assert_eq!(ResultHeader::decode(&buf), Some((ResultHeader { id: u64::MAX, tag: Tag::Panic }, &[][..])));
+        buf[8] = 9;
+        assert_eq!(ResultHeader::decode(&buf), None);
+    }
 
     #[test]
     fn round_trip_and_limits() {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::TaskId;
 use crate::error::{Error, Kind};
-use crate::frame::write_frame;
-use crate::worker::{self, READY_OK, TAG_CODEC, TAG_OK, TAG_PANIC};
+use crate::frame::{ResultHeader, Tag, write_frame};
+use crate::worker::{self, READY_OK};
 
 /// A message about one worker, tagged by its worker id.
 pub(crate) type Event = (u64, Msg);
@@ -70,6 +70,17 @@ struct Live {
     #[cfg(unix)]
     buf: Vec<u8>,
     state: State,
+}
+
+/// Why a worker leaves its slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retire {
+    /// It died, failed to start, or was killed for a timeout: counted as lost.
+    Died,
+    /// It sent an oversized, truncated or corrupt frame: lost, and a frame error on its task.
+    BadFrame,
+    /// The pool stopped it on purpose (per-batch, between batches): not counted as lost.
+    Stopped,
 }
 
 struct Pending {
@@ -220,7 +231,7 @@ impl ProcPool {
             }
             let Some(task) = self.queue.pop_front() else { break };
             let p = self.pending.get_mut(&task).expect("queued task is pending");
-            worker::set_attempt(&mut p.frame, p.attempts);
+            worker::set_attempt(&mut p.frame, task, p.attempts);
             match write_frame(&mut live.tx, &p.frame, self.cfg.max_frame) {
                 Ok(()) => {
                     let deadline = self.cfg.timeout.map(|t| Instant::now() + t);
@@ -229,7 +240,7 @@ impl ProcPool {
                 Err(e) => {
                     // The worker died before it took the task: not the task's fault.
                     self.queue.push_front(task);
-                    self.retire(i, format!("write failed: {e}"), false, true);
+                    self.retire(i, format!("write failed: {e}"), Retire::Died);
                     lost = true;
                 }
             }
@@ -244,17 +255,18 @@ impl ProcPool {
         }
     }
 
-    /// Takes a worker out of its slot: kills it if asked, reaps it, and requeues or fails
-    /// its task.
-    fn retire(&mut self, i: usize, cause: String, frame: bool, kill: bool) {
+    /// Takes a worker out of its slot: kills it (a no-op if it is already dead), reaps it,
+    /// and requeues or fails its task.
+    fn retire(&mut self, i: usize, cause: String, why: Retire) {
         let Some(live) = self.slots[i].take() else { return };
-        if kill {
-            self.launcher.kill(live.wid, live.pid);
-        }
+        self.launcher.kill(live.wid, live.pid);
         drop(live.tx);
         let how = self.launcher.reap(live.wid, live.pid);
         let cause = format!("worker {} (pid {}) {cause}{how}", live.wid, live.pid);
-        self.stats.lost += 1;
+        if why != Retire::Stopped {
+            self.stats.lost += 1;
+        }
+        let frame = why == Retire::BadFrame;
         match live.state {
             State::Busy { task, .. } => {
                 let p = self.pending.get_mut(&task).expect("busy task is pending");
@@ -287,7 +299,9 @@ impl ProcPool {
     fn handle(&mut self, i: usize, msg: Msg) {
         let Some(live) = self.slots[i].as_mut() else { return };
         let frame = match msg {
-            Msg::Closed { cause, frame } => return self.retire(i, cause, frame, true),
+            Msg::Closed { cause, frame } => {
+                return self.retire(i, cause, if frame { Retire::BadFrame } else { Retire::Died });
+            }
             Msg::Frame(f) => f,
         };
         match live.state {
@@ -296,28 +310,26 @@ impl ProcPool {
                     live.state = State::Idle;
                 } else {
                     let m = String::from_utf8_lossy(frame.get(1..).unwrap_or_default()).into_owned();
-                    self.retire(i, format!("failed to start: {m}"), false, true);
+                    self.retire(i, format!("failed to start: {m}"), Retire::Died);
                 }
             }
             State::Busy { task, .. } => {
-                let ok = frame.len() >= 9 && frame[0..8] == task.to_le_bytes();
-                if !ok {
-                    return self.retire(i, "sent a corrupt result frame".into(), true, true);
-                }
-                let body = frame[9..].to_vec();
-                let text = || String::from_utf8_lossy(&frame[9..]).into_owned();
-                let result = match frame[8] {
-                    TAG_OK => Ok(body),
-                    TAG_PANIC => Err(Error::new(Kind::Panic { task, message: text() })),
-                    TAG_CODEC => Err(Error::new(Kind::Codec { task, message: text() })),
-                    _ => return self.retire(i, "sent an unknown result tag".into(), true, true),
+                let (head, body) = match ResultHeader::decode(&frame) {
+                    Some((head, body)) if head.id == task => (head, body),
+                    _ => return self.retire(i, "sent a corrupt result frame".into(), Retire::BadFrame),
+                };
+                let text = || String::from_utf8_lossy(body).into_owned();
+                let result = match head.tag {
+                    Tag::Ok => Ok(body.to_vec()),
+                    Tag::Panic => Err(Error::new(Kind::Panic { task, message: text() })),
+                    Tag::Codec => Err(Error::new(Kind::Codec { task, message: text() })),
                 };
                 live.state = State::Idle;
                 self.deaths_in_row = 0;
                 self.pending.remove(&task);
                 self.done.push_back((task, result));
             }
-            State::Idle => self.retire(i, "sent a frame while idle".into(), true, true),
+            State::Idle => self.retire(i, "sent a frame while idle".into(), Retire::BadFrame),
         }
     }
 
@@ -376,7 +388,7 @@ impl ProcPool {
                 self.stats.timeouts += 1;
                 let after = self.cfg.timeout.unwrap_or_default();
                 self.done.push_back((task, Err(Error::new(Kind::Timeout { task, after }))));
-                self.retire(i, "timed out".into(), false, true);
+                self.retire(i, "timed out".into(), Retire::Died);
                 self.deaths_in_row = 0;
             }
         }
@@ -385,8 +397,7 @@ impl ProcPool {
     fn stop_workers(&mut self) {
         for i in 0..self.slots.len() {
             if self.slots[i].is_some() {
-                self.retire(i, "stopped".into(), false, true);
-                self.stats.lost -= 1;
+                self.retire(i, "stopped".into(), Retire::Stopped);
             }
         }
         self.deaths_in_row = 0;

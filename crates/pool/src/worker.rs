@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::TaskId;
 use crate::fault::{self, Action, FaultSpec};
-use crate::frame::{read_frame, write_frame};
+use crate::frame::{ResultHeader, Tag, TaskHeader, read_frame, write_frame};
 
 /// State that handles tasks. One value lives in each worker (a copy-on-write copy in a
 /// forked child, a value built from [`SpawnWorker::Init`] in a spawned child, or one per
@@ -40,21 +40,19 @@ pub trait SpawnWorker: Worker + Sized {
 
 pub(crate) const READY_OK: u8 = 0;
 pub(crate) const READY_FAILED: u8 = 1;
-pub(crate) const TAG_OK: u8 = 0;
-pub(crate) const TAG_PANIC: u8 = 1;
-pub(crate) const TAG_CODEC: u8 = 2;
 
-/// Builds a request frame payload: task id, attempt (patched on retry), postcard task.
+/// Builds a request frame payload: a [`TaskHeader`] (attempt 0, patched on retry), then the
+/// postcard task.
 pub(crate) fn encode_request(id: TaskId, task: &impl Serialize) -> Result<Vec<u8>, postcard::Error> {
     let mut buf = Vec::with_capacity(64);
-    buf.extend_from_slice(&id.to_le_bytes());
-    buf.extend_from_slice(&0u32.to_le_bytes());
+    TaskHeader { id, attempt: 0 }.encode(&mut buf);
     postcard::to_io(task, &mut buf)?;
     Ok(buf)
 }
 
-pub(crate) fn set_attempt(frame: &mut [u8], attempt: u32) {
-    frame[8..12].copy_from_slice(&attempt.to_le_bytes());
+/// Rewrites the header of a request built by [`encode_request`] for another attempt.
+pub(crate) fn set_attempt(frame: &mut [u8], id: TaskId, attempt: u32) {
+    frame[..TaskHeader::LEN].copy_from_slice(&TaskHeader { id, attempt }.to_bytes());
 }
 
 /// Sends the start-up outcome as the first frame.
@@ -90,20 +88,22 @@ pub(crate) fn serve<W: Worker>(
     faults: &FaultSpec,
 ) -> io::Result<()> {
     while let Some(req) = read_frame(input, max)? {
-        if req.len() < 12 {
+        let Some((TaskHeader { id, attempt }, body)) = TaskHeader::decode(&req) else {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "short request frame"));
-        }
-        let id = TaskId::from_le_bytes(req[0..8].try_into().expect("8 bytes"));
-        let attempt = u32::from_le_bytes(req[8..12].try_into().expect("4 bytes"));
+        };
         let fault = faults.decide(id, attempt);
         if let Some(action) = fault {
             fault::perform(action, output);
         }
-        let mut resp = Vec::with_capacity(64);
-        resp.extend_from_slice(&id.to_le_bytes());
-        match postcard::from_bytes::<W::Task>(&req[12..]) {
+        let mut resp;
+        let head = |tag| {
+            let mut h = Vec::with_capacity(64);
+            ResultHeader { id, tag }.encode(&mut h);
+            h
+        };
+        match postcard::from_bytes::<W::Task>(body) {
             Err(e) => {
-                resp.push(TAG_CODEC);
+                resp = head(Tag::Codec);
                 resp.extend_from_slice(format!("worker could not decode the task: {e}").as_bytes());
             }
             Ok(task) => {
@@ -115,15 +115,14 @@ pub(crate) fn serve<W: Worker>(
                 }));
                 match ran {
                     Ok(out) => {
-                        resp.push(TAG_OK);
+                        resp = head(Tag::Ok);
                         if let Err(e) = postcard::to_io(&out, &mut resp) {
-                            resp.truncate(8);
-                            resp.push(TAG_CODEC);
+                            resp = head(Tag::Codec);
                             resp.extend_from_slice(format!("worker could not encode the output: {e}").as_bytes());
                         }
                     }
                     Err(p) => {
-                        resp.push(TAG_PANIC);
+                        resp = head(Tag::Panic);
                         resp.extend_from_slice(panic_message(&*p).as_bytes());
                     }
                 }
@@ -131,8 +130,7 @@ pub(crate) fn serve<W: Worker>(
         }
         if resp.len() > max {
             let n = resp.len();
-            resp.truncate(8);
-            resp.push(TAG_CODEC);
+            resp = head(Tag::Codec);
             resp.extend_from_slice(format!("output frame of {n} bytes exceeds the maximum of {max}").as_bytes());
         }
         write_frame(output, &resp, max)?;
