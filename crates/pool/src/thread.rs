@@ -36,7 +36,7 @@ pub(crate) struct ThreadPool<W: Worker> {
     handles: Vec<JoinHandle<()>>,
     threads: usize,
     /// Tasks not sent yet.
-    queue: Chunk<W>,
+    queue: VecDeque<(TaskId, W::Task)>,
     /// Emptied chunks, to be filled again.
     spare: Vec<Chunk<W>>,
     /// Chunks the threads hold.
@@ -83,7 +83,7 @@ impl<W: Worker> ThreadPool<W> {
             rx,
             handles,
             threads: n.max(1),
-            queue: Vec::new(),
+            queue: VecDeque::new(),
             spare: Vec::new(),
             chunks: 0,
             ready: VecDeque::new(),
@@ -94,7 +94,7 @@ impl<W: Worker> ThreadPool<W> {
 
     pub(crate) fn submit(&mut self, id: TaskId, task: W::Task) {
         self.outstanding += 1;
-        self.queue.push((id, task));
+        self.queue.push_back((id, task));
         if self.queue.len() >= self.chunker.size() {
             self.pump(false);
         }
