@@ -8,7 +8,7 @@
 //! ```text
 //! request = ChunkHeader  { count: u32, flags: u8 }          then count times:
 //!           TaskHeader   { id: u64, attempt: u32, len: u32 } postcard task (len bytes)
-//! result  = ResultsHeader{ count: u32, busy_ns: u64, sure: u8 } then count times:
+//! result  = ResultsHeader{ count: u32, busy_ns: u64, flags: u8 } then count times:
 //!           ResultHeader { id: u64, tag: u8, len: u32 }       body (len bytes)
 //! ```
 //! All integers are little-endian; the types below are the one place that encodes and
@@ -219,6 +219,9 @@ pub(crate) struct ResultsHeader {
     /// The worker has reported every task it ran and is now running the next one in order (or
     /// waits for one): if it dies before its next frame, that task is the one that killed it.
     pub(crate) sure: bool,
+    /// An injected fault fires on the next task: the worker will report nothing more, so the
+    /// pool sends the tasks queued behind that one to other workers.
+    pub(crate) faulting: bool,
 }
 
 impl ResultsHeader {
@@ -229,18 +232,16 @@ impl ResultsHeader {
         let mut b = [0u8; Self::LEN];
         b[0..4].copy_from_slice(&self.count.to_le_bytes());
         b[4..12].copy_from_slice(&self.busy_ns.to_le_bytes());
-        b[12] = u8::from(self.sure);
+        b[12] = u8::from(self.sure) | (u8::from(self.faulting) << 1);
         b
     }
 
     pub(crate) fn decode(c: &mut Cursor<'_>) -> Option<ResultsHeader> {
-        let (count, busy_ns) = (c.u32()?, c.u64()?);
-        let sure = match c.u8()? {
-            0 => false,
-            1 => true,
-            _ => return None,
-        };
-        Some(ResultsHeader { count, busy_ns, sure })
+        let (count, busy_ns, flags) = (c.u32()?, c.u64()?, c.u8()?);
+        if flags > 3 {
+            return None;
+        }
+        Some(ResultsHeader { count, busy_ns, sure: flags & 1 != 0, faulting: flags & 2 != 0 })
     }
 }
 
@@ -299,13 +300,16 @@ mod tests {
         buf.extend_from_slice(&ChunkHeader { count: 2, flush_each: true }.to_bytes());
         buf.extend_from_slice(&TaskHeader { id: 7, attempt: 2, len: 4 }.to_bytes());
         buf.extend_from_slice(b"task");
-        buf.extend_from_slice(&ResultsHeader { count: 1, busy_ns: 99, sure: true }.to_bytes());
+        buf.extend_from_slice(&ResultsHeader { count: 1, busy_ns: 99, sure: true, faulting: true }.to_bytes());
         buf.extend_from_slice(&ResultHeader { id: u64::MAX, tag: Tag::Panic, len: 2 }.to_bytes());
         buf.extend_from_slice(b"no");
         let mut c = Cursor::new(&buf);
         assert_eq!(ChunkHeader::decode(&mut c), Some(ChunkHeader { count: 2, flush_each: true }));
         assert_eq!(TaskHeader::decode(&mut c), Some((TaskHeader { id: 7, attempt: 2, len: 4 }, &b"task"[..])));
-        assert_eq!(ResultsHeader::decode(&mut c), Some(ResultsHeader { count: 1, busy_ns: 99, sure: true }));
+        assert_eq!(
+            ResultsHeader::decode(&mut c),
+            Some(ResultsHeader { count: 1, busy_ns: 99, sure: true, faulting: true })
+        );
         let r = ResultHeader::decode(&mut c);
         assert_eq!(r, Some((ResultHeader { id: u64::MAX, tag: Tag::Panic, len: 2 }, &b"no"[..])));
         assert!(c.is_empty());

@@ -256,7 +256,9 @@ enum Inner<W: Worker> {
 ///   as data ([`Error::is_panic`]) and the worker goes on. A task over the timeout fails with
 ///   [`Error::is_timeout`]; its worker is killed and replaced. Timeouts are per task: with a
 ///   timeout, workers report each result as it is done (one write per task), so that the
-///   pool knows which task runs.
+///   pool knows which task runs. Without one, a task that never ends also holds the tasks
+///   behind it on its worker (at most two chunks), so set a timeout where tasks can hang. An
+///   injected fault announces itself, and the tasks behind it go to other workers at once.
 /// - **End**: [`Pool::shutdown`] closes every task stream and gives workers a grace period
 ///   to finish their current chunk and exit, then kills and reaps what is left.
 ///   [`Pool::kill`] and `Drop` kill and reap at once. Both are idempotent underneath; no

@@ -70,10 +70,6 @@ pub(crate) struct Cfg {
     pub(crate) chunk: ChunkSize,
 }
 
-/// Chunks a worker may have outstanding: the one it runs and the next, so that it never waits
-/// for the pool between chunks.
-pub(crate) const DEPTH: usize = 2;
-
 /// The largest request frame sent to a worker that is still busy. The pool writes frames
 /// with blocking writes while the worker may be blocked writing results, so a frame behind a
 /// running chunk must fit into the pipe's buffer (64 KiB on Linux, 16 KiB at first on macOS)
@@ -85,6 +81,10 @@ const PIPELINED_BYTES: usize = if cfg!(target_os = "linux") {
 } else {
     0
 };
+
+/// Chunks a worker may have outstanding: the one it runs and the next, so that it never waits
+/// for the pool between chunks (one where chunks are not pipelined).
+const DEPTH: usize = if PIPELINED_BYTES == 0 { 1 } else { 2 };
 
 /// One task sent to a worker, in the order the worker runs them.
 #[derive(Clone, Copy, Debug)]
@@ -109,9 +109,9 @@ struct Live {
     pos: usize,
     /// It reported ready.
     ready: bool,
-    /// A write to it failed: it is dead or dying (and killed), and gets nothing more. It
-    /// leaves its slot when its result stream ends, so that every frame it wrote before it
-    /// died still counts (in particular the one saying which task killed it).
+    /// A write to it failed (it is dead or dying, and killed), or it said an injected fault
+    /// fires on its next task: it gets nothing more. It leaves its slot when its result
+    /// stream ends (or its task times out), so that every frame it wrote before still counts.
     broken: bool,
     /// Tasks sent and not reported yet, in order.
     sent: VecDeque<Sent>,
@@ -643,6 +643,17 @@ impl ProcPool {
         let live = self.slots[i].as_mut().expect("live until retired");
         live.sure = head.sure;
         live.since = Instant::now();
+        if head.faulting {
+            // Its next task ends it (or hangs it): what it holds behind that goes elsewhere.
+            live.broken = true;
+            let front = live.sent.pop_front();
+            while let Some(s) = live.sent.pop_back() {
+                self.queue.push_front(s.task);
+                self.stats.resent += 1;
+            }
+            live.sent.extend(front);
+            live.chunks = usize::from(front.is_some());
+        }
         if head.count > 0 {
             self.deaths_in_row = 0;
         }

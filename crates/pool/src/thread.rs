@@ -16,8 +16,10 @@ use std::time::Instant;
 use crate::TaskId;
 use crate::chunk::{ChunkSize, Chunker};
 use crate::error::{Error, Kind};
-use crate::proc::DEPTH;
 use crate::worker::Worker;
+
+/// Chunks per thread in flight: the one it runs and the next.
+const DEPTH: usize = 2;
 
 type Done<W> = (TaskId, Result<<W as Worker>::Output, Error>);
 type Chunk<W> = Vec<(TaskId, <W as Worker>::Task)>;

@@ -103,8 +103,18 @@ impl Results {
     /// Writes the frame (even an empty one: with `sure` it tells the pool which task runs
     /// next) and starts the next.
     fn flush(&mut self, out: &mut (impl Write + ?Sized), sure: bool, max: usize) -> io::Result<()> {
+        self.flush_flags(out, sure, false, max)
+    }
+
+    fn flush_flags(
+        &mut self,
+        out: &mut (impl Write + ?Sized),
+        sure: bool,
+        faulting: bool,
+        max: usize,
+    ) -> io::Result<()> {
         let busy_ns = self.since.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-        let head = ResultsHeader { count: self.count, busy_ns, sure };
+        let head = ResultsHeader { count: self.count, busy_ns, sure, faulting };
         self.buf[4..Self::BODY].copy_from_slice(&head.to_bytes());
         finish_frame(&mut self.buf, 0, max)?;
         out.write_all(&self.buf)?;
@@ -204,7 +214,7 @@ pub(crate) fn serve<W: Worker>(
                 TaskHeader::decode(&mut c).ok_or_else(|| bad("truncated request frame"))?;
             let fault = faults.decide(id, attempt);
             if let Some(action) = fault.filter(|&a| a != Action::Panic) {
-                res.flush(output, true, max)?;
+                res.flush_flags(output, true, true, max)?;
                 fault::perform(action, output);
             }
             run_one(worker, id, body, fault == Some(Action::Panic), &mut res, output, max)?;
