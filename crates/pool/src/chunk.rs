@@ -1,5 +1,9 @@
 //! How many tasks go to a worker in one frame: fixed, or adapted to the measured task time.
 
+use std::str::FromStr;
+
+use crate::error::{Error, Kind};
+
 /// How many tasks the pool hands a worker at once (one frame, one write each way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ChunkSize {
@@ -10,6 +14,34 @@ pub enum ChunkSize {
     /// auto-batching, in spirit), up to [`MAX_CHUNK`] tasks.
     #[default]
     Adaptive,
+}
+
+/// The environment variable that sets the chunk size of pools built without
+/// [`PoolBuilder::chunk_size`](crate::PoolBuilder::chunk_size): `auto` or a number of tasks.
+pub const CHUNK_ENV: &str = "BTOPT_POOL_CHUNK";
+
+impl ChunkSize {
+    /// The chunk size [`CHUNK_ENV`] asks for; adaptive when it is unset or empty.
+    pub(crate) fn from_env() -> Result<ChunkSize, Error> {
+        match std::env::var(CHUNK_ENV) {
+            Ok(s) if !s.trim().is_empty() => s.parse().map_err(|m| Error::new(Kind::ChunkSpec(m))),
+            _ => Ok(ChunkSize::Adaptive),
+        }
+    }
+}
+
+impl FromStr for ChunkSize {
+    type Err = String;
+    /// `auto`, or a number of tasks of at least 1.
+    fn from_str(s: &str) -> Result<ChunkSize, String> {
+        match s.trim() {
+            "auto" => Ok(ChunkSize::Adaptive),
+            n => match n.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(ChunkSize::Fixed(n)),
+                _ => Err(format!("expected auto or a number of tasks of at least 1, got {s:?}")),
+            },
+        }
+    }
 }
 
 /// The work per chunk the adaptive size aims for: a few milliseconds, so that dispatch costs
@@ -66,6 +98,15 @@ impl Chunker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_auto_and_numbers() {
+        assert_eq!("auto".parse(), Ok(ChunkSize::Adaptive));
+        assert_eq!(" 7 ".parse(), Ok(ChunkSize::Fixed(7)));
+        for bad in ["0", "-1", "x", ""] {
+            assert!(bad.parse::<ChunkSize>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn fixed_never_moves() {

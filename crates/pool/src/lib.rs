@@ -34,6 +34,11 @@
 //! worker is replaced), never a hang or a huge allocation. Worker stderr is drained
 //! concurrently and forwarded line by line as `[worker N] ...`.
 //!
+//! # Chunk size: `BTOPT_POOL_CHUNK`
+//! Pools built without [`PoolBuilder::chunk_size`] take their [`ChunkSize`] from this
+//! variable ([`CHUNK_ENV`]): `auto` (the default when unset) or a number of tasks, so that
+//! tests and benchmarks can vary it from outside a binary. An invalid value fails the build.
+//!
 //! # Fault injection: `BTOPT_FAULT_INJECT`
 //! Read by process workers (fork, per-batch, spawn); the thread backend ignores it. Unset or
 //! empty means no faults. An invalid value fails the pool's build. Faults are per task, also
@@ -90,7 +95,7 @@ mod thread;
 mod winjob;
 mod worker;
 
-pub use chunk::{ChunkSize, MAX_CHUNK, TARGET_CHUNK_NANOS};
+pub use chunk::{CHUNK_ENV, ChunkSize, MAX_CHUNK, TARGET_CHUNK_NANOS};
 pub use error::{Error, TaskId};
 pub use fault::FAULT_ENV;
 pub use memory::Memory;

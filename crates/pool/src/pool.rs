@@ -74,7 +74,7 @@ pub struct PoolBuilder {
     max_attempts: u32,
     start_timeout: Duration,
     program: Option<PathBuf>,
-    chunk: ChunkSize,
+    chunk: Option<ChunkSize>,
 }
 
 impl Default for PoolBuilder {
@@ -86,14 +86,14 @@ impl Default for PoolBuilder {
             max_attempts: 3,
             start_timeout: Duration::from_secs(120),
             program: None,
-            chunk: ChunkSize::Adaptive,
+            chunk: None,
         }
     }
 }
 
 impl PoolBuilder {
     /// Defaults: one worker per core, 64 MiB frames, no task timeout, 3 attempts per task,
-    /// adaptive chunks.
+    /// adaptive chunks (or what [`CHUNK_ENV`](crate::CHUNK_ENV) says).
     pub fn new() -> PoolBuilder {
         PoolBuilder::default()
     }
@@ -129,11 +129,20 @@ impl PoolBuilder {
         self
     }
 
-    /// How many tasks go to a worker at once (default [`ChunkSize::Adaptive`]). Results do
-    /// not depend on it; speed does.
+    /// How many tasks go to a worker at once. Results do not depend on it; speed does.
+    /// Without this call, the environment variable [`CHUNK_ENV`](crate::CHUNK_ENV) decides
+    /// (`auto` or a number, so that tests and benchmarks can vary it from outside a binary),
+    /// and without that, [`ChunkSize::Adaptive`]. An invalid value fails the build.
     pub fn chunk_size(mut self, c: ChunkSize) -> PoolBuilder {
-        self.chunk = c;
+        self.chunk = Some(c);
         self
+    }
+
+    fn chunk(&self) -> Result<ChunkSize, Error> {
+        match self.chunk {
+            Some(c) => Ok(c),
+            None => ChunkSize::from_env(),
+        }
     }
 
     /// The binary the spawn backend runs (default: `std::env::current_exe()`).
@@ -142,15 +151,15 @@ impl PoolBuilder {
         self
     }
 
-    fn cfg(&self, per_batch: bool) -> Cfg {
-        Cfg {
+    fn cfg(&self, per_batch: bool) -> Result<Cfg, Error> {
+        Ok(Cfg {
             max_frame: self.max_frame,
             timeout: self.timeout,
             max_attempts: self.max_attempts,
             start_timeout: self.start_timeout,
             per_batch,
-            chunk: self.chunk,
-        }
+            chunk: self.chunk()?,
+        })
     }
 
     /// Fork backend, "inherit" mode: `state` is already built (bundle loaded, read-only
@@ -195,7 +204,7 @@ impl PoolBuilder {
         let faults = FaultSpec::from_env()?;
         let launcher = crate::fork::start(state, child_init, self.max_frame, faults)?;
         let backend = if per_batch { Backend::PerBatch } else { Backend::Fork };
-        let proc = ProcPool::start(Box::new(launcher), self.workers, self.cfg(per_batch))?;
+        let proc = ProcPool::start(Box::new(launcher), self.workers, self.cfg(per_batch)?)?;
         Ok(Pool::new(Inner::Proc(Box::new(proc)), backend, &self))
     }
 
@@ -208,7 +217,7 @@ impl PoolBuilder {
     pub fn spawn<W: SpawnWorker>(self, init: &W::Init) -> Result<Pool<W>, Error> {
         FaultSpec::from_env()?;
         let launcher = crate::spawn::SpawnLauncher::new::<W>(self.program.clone(), init, self.max_frame)?;
-        let proc = ProcPool::start(Box::new(launcher), self.workers, self.cfg(false))?;
+        let proc = ProcPool::start(Box::new(launcher), self.workers, self.cfg(false)?)?;
         Ok(Pool::new(Inner::Proc(Box::new(proc)), Backend::Spawn, &self))
     }
 
@@ -219,7 +228,7 @@ impl PoolBuilder {
         W: Worker + Send,
         F: Fn() -> W + Send + Sync + 'static,
     {
-        let t = ThreadPool::start(self.workers, self.chunk, make)?;
+        let t = ThreadPool::start(self.workers, self.chunk()?, make)?;
         Ok(Pool::new(Inner::Thread(t), Backend::Thread, &self))
     }
 }

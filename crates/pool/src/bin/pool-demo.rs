@@ -9,7 +9,7 @@
 //! pool-demo bench --backend B [--workers N] [--roundtrips R] [--throughput T] [--shared-mb M]
 //!                 [--chunk N|auto]
 //! ```
-//! `--chunk` sets the pool's chunk size (default auto). `--pace N` (with `--stream`) keeps at
+//! `--chunk` sets the pool's chunk size (default: `BTOPT_POOL_CHUNK`, else auto). `--pace N` (with `--stream`) keeps at
 //! most N tasks in flight, submitting one more per result, as the optimizer does.
 //! SPEC is a comma-separated list of `KIND[:ARG][*COUNT]` with KIND one of echo (ARG
 //! defaults to the task's index), traced (echo of the index that also prints `ran N` on
@@ -156,7 +156,7 @@ struct Args {
     rlimit_mb: u64,
     roundtrips: usize,
     throughput: usize,
-    chunk: ChunkSize,
+    chunk: Option<ChunkSize>,
     pace: usize,
 }
 
@@ -178,7 +178,7 @@ fn parse_args() -> Result<Args, String> {
         rlimit_mb: 0,
         roundtrips: 20_000,
         throughput: 100_000,
-        chunk: ChunkSize::Adaptive,
+        chunk: None,
         pace: 0,
     };
     while let Some(flag) = it.next() {
@@ -195,12 +195,7 @@ fn parse_args() -> Result<Args, String> {
             "--rlimit-mb" => a.rlimit_mb = num(val()?)?,
             "--roundtrips" => a.roundtrips = num(val()?)? as usize,
             "--throughput" => a.throughput = num(val()?)? as usize,
-            "--chunk" => {
-                a.chunk = match val()?.as_str() {
-                    "auto" => ChunkSize::Adaptive,
-                    n => ChunkSize::Fixed(num(n.to_string())? as usize),
-                }
-            }
+            "--chunk" => a.chunk = Some(val()?.parse().map_err(|e| format!("bad --chunk: {e}"))?),
             "--pace" => a.pace = num(val()?)? as usize,
             "--stream" => a.stream = true,
             "--reopen" => a.reopen = true,
@@ -262,8 +257,10 @@ fn build(a: &Args) -> Result<Pool<Demo>, pool::Error> {
 /// Builds a pool of `Demo` workers on the chosen backend: the pattern the glue follows.
 fn build_from(a: &Args, shared: Arc<Vec<f64>>) -> Result<Pool<Demo>, pool::Error> {
     let len = shared_len(a);
-    let mut b =
-        PoolBuilder::new().workers(a.workers).max_frame_len(a.max_frame).max_attempts(a.attempts).chunk_size(a.chunk);
+    let mut b = PoolBuilder::new().workers(a.workers).max_frame_len(a.max_frame).max_attempts(a.attempts);
+    if let Some(c) = a.chunk {
+        b = b.chunk_size(c);
+    }
     if a.timeout_ms > 0 {
         b = b.task_timeout(Duration::from_millis(a.timeout_ms));
     }

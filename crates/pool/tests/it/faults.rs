@@ -278,6 +278,27 @@ fn invalid_fault_spec_fails_the_build() {
 }
 
 #[test]
+fn the_chunk_size_comes_from_the_environment_unless_set() {
+    let demo = |chunk: &str, args: &[&str]| {
+        let mut c = crate::demo();
+        c.args(["run", "--workers", "2", "--tasks", "echo*20"]).args(args).env(pool::CHUNK_ENV, chunk);
+        let c = c.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped());
+        crate::wait_guarded(c.stderr(std::process::Stdio::piped()).spawn().expect("start pool-demo"))
+    };
+    for backend in process_backends().iter().chain(&["thread"]) {
+        let out = demo("0", &["--backend", backend]);
+        assert!(!out.status.success(), "{backend}");
+        assert!(out.stderr.contains("invalid BTOPT_POOL_CHUNK"), "{backend}: {}", out.stderr);
+        // An explicit size wins over the variable; a valid variable is used.
+        for (chunk, args) in [("0", &["--chunk", "3"][..]), ("5", &[][..]), ("auto", &[][..])] {
+            let out = demo(chunk, &[&["--backend", backend][..], args].concat());
+            assert!(out.status.success(), "{backend} {chunk}: {}", out.stderr);
+            assert_eq!(out.line("summary "), "summary ok=20 failed=0");
+        }
+    }
+}
+
+#[test]
 fn worker_stderr_is_forwarded_with_the_worker_id() {
     for backend in process_backends() {
         let out = check(
