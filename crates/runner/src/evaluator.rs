@@ -122,7 +122,7 @@ pub fn metrics_map(m: &engine::Metrics) -> BTreeMap<String, f64> {
 
 impl Evaluator for PoolEvaluator<'_> {
     fn capacity(&self) -> usize {
-        self.pool.workers().max(1)
+        self.pool.wanted_in_flight().max(1)
     }
 
     fn submit(&mut self, trial_id: u64, config: &Config, budget: f64) -> optimize::Result<()> {
