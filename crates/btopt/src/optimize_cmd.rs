@@ -236,26 +236,26 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             );
         }
     }
-    let mut json = summary.to_json();
-    if let Some(best) = json.get_mut("best").and_then(|b| b.as_object_mut()) {
-        let loss = best.get("loss").and_then(|l| l.as_f64()).unwrap_or(f64::NAN);
-        best.insert("sharpe".into(), serde_json::json!(-loss));
-    }
-    json["wall_seconds"] = serde_json::json!(wall);
-    match &overfit {
-        Ok(o) => {
-            json["overfitting"] = serde_json::json!({
-                "trials": o.trials, "returns": o.returns, "cscv_blocks": o.cscv_blocks, "pbo": o.pbo,
-                "deflated_sharpe": o.deflated_sharpe, "expected_max_sharpe": o.expected_max_sharpe,
-                "best_sharpe": o.best_sharpe,
-            });
-        }
-        Err(reason) => {
-            json["overfitting"] = serde_json::Value::Null;
-            json["overfitting_skipped"] = serde_json::json!(reason);
-        }
-    }
     if a.json {
+        let mut json = summary.to_json();
+        if let Some(best) = json.get_mut("best").and_then(|b| b.as_object_mut()) {
+            let loss = best.get("loss").and_then(|l| l.as_f64()).unwrap_or(f64::NAN);
+            best.insert("sharpe".into(), serde_json::json!(-loss));
+        }
+        json["wall_seconds"] = serde_json::json!(wall);
+        match &overfit {
+            Ok(o) => {
+                json["overfitting"] = serde_json::json!({
+                    "trials": o.trials, "returns": o.returns, "cscv_blocks": o.cscv_blocks, "pbo": o.pbo,
+                    "deflated_sharpe": o.deflated_sharpe, "expected_max_sharpe": o.expected_max_sharpe,
+                    "best_sharpe": o.best_sharpe,
+                });
+            }
+            Err(reason) => {
+                json["overfitting"] = serde_json::Value::Null;
+                json["overfitting_skipped"] = serde_json::json!(reason);
+            }
+        }
         println!("{}", serde_json::to_string(&json)?);
     } else {
         match &summary.best {
@@ -353,14 +353,21 @@ impl ProgressView {
     }
 
     fn update(&mut self, p: &optimize::Progress<'_>) {
+        // At most one message every 100 ms (a line a second without a terminal): rendering
+        // one per trial cost more than a cheap backtest.
+        let every = if self.bar.is_some() { Duration::from_millis(100) } else { Duration::from_secs(1) };
+        if !(self.bar.is_some() || self.plain) || self.last_line.elapsed() < every {
+            return;
+        }
+        self.last_line = Instant::now();
         let best = p.best.map_or("-".to_string(), |b| format!("{:.4} @ budget {:.3}", -b.loss, b.budget));
         let msg = format!("best sharpe {best} | evaluations {} | budget spent {:.3}", p.evaluations, p.total_budget);
-        if let Some(bar) = &self.bar {
-            bar.set_message(msg);
-            bar.tick();
-        } else if self.plain && self.last_line.elapsed() >= Duration::from_secs(1) {
-            eprintln!("{msg}");
-            self.last_line = Instant::now();
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(msg);
+                bar.tick();
+            }
+            None => eprintln!("{msg}"),
         }
     }
 
