@@ -3,8 +3,9 @@
 //! from `spaces/momentum-5m.toml`), one warm-up pass over the configs, then N backtests
 //! cycling through them on the same `Backtester`.
 //!
-//! `cargo run --release -p engine --example momentum_sweep -- RUNS [CONFIGS]` (defaults
-//! 20,000 and 4,096; fewer configs keep a `valgrind` run short).
+//! `cargo run --release -p engine --example momentum_sweep -- RUNS [CONFIGS [reference]]`
+//! (defaults 20,000 and 4,096; fewer configs keep a `valgrind` run short; `reference` runs a
+//! cache-less backtester, so momentum's reference kernel, whose checksums must agree).
 
 use std::time::Instant;
 
@@ -77,7 +78,9 @@ fn main() {
     let market = Market::new_checked(252.0, &bounds, assets).expect("market");
     let grid = configs(&mut rng, n_configs);
     let opts = RunOptions::default();
-    let mut bt = Backtester::new(&market).expect("backtester");
+    let reference = std::env::args().nth(3).is_some_and(|a| a == "reference");
+    let capacity = if reference { 0 } else { Backtester::DEFAULT_CACHE_BYTES };
+    let mut bt = Backtester::with_cache_bytes(&market, capacity).expect("backtester");
     let start = Instant::now();
     let mut check = 0.0;
     for s in &grid {
