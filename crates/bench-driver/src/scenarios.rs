@@ -585,8 +585,16 @@ fn judge(pool: &mut Pool, data: &Data, space: &Space, spec: &SearchSpec) -> Resu
     let sessions = data.bundle.sessions().len();
     let warmup = runner::max_warmup(&*ma, &base, space)?;
     let folds = overfitting::segments(sessions, 3, false, warmup)?;
-    let wf =
-        runner::walkforward::WalkForward { strategy: ma, id, base, space, spec, options, fee: RunOptions::DEFAULT_FEE };
+    let wf = runner::walkforward::WalkForward {
+        strategy: ma,
+        id,
+        base,
+        space,
+        spec,
+        options,
+        fee: RunOptions::DEFAULT_FEE,
+        fidelity: engine::Fidelity::Recent,
+    };
     let mut engine = runner::Engine::new(data.bundle.clone())?;
     let mut outcomes = Vec::new();
     for f in folds {

@@ -51,6 +51,10 @@ pub(crate) struct OptimizeArgs {
     /// Number of workers [default: available cores].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) workers: Option<u16>,
+    /// What a budget means: `recent` evaluates the last ceil(b·T) sessions; `blocks` takes them
+    /// as evenly spaced blocks across the range (see the engine's docs).
+    #[arg(long, default_value = "recent", value_parser = clap::builder::PossibleValuesParser::new(engine::Fidelity::NAMES))]
+    pub(crate) fidelity: String,
     /// Smallest budget (hyperband, bohb).
     #[arg(long, default_value_t = 0.05)]
     pub(crate) min_budget: f64,
@@ -198,6 +202,7 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
     let id = strategies.id_of(strategy.name())?;
     let mut evaluator =
         runner::PoolEvaluator::new(&mut pool, strategy, id, *base.values(), Some(sessions), a.range.fee);
+    evaluator = evaluator.with_fidelity(a.fidelity.parse().map_err(|e| crate::usage(format!("{e}")))?);
     if !a.no_overfitting {
         evaluator = evaluator.collect_returns(FULL_BUDGET, a.overfitting_max_trials);
     }

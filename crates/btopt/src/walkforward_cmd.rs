@@ -57,6 +57,7 @@ pub(crate) fn run(w: &WalkforwardArgs, strategies: &Arc<engine::Registry>) -> Re
         spec: &prep.spec,
         options: optimize::RunOptions { deterministic: a.deterministic, reuse_results: false },
         fee: a.range.fee,
+        fidelity: a.fidelity.parse().map_err(|e| crate::usage(format!("{e}")))?,
     };
     let mut results = Vec::with_capacity(folds.len());
     for (i, fold) in folds.iter().enumerate() {

@@ -26,6 +26,8 @@ pub struct WalkForward<'a> {
     pub options: optimize::RunOptions,
     /// Fee rate.
     pub fee: f64,
+    /// What a budget below 1 means.
+    pub fidelity: engine::Fidelity,
 }
 
 /// One fold's outcome.
@@ -60,7 +62,8 @@ impl WalkForward<'_> {
     ) -> Result<FoldOutcome, Error> {
         let mut searcher = self.spec.build(self.space).map_err(|e| Error::Space(e.to_string()))?;
         let mut evaluator =
-            PoolEvaluator::new(pool, self.strategy.clone(), self.id, self.base, Some(train.clone()), self.fee);
+            PoolEvaluator::new(pool, self.strategy.clone(), self.id, self.base, Some(train.clone()), self.fee)
+                .with_fidelity(self.fidelity);
         let summary = optimize::optimize(self.space, &mut *searcher, &mut evaluator, store, self.options, &mut ())
             .map_err(|e| Error::Search(e.to_string()))?;
         let best = summary.best.ok_or_else(|| Error::Search("every trial failed, there is no best".into()))?;
