@@ -11,4 +11,5 @@ mod overfitting_cli;
 mod planted_edge;
 mod pool_equivalence;
 mod support;
+mod trials_out;
 mod walkforward_cli;

@@ -26,6 +26,7 @@ mod backtest_cmd;
 mod bundle_cmd;
 mod optimize_cmd;
 mod strategies_cmd;
+mod trials_out;
 mod walkforward_cmd;
 
 /// A bad command line, space or parameter: exit status 2.

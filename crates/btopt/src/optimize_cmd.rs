@@ -100,6 +100,10 @@ pub(crate) struct OptimizeArgs {
     /// seeded uniform subsample of this many (Floyd's algorithm on ChaCha12, seeded by --seed).
     #[arg(long, default_value_t = overfitting::DEFAULT_MAX_TRIALS)]
     pub(crate) overfitting_max_trials: usize,
+    /// Write every trial to this Parquet file (one row each); `--json` then leaves out
+    /// `trials` and names the file in `trials_file`.
+    #[arg(long, value_name = "FILE.parquet")]
+    pub(crate) trials_out: Option<PathBuf>,
     /// Skip the overfitting statistics (and the per-session returns they need).
     #[arg(long)]
     pub(crate) no_overfitting: bool,
@@ -138,6 +142,11 @@ impl Prepared {
             seed: a.seed,
         };
         spec.build(&space).map_err(|e| crate::usage(format!("invalid search settings: {e}")))?;
+        if let Some(dir) = a.trials_out.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(crate::usage(format!("--trials-out: directory {} does not exist", dir.display())));
+        }
         let blocks = a.cscv_blocks.unwrap_or(overfitting::DEFAULT_CSCV_BLOCKS);
         overfitting::check_blocks(blocks).map_err(|e| crate::usage(format!("invalid --cscv-blocks: {e}")))?;
         if a.overfitting_max_trials < 2 {
@@ -241,8 +250,16 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             );
         }
     }
+    if let Some(path) = &a.trials_out {
+        crate::trials_out::write(space, &summary.trials, path)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+    }
     if a.json {
         let mut json = summary.to_json();
+        if let Some(path) = &a.trials_out {
+            json.as_object_mut().map(|o| o.remove("trials"));
+            json["trials_file"] = serde_json::json!(path.display().to_string());
+        }
         if let Some(best) = json.get_mut("best").and_then(|b| b.as_object_mut()) {
             let loss = best.get("loss").and_then(|l| l.as_f64()).unwrap_or(f64::NAN);
             best.insert("sharpe".into(), serde_json::json!(-loss));
