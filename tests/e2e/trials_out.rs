@@ -11,8 +11,11 @@ use serde_json::Value;
 use crate::optimize_cli::{optimize, space_1100};
 use crate::support::p;
 
-/// Every row of the file as (trial_id → column → value as JSON), and the column types.
-fn read(path: &std::path::Path) -> (BTreeMap<u64, BTreeMap<String, Value>>, Vec<(String, String)>) {
+/// Rows by trial id, each as column name → value.
+type Rows = BTreeMap<u64, BTreeMap<String, Value>>;
+
+/// Every row of the file, and the (name, physical type) of every column.
+fn read(path: &std::path::Path) -> (Rows, Vec<(String, String)>) {
     let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
     let schema = reader.metadata().file_metadata().schema_descr();
     let types = schema.columns().iter().map(|c| (c.name().to_string(), format!("{:?}", c.physical_type()))).collect();
