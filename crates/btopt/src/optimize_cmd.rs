@@ -72,9 +72,13 @@ pub(crate) struct OptimizeArgs {
     /// Synchronous stages: the same result for the same seed at any worker count.
     #[arg(long)]
     deterministic: bool,
-    /// SQLite trial store: records every trial; resumes an interrupted run.
+    /// Trial store: FILE or sqlite:FILE (one machine), or postgresql://USER@HOST:PORT/DB
+    /// (a distributed study); records every trial and resumes an interrupted run.
     #[arg(long)]
-    store: Option<PathBuf>,
+    store: Option<String>,
+    /// The study's name in a PostgreSQL store [default: the study's identity hash].
+    #[arg(long)]
+    study: Option<String>,
     /// A fixed strategy parameter, NAME=VALUE (repeatable); the space overrides it.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     set: Vec<String>,
@@ -136,24 +140,31 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
         runner::build_pool(kind, builder, &bundle, &a.bundle, strategies).context("failed to start the pool")?;
     drop(bundle);
 
-    let mut store: Box<dyn optimize::TrialStore> = match &a.store {
-        Some(path) => Box::new(optimize::SqliteStore::open(path).context("failed to open the trial store")?),
-        None => Box::new(optimize::MemoryStore::new()),
+    if a.study.is_some() && a.store.is_none() {
+        anyhow::bail!("--study needs --store postgresql://...");
+    }
+    // Only after the pool exists: a store connection must never cross a fork.
+    let mut opened = a
+        .store
+        .as_deref()
+        .map(|s| store::open(s, a.study.as_deref(), None))
+        .transpose()
+        .context("failed to open the trial store")?;
+    let mut memory = optimize::MemoryStore::new();
+    let store: &mut dyn optimize::TrialStore = match &mut opened {
+        Some(o) => o.trial_store(),
+        None => &mut memory,
     };
     let id = strategies.id_of(strategy.name())?;
     let mut evaluator =
         runner::PoolEvaluator::new(&mut pool, strategy, id, *base.values(), Some(sessions), a.range.fee);
     let options = optimize::RunOptions { deterministic: a.deterministic, reuse_results: false };
     let mut progress = ProgressView::new(a.json);
-    let summary = optimize::optimize(
-        &space,
-        &mut *searcher,
-        &mut evaluator,
-        &mut *store,
-        options,
-        &mut |p: &optimize::Progress<'_>| progress.update(p),
-    )
-    .context("optimization failed")?;
+    let summary =
+        optimize::optimize(&space, &mut *searcher, &mut evaluator, store, options, &mut |p: &optimize::Progress<
+            '_,
+        >| progress.update(p))
+        .context("optimization failed")?;
     progress.finish();
     let wall = started.elapsed().as_secs_f64();
 
