@@ -1,5 +1,5 @@
 //! `btopt optimize`: a search over a parameter space, on a worker pool, with an optional
-//! durable trial store.
+//! durable trial store; with a PostgreSQL store, the coordinator of a distributed study.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,6 +10,8 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 use runner::{HandleMode, PoolKind, SpawnLoad};
+
+use crate::distributed::{QueueEvaluator, TaskSpec, local_evaluator};
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
 pub(crate) enum PoolArg {
@@ -48,8 +50,9 @@ pub(crate) struct OptimizeArgs {
     /// Worker pool backend [default: fork on unix, spawn elsewhere].
     #[arg(long)]
     pool: Option<PoolArg>,
-    /// Number of workers [default: available cores].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Number of workers [default: available cores]; 0 only with a PostgreSQL store, where
+    /// `btopt worker` processes do the work.
+    #[arg(long)]
     workers: Option<u16>,
     /// Smallest budget (hyperband, bohb).
     #[arg(long, default_value_t = 0.05)]
@@ -90,6 +93,10 @@ pub(crate) struct OptimizeArgs {
     /// Spawn backend: load the bundle in each worker, or map its columnar cache.
     #[arg(long, default_value = "load")]
     spawn_load: SpawnLoadArg,
+    /// PostgreSQL store: seconds without a heartbeat after which the trials of this
+    /// process's own workers go back to the queue.
+    #[arg(long, default_value_t = 30.0)]
+    lease: f64,
     /// Kill and retry a backtest that runs longer than this many seconds.
     #[arg(long)]
     task_timeout: Option<f64>,
@@ -118,53 +125,86 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
     };
     let mut searcher = spec.build(&space).map_err(|e| crate::usage(format!("invalid search settings: {e}")))?;
     let workers = a.workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
-    let kind = match a.pool {
-        None => match PoolKind::platform_default() {
-            PoolKind::Fork(_) => PoolKind::Fork(handles(a.handles)),
-            _ => PoolKind::Spawn(spawn_load(a.spawn_load)),
-        },
-        Some(PoolArg::Fork) => PoolKind::Fork(handles(a.handles)),
-        Some(PoolArg::Spawn) => PoolKind::Spawn(spawn_load(a.spawn_load)),
-        Some(PoolArg::Thread) => PoolKind::Thread,
-    };
+    let location = a
+        .store
+        .as_deref()
+        .map(store::Location::parse)
+        .transpose()
+        .map_err(|e| crate::usage(format!("invalid --store: {e}")))?;
+    let distributed = matches!(location, Some(store::Location::Postgres(_)));
+    if workers == 0 && !distributed {
+        return Err(crate::usage("--workers 0 needs a postgresql:// store, where btopt worker processes do the work"));
+    }
+    if a.study.is_some() && !distributed {
+        return Err(crate::usage("--study needs --store postgresql://USER@HOST:PORT/DB"));
+    }
+    if !(a.lease.is_finite() && a.lease > 0.0) {
+        return Err(crate::usage("--lease must be a positive number of seconds"));
+    }
+    let kind = pool_kind(a.pool, a.handles, a.spawn_load);
 
     let bundle = Arc::new(bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?);
     crate::backtest_cmd::check_frequency(&*strategy, &bundle)?;
     let sessions = runner::session_range(&bundle, a.range.start, a.range.end)?;
-    let mut builder = pool::PoolBuilder::new().workers(workers);
+    let bundle_hash = bundle.content_hash().to_string();
+    let mut builder = pool::PoolBuilder::new().workers(workers.max(1));
     if let Some(t) = a.task_timeout {
         builder = builder.task_timeout(Duration::from_secs_f64(t));
     }
     // The pool forks here, while this process is still single-threaded.
-    let mut pool =
-        runner::build_pool(kind, builder, &bundle, &a.bundle, strategies).context("failed to start the pool")?;
+    let mut pool = match workers {
+        0 => None,
+        _ => Some(
+            runner::build_pool(kind, builder, &bundle, &a.bundle, strategies).context("failed to start the pool")?,
+        ),
+    };
     drop(bundle);
 
-    if a.study.is_some() && a.store.is_none() {
-        anyhow::bail!("--study needs --store postgresql://...");
-    }
-    // Only after the pool exists: a store connection must never cross a fork.
-    let mut opened = a
-        .store
-        .as_deref()
-        .map(|s| store::open(s, a.study.as_deref(), None))
-        .transpose()
-        .context("failed to open the trial store")?;
-    let mut memory = optimize::MemoryStore::new();
-    let store: &mut dyn optimize::TrialStore = match &mut opened {
-        Some(o) => o.trial_store(),
-        None => &mut memory,
-    };
-    let id = strategies.id_of(strategy.name())?;
-    let mut evaluator =
-        runner::PoolEvaluator::new(&mut pool, strategy, id, *base.values(), Some(sessions), a.range.fee);
     let options = optimize::RunOptions { deterministic: a.deterministic, reuse_results: false };
     let mut progress = ProgressView::new(a.json);
-    let summary =
-        optimize::optimize(&space, &mut *searcher, &mut evaluator, store, options, &mut |p: &optimize::Progress<
-            '_,
-        >| progress.update(p))
-        .context("optimization failed")?;
+    let mut observer = |p: &optimize::Progress<'_>| progress.update(p);
+    // Only after the pool exists: a store connection must never cross a fork.
+    let summary = match (&location, a.store.as_deref()) {
+        (Some(store::Location::Postgres(target)), Some(url)) => {
+            let spec = TaskSpec { strategy: a.strategy.clone(), set: a.set.clone(), sessions, fee: a.range.fee };
+            let task = store::StudyTask { bundle_hash, task: spec.to_json() };
+            let mut opened =
+                store::open(url, a.study.as_deref(), Some(task)).context("failed to open the trial store")?;
+            let store::Opened::Postgres { store: pg, .. } = &mut opened else { unreachable!("a postgresql:// store") };
+            let name = pg.study_name(&optimize::study_identity(&space, &*searcher, options));
+            let lease = Duration::from_secs_f64(a.lease);
+            let queue =
+                store::Queue::connect(target, &name, lease).context("failed to connect to the study database")?;
+            let local = pool.as_mut().map(|p| local_evaluator(p, strategies, &spec)).transpose()?;
+            // Deterministic stages queue all their trials at once; async mode keeps a bounded
+            // number queued, so that the searcher's model sees results before it suggests more.
+            let capacity = if a.deterministic { optimize::DETERMINISTIC_BATCH } else { (2 * workers).max(16) };
+            let mut evaluator = QueueEvaluator::new(queue, local, workers, lease, capacity)?;
+            let summary = optimize::optimize(&space, &mut *searcher, &mut evaluator, &mut **pg, options, &mut observer)
+                .context("optimization failed")?;
+            pg.finish().context("failed to mark the study finished")?;
+            summary
+        }
+        _ => {
+            let mut opened = a
+                .store
+                .as_deref()
+                .map(|s| store::open(s, None, None))
+                .transpose()
+                .context("failed to open the trial store")?;
+            let mut memory = optimize::MemoryStore::new();
+            let store: &mut dyn optimize::TrialStore = match &mut opened {
+                Some(o) => o.trial_store(),
+                None => &mut memory,
+            };
+            let pool = pool.as_mut().expect("workers > 0 without a PostgreSQL store");
+            let id = strategies.id_of(strategy.name())?;
+            let mut evaluator =
+                runner::PoolEvaluator::new(pool, strategy, id, *base.values(), Some(sessions), a.range.fee);
+            optimize::optimize(&space, &mut *searcher, &mut evaluator, store, options, &mut observer)
+                .context("optimization failed")?
+        }
+    };
     progress.finish();
     let wall = started.elapsed().as_secs_f64();
 
@@ -191,6 +231,19 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
         println!("wall_seconds  {wall:.3}");
     }
     Ok(())
+}
+
+/// The pool backend for `--pool` (default: fork on unix, spawn elsewhere).
+pub(crate) fn pool_kind(pool: Option<PoolArg>, h: HandlesArg, s: SpawnLoadArg) -> PoolKind {
+    match pool {
+        None => match PoolKind::platform_default() {
+            PoolKind::Fork(_) => PoolKind::Fork(handles(h)),
+            _ => PoolKind::Spawn(spawn_load(s)),
+        },
+        Some(PoolArg::Fork) => PoolKind::Fork(handles(h)),
+        Some(PoolArg::Spawn) => PoolKind::Spawn(spawn_load(s)),
+        Some(PoolArg::Thread) => PoolKind::Thread,
+    }
 }
 
 fn handles(h: HandlesArg) -> HandleMode {

@@ -602,7 +602,39 @@ impl Queue {
         self.conn.wait(timeout)
     }
 
-    /// The study, if it exists.
+    /// Serve another study from now on (same connection, same owner).
+    pub fn switch(&mut self, study: &str) {
+        self.study = study.to_string();
+    }
+
+    /// Every study's name, state, bundle hash and task (no counts: cheap enough to poll).
+    pub fn heads(&mut self) -> Result<Vec<StudyInfo>> {
+        let rows = self.conn.run("read the studies", |c| {
+            c.query("SELECT name, state, bundle_hash, task, holder FROM btopt_studies ORDER BY name", &[])
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| StudyInfo {
+                name: r.get(0),
+                state: r.get(1),
+                bundle_hash: r.get(2),
+                task: r.get::<_, Option<String>>(3).and_then(|t| serde_json::from_str(&t).ok()),
+                holder: r.get(4),
+                queued: 0,
+                running: 0,
+                done: 0,
+                best_loss: None,
+            })
+            .collect())
+    }
+
+    /// This study's entry of [`Queue::heads`], if it exists.
+    pub fn head(&mut self) -> Result<Option<StudyInfo>> {
+        let study = self.study.clone();
+        Ok(self.heads()?.into_iter().find(|h| h.name == study))
+    }
+
+    /// The study with its counts, if it exists.
     pub fn info(&mut self) -> Result<Option<StudyInfo>> {
         let study = self.study.clone();
         let row =
