@@ -358,7 +358,9 @@ impl PgStore {
             feed.push(f.map(|s| s as i64));
             reused.push(r.map(|s| s as i64));
         }
-        let n = self.conn.run("record completions", |c| {
+        // A row that already holds its outcome (a worker wrote it under its lease) is not
+        // written again unless there is bookkeeping to add: one write less per queued trial.
+        self.conn.run("record completions", |c| {
             c.execute(
                 "UPDATE btopt_trials t SET status = v.status, loss = v.loss, metrics = v.metrics,
                         message = v.message, duration = v.duration, worker = v.worker,
@@ -366,17 +368,11 @@ impl PgStore {
                  FROM unnest($2::int8[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::float8[],
                              $8::int4[], $9::int8[], $10::int8[])
                       AS v(trial_id, status, loss, metrics, message, duration, worker, feed, reused)
-                 WHERE t.study = $1 AND t.trial_id = v.trial_id",
+                 WHERE t.study = $1 AND t.trial_id = v.trial_id
+                       AND (t.status = 'running' OR v.feed IS NOT NULL OR v.reused IS NOT NULL)",
                 &[&study, &ids, &status, &loss, &metrics, &message, &duration, &worker, &feed, &reused],
             )
         })?;
-        if n as usize != ids.len() {
-            return Err(Error::Study(format!(
-                "{} of {} completions were for unknown trials",
-                ids.len() - n as usize,
-                ids.len()
-            )));
-        }
         self.completed.clear();
         Ok(())
     }
