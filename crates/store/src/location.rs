@@ -60,11 +60,58 @@ impl Location {
     }
 }
 
+/// How to use TLS, as libpq's `sslmode` (the client library knows only the first three).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SslMode {
+    Disable,
+    /// TLS if the server offers it, without verification (libpq's default).
+    Prefer,
+    /// TLS, without verification.
+    Require,
+    /// TLS, with the server certificate verified against the root certificate.
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate must name the host.
+    VerifyFull,
+}
+
 /// A PostgreSQL server and database, with its password resolved, ready to connect.
 #[derive(Clone)]
 pub struct PgTarget {
     config: postgres::Config,
     display: String,
+    ssl: SslMode,
+    root_cert: Option<PathBuf>,
+}
+
+/// `url` without its `sslmode` and `sslrootcert` parameters, and their values.
+fn take_tls_params(url: &str) -> Result<(String, SslMode, Option<PathBuf>)> {
+    let Some((base, query)) = url.split_once('?') else { return Ok((url.to_string(), SslMode::Prefer, None)) };
+    let mut keep = Vec::new();
+    let mut mode = SslMode::Prefer;
+    let mut root = None;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("sslmode", v)) => {
+                mode = match v {
+                    "disable" => SslMode::Disable,
+                    "allow" | "prefer" => SslMode::Prefer,
+                    "require" => SslMode::Require,
+                    "verify-ca" => SslMode::VerifyCa,
+                    "verify-full" => SslMode::VerifyFull,
+                    other => {
+                        return Err(Error::InvalidLocation(format!(
+                            "{}: sslmode {other}: use disable, prefer, require, verify-ca or verify-full",
+                            redact(url)
+                        )));
+                    }
+                }
+            }
+            Some(("sslrootcert", v)) => root = Some(PathBuf::from(v)),
+            _ => keep.push(pair),
+        }
+    }
+    let rest = if keep.is_empty() { base.to_string() } else { format!("{base}?{}", keep.join("&")) };
+    Ok((rest, mode, root))
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -76,9 +123,14 @@ impl std::fmt::Debug for PgTarget {
 impl PgTarget {
     /// Parses a `postgresql://` URL. Without a password in it, `PGPASSWORD` is used, else
     /// the matching line of `PGPASSFILE` or `~/.pgpass` (only if no one else may read it).
+    ///
+    /// TLS follows libpq's `sslmode`: `disable`; `prefer` (the default: TLS when offered);
+    /// `require` (TLS, unverified); `verify-ca` and `verify-full` (verified against
+    /// `sslrootcert`, default `~/.postgresql/root.crt`; `verify-full` also checks the host name).
     pub fn parse(url: &str) -> Result<PgTarget> {
         let display = redact(url);
-        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+        let (stripped, ssl, root_cert) = take_tls_params(url)?;
+        let mut config: postgres::Config = stripped.parse().map_err(|e: postgres::Error| {
             Error::InvalidLocation(format!("{display}: {}", scrub(&redact(&e.to_string()), None)))
         })?;
         if config.get_hosts().is_empty() {
@@ -97,7 +149,46 @@ impl PgTarget {
         if config.get_application_name().is_none() {
             config.application_name("btopt");
         }
-        Ok(PgTarget { config, display })
+        config.ssl_mode(match ssl {
+            SslMode::Disable => postgres::config::SslMode::Disable,
+            SslMode::Prefer => postgres::config::SslMode::Prefer,
+            _ => postgres::config::SslMode::Require,
+        });
+        Ok(PgTarget { config, display, ssl, root_cert })
+    }
+
+    /// The TLS connector for this target's `sslmode`.
+    fn tls(&self) -> Result<postgres_openssl::MakeTlsConnector> {
+        use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+        let err = |e: openssl::error::ErrorStack| Error::Postgres {
+            url: self.display.clone(),
+            what: "set up TLS".into(),
+            message: e.to_string(),
+        };
+        let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(err)?;
+        match self.ssl {
+            SslMode::VerifyCa | SslMode::VerifyFull => {
+                let root = match &self.root_cert {
+                    Some(p) => p.clone(),
+                    None => Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".postgresql/root.crt"),
+                };
+                builder.set_ca_file(&root).map_err(|e| Error::Postgres {
+                    url: self.display.clone(),
+                    what: "set up TLS".into(),
+                    message: format!("root certificate {}: {e}", root.display()),
+                })?;
+                builder.set_verify(SslVerifyMode::PEER);
+            }
+            _ => builder.set_verify(SslVerifyMode::NONE),
+        }
+        let mut connector = postgres_openssl::MakeTlsConnector::new(builder.build());
+        if self.ssl != SslMode::VerifyFull {
+            connector.set_callback(|c, _| {
+                c.set_verify_hostname(false);
+                Ok(())
+            });
+        }
+        Ok(connector)
     }
 
     /// The URL as it may be printed (no password).
@@ -155,7 +246,11 @@ impl PgTarget {
                 }
             }
         }
-        config.connect(postgres::NoTls).map_err(|e| self.error("connect", &e))
+        let client = match self.ssl {
+            SslMode::Disable => config.connect(postgres::NoTls),
+            _ => config.connect(self.tls()?),
+        };
+        client.map_err(|e| self.error("connect", &e))
     }
 
     /// A client error as this crate's error, with the URL redacted and the password masked.

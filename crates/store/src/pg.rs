@@ -199,8 +199,11 @@ fn connect_with_backoff(target: &PgTarget) -> Result<Client> {
             Ok(c) => return Ok(c),
             Err(e) => {
                 // Wrong password, unknown database, refused role: retrying cannot help.
+                // So does a TLS failure (a certificate that does not verify, no TLS offered).
                 let message = e.to_string();
-                let fatal = ["28P01", "28000", "3D000", "42501"].iter().any(|c| message.contains(c));
+                let lower = message.to_ascii_lowercase();
+                let fatal = ["28P01", "28000", "3D000", "42501"].iter().any(|c| message.contains(c))
+                    || ["certificate", "tls", "ssl"].iter().any(|w| lower.contains(w));
                 if fatal {
                     return Err(e);
                 }

@@ -108,6 +108,7 @@ pub struct Cluster {
     bin: PathBuf,
     port: u16,
     as_postgres: bool,
+    extra: String,
 }
 
 fn is_root() -> bool {
@@ -122,6 +123,19 @@ impl Cluster {
 
     /// Starts a cluster, or `None` if the server binaries are missing.
     pub fn start() -> Option<Cluster> {
+        Cluster::start_with(false)
+    }
+
+    /// Starts a cluster that offers TLS (`ssl=on`) with a server certificate for `localhost`
+    /// and `127.0.0.1` signed by a fresh CA (made with the `openssl` command); returns it with
+    /// the CA's certificate file. `None` if the server binaries are missing.
+    pub fn start_tls() -> Option<(Cluster, PathBuf)> {
+        let c = Cluster::start_with(true)?;
+        let ca = c.dir.join("ca.crt");
+        Some((c, ca))
+    }
+
+    fn start_with(tls: bool) -> Option<Cluster> {
         let bin = Cluster::bin_dir();
         if !bin.join("initdb").exists() {
             return None;
@@ -129,7 +143,7 @@ impl Cluster {
         let as_postgres = is_root();
         let dir = std::env::temp_dir().join(unique_name().replace("test_", "btopt-pg-"));
         std::fs::create_dir(&dir).expect("create the cluster directory");
-        let mut cluster = Cluster { dir, bin, port: 0, as_postgres };
+        let mut cluster = Cluster { dir, bin, port: 0, as_postgres, extra: String::new() };
         if as_postgres {
             let ok = Command::new("chown").arg("postgres").arg(&cluster.dir).status().is_ok_and(|s| s.success());
             assert!(ok, "failed to chown the cluster directory to postgres");
@@ -142,6 +156,10 @@ impl Cluster {
         let data = cluster.data();
         cluster
             .pg("initdb", &["-D", p(&data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"]);
+        if tls {
+            cluster.make_certificates(&data);
+            cluster.extra = " -c ssl=on".to_string();
+        }
         let mut last = String::new();
         for _ in 0..5 {
             cluster.port = free_port();
@@ -162,15 +180,83 @@ impl Cluster {
         panic!("failed to start a throwaway PostgreSQL cluster: {last}");
     }
 
+    /// A CA and a server certificate for localhost/127.0.0.1 in the data directory.
+    fn make_certificates(&self, data: &Path) {
+        let d = &self.dir;
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(d).stdin(Stdio::null()).output();
+            let out = out.expect("run the openssl command");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        std::fs::write(d.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("write san.ext");
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=btopt test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ]);
+        for f in ["server.crt", "server.key"] {
+            std::fs::copy(d.join(f), data.join(f)).expect("copy a certificate file");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(data.join(f), std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+            }
+            if self.as_postgres {
+                let ok = Command::new("chown").arg("postgres").arg(data.join(f)).status().is_ok_and(|s| s.success());
+                assert!(ok, "failed to chown {f} to postgres");
+            }
+        }
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
 
     fn options(&self) -> String {
         format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200{}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.extra
         )
     }
 

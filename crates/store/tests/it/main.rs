@@ -5,6 +5,7 @@ mod locks;
 mod postgres;
 mod redact;
 mod resume;
+mod tls;
 
 use optimize::{CountingOnes, HyperbandSettings, TrialStore};
 
