@@ -9,5 +9,8 @@ mod backtests;
 mod distributed;
 mod optimize_cli;
 mod optimize_recovery;
+mod overfitting_cli;
+mod planted_edge;
 mod pool_equivalence;
 mod support;
+mod walkforward_cli;

@@ -56,7 +56,29 @@ fn keys(v: &Value) -> Vec<&str> {
 
 /// Checks the contract's exact shape and the internal consistency of a summary.
 pub(crate) fn check_contract(v: &Value) {
-    assert_eq!(keys(v), ["best", "evaluations", "total_budget", "trials", "wall_seconds"], "{v}");
+    let bracketed = v["trials"].as_array().expect("trials").iter().any(|t| !t["bracket"].is_null());
+    let mut want = vec!["best", "evaluations", "overfitting", "total_budget", "trials", "wall_seconds"];
+    if bracketed {
+        want.push("fidelity");
+        let pairs = v["fidelity"].as_array().expect("fidelity");
+        assert!(!pairs.is_empty(), "a bracket search has several budgets");
+        for p in pairs {
+            assert_eq!(keys(p), ["high", "low", "pairs", "spearman"], "{p}");
+            assert!(p["low"].as_f64() < p["high"].as_f64(), "{p}");
+        }
+    }
+    if v["overfitting"].is_null() {
+        want.push("overfitting_skipped");
+        assert!(v["overfitting_skipped"].is_string(), "{v}");
+    } else {
+        let o = &v["overfitting"];
+        let k = ["best_sharpe", "cscv_blocks", "deflated_sharpe", "expected_max_sharpe", "pbo", "returns", "trials"];
+        assert_eq!(keys(o), k, "{o}");
+        let pbo = o["pbo"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&pbo), "{o}");
+    }
+    want.sort_unstable();
+    assert_eq!(keys(v), want, "{v}");
     let best = &v["best"];
     assert_eq!(keys(best), ["budget", "loss", "params", "sharpe"], "{best}");
     assert_eq!(best["sharpe"].as_f64(), best["loss"].as_f64().map(|l| -l), "sharpe = -loss");
@@ -64,7 +86,10 @@ pub(crate) fn check_contract(v: &Value) {
     assert_eq!(v["evaluations"].as_u64(), Some(trials.len() as u64));
     let mut spent = 0.0;
     for t in trials {
-        assert_eq!(keys(t), ["budget", "loss", "params", "status"], "{t}");
+        assert_eq!(keys(t), ["bracket", "budget", "loss", "params", "stage", "status", "trial_id"], "{t}");
+        assert!(t["trial_id"].is_u64(), "{t}");
+        assert_eq!(t["bracket"].is_null(), t["stage"].is_null(), "{t}");
+        assert_eq!(t["bracket"].is_null(), !bracketed, "{t}");
         assert_eq!(keys(&t["params"]), ["long_window", "short_window", "threshold"], "{t}");
         match t["status"].as_str() {
             Some("ok") => assert!(t["loss"].is_f64(), "{t}"),

@@ -46,7 +46,7 @@ fn ma_jobs(space: &Space, n: usize, budget: f64, sessions: Option<Range<usize>>)
             let config = space.config_at(i * card / n)?;
             let params = runner::params_of(&*ma, &base, &config)?;
             let options = RunOptions::new_checked(budget, sessions.clone(), RunOptions::DEFAULT_FEE)?;
-            Ok(Job::Backtest(BacktestTask { strategy: id, params, options }))
+            Ok(Job::Backtest(BacktestTask { strategy: id, params, options, returns: false }))
         })
         .collect()
 }

@@ -37,153 +37,212 @@ pub(crate) enum SpawnLoadArg {
 pub(crate) struct OptimizeArgs {
     /// The bundle directory.
     #[arg(long)]
-    bundle: PathBuf,
+    pub(crate) bundle: PathBuf,
     /// The strategy (`strategies` lists each one's parameters).
     #[arg(long)]
-    strategy: String,
+    pub(crate) strategy: String,
     /// The parameter space, a TOML file.
     #[arg(long)]
-    space: PathBuf,
+    pub(crate) space: PathBuf,
     /// grid, random, hyperband or bohb.
     #[arg(long)]
-    search: String,
+    pub(crate) search: String,
     /// Worker pool backend [default: fork on unix, spawn elsewhere].
     #[arg(long)]
-    pool: Option<PoolArg>,
+    pub(crate) pool: Option<PoolArg>,
     /// Number of workers [default: available cores]; 0 only with a PostgreSQL store, where
     /// `btopt worker` processes do the work.
     #[arg(long)]
-    workers: Option<u16>,
+    pub(crate) workers: Option<u16>,
     /// Smallest budget (hyperband, bohb).
     #[arg(long, default_value_t = 0.05)]
-    min_budget: f64,
+    pub(crate) min_budget: f64,
     /// Largest budget; grid and random evaluate at this budget.
     #[arg(long, default_value_t = 1.0)]
-    max_budget: f64,
+    pub(crate) max_budget: f64,
     /// Successive-halving factor (hyperband, bohb).
     #[arg(long, default_value_t = 3.0)]
-    eta: f64,
+    pub(crate) eta: f64,
     /// Number of brackets (hyperband, bohb).
     #[arg(long, default_value_t = 10)]
-    iterations: usize,
+    pub(crate) iterations: usize,
     /// Cap on evaluations (grid, random).
     #[arg(long)]
-    evaluations: Option<u64>,
+    pub(crate) evaluations: Option<u64>,
     /// Seed of every random choice of the search.
     #[arg(long, default_value_t = 42)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Synchronous stages: the same result for the same seed at any worker count.
     #[arg(long)]
-    deterministic: bool,
+    pub(crate) deterministic: bool,
     /// Trial store: FILE or sqlite:FILE (one machine), or postgresql://USER@HOST:PORT/DB
     /// (a distributed study); records every trial and resumes an interrupted run.
     #[arg(long)]
-    store: Option<String>,
+    pub(crate) store: Option<String>,
     /// The study's name in a PostgreSQL store [default: the study's identity hash].
     #[arg(long)]
-    study: Option<String>,
-    /// A fixed strategy parameter, NAME=VALUE (repeatable); the space overrides it.
-    #[arg(long = "set", value_name = "NAME=VALUE")]
-    set: Vec<String>,
-    #[command(flatten)]
-    range: crate::RangeArgs,
-    /// Fork backend: use SQLite handles inherited from the parent, or reopen them per child.
-    #[arg(long, default_value = "inherit")]
-    handles: HandlesArg,
-    /// Spawn backend: load the bundle in each worker, or map its columnar cache.
-    #[arg(long, default_value = "load")]
-    spawn_load: SpawnLoadArg,
+    pub(crate) study: Option<String>,
     /// PostgreSQL store: seconds without a heartbeat after which the trials of this
     /// process's own workers go back to the queue.
     #[arg(long, default_value_t = 30.0)]
-    lease: f64,
+    pub(crate) lease: f64,
+    /// A fixed strategy parameter, NAME=VALUE (repeatable); the space overrides it.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub(crate) set: Vec<String>,
+    #[command(flatten)]
+    pub(crate) range: crate::RangeArgs,
+    /// Fork backend: use SQLite handles inherited from the parent, or reopen them per child.
+    #[arg(long, default_value = "inherit")]
+    pub(crate) handles: HandlesArg,
+    /// Spawn backend: load the bundle in each worker, or map its columnar cache.
+    #[arg(long, default_value = "load")]
+    pub(crate) spawn_load: SpawnLoadArg,
     /// Kill and retry a backtest that runs longer than this many seconds.
     #[arg(long)]
-    task_timeout: Option<f64>,
+    pub(crate) task_timeout: Option<f64>,
+    /// CSCV blocks S for the probability of backtest overfitting: even, at least 4.
+    #[arg(long)]
+    pub(crate) cscv_blocks: Option<usize>,
+    /// Cap on the full-budget trials the overfitting statistics use; above it they use a
+    /// seeded uniform subsample of this many (Floyd's algorithm on ChaCha12, seeded by --seed).
+    #[arg(long, default_value_t = overfitting::DEFAULT_MAX_TRIALS)]
+    pub(crate) overfitting_max_trials: usize,
     /// Print one JSON object.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
+}
+
+/// What `optimize` and `walkforward` check before any work: the space against the
+/// strategy's table, the fixed parameters, the search settings, the CSCV blocks and the pool.
+pub(crate) struct Prepared {
+    pub(crate) space: optimize::Space,
+    pub(crate) base: engine::Configured,
+    pub(crate) spec: optimize::SearchSpec,
+    pub(crate) blocks: usize,
+    pub(crate) kind: PoolKind,
+    pub(crate) workers: usize,
+    /// The parsed `--store`, if any.
+    pub(crate) location: Option<store::Location>,
+}
+
+impl Prepared {
+    /// Everything that can fail cheaply, checked before the bundle is loaded and before any
+    /// pool, store or file exists: a bad space or parameter is a usage error (exit 2).
+    pub(crate) fn new(a: &OptimizeArgs, strategies: &engine::Registry) -> Result<Prepared> {
+        let space = optimize::Space::from_toml_file(&a.space)
+            .map_err(|e| crate::usage(format!("invalid space {}: {e}", a.space.display())))?;
+        let base = crate::backtest_cmd::configure(strategies, &a.strategy, &a.set)?;
+        runner::check_space(&**base.strategy(), &space)
+            .map_err(|e| crate::usage(format!("{}: {e}", a.space.display())))?;
+        let spec = optimize::SearchSpec {
+            kind: a.search.parse().map_err(|e| crate::usage(format!("invalid --search: {e}")))?,
+            min_budget: a.min_budget,
+            max_budget: a.max_budget,
+            eta: a.eta,
+            iterations: a.iterations,
+            evaluations: a.evaluations,
+            seed: a.seed,
+        };
+        spec.build(&space).map_err(|e| crate::usage(format!("invalid search settings: {e}")))?;
+        let blocks = a.cscv_blocks.unwrap_or(overfitting::DEFAULT_CSCV_BLOCKS);
+        overfitting::check_blocks(blocks).map_err(|e| crate::usage(format!("invalid --cscv-blocks: {e}")))?;
+        if a.overfitting_max_trials < 2 {
+            return Err(crate::usage("invalid --overfitting-max-trials: the statistics need at least 2 trials"));
+        }
+        let workers =
+            a.workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
+        let kind = pool_kind(a.pool, a.handles, a.spawn_load);
+        let location = a
+            .store
+            .as_deref()
+            .map(store::Location::parse)
+            .transpose()
+            .map_err(|e| crate::usage(format!("invalid --store: {e}")))?;
+        let distributed = matches!(location, Some(store::Location::Postgres(_)));
+        if workers == 0 && !distributed {
+            return Err(crate::usage(
+                "--workers 0 needs a postgresql:// store, where btopt worker processes do the work",
+            ));
+        }
+        if a.study.is_some() && !distributed {
+            return Err(crate::usage("--study needs --store postgresql://USER@HOST:PORT/DB"));
+        }
+        if !(a.lease.is_finite() && a.lease > 0.0) {
+            return Err(crate::usage("--lease must be a positive number of seconds"));
+        }
+        Ok(Prepared { space, base, spec, blocks, kind, workers, location })
+    }
+
+    /// Builds the pool; call it while this process is still single-threaded (it forks).
+    pub(crate) fn pool(
+        &self,
+        a: &OptimizeArgs,
+        bundle: &Arc<bundle::Bundle>,
+        strategies: &Arc<engine::Registry>,
+    ) -> Result<pool::Pool<runner::BacktestWorker>> {
+        let mut builder = pool::PoolBuilder::new().workers(self.workers);
+        if let Some(t) = a.task_timeout {
+            builder = builder.task_timeout(Duration::from_secs_f64(t));
+        }
+        runner::build_pool(self.kind, builder, bundle, &a.bundle, strategies).context("failed to start the pool")
+    }
 }
 
 pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Result<()> {
     let started = Instant::now();
-    // Everything that can fail cheaply is checked before the bundle is loaded, and before any
-    // pool, store or file exists: a bad space or parameter is a usage error (exit 2).
-    let space = optimize::Space::from_toml_file(&a.space)
-        .map_err(|e| crate::usage(format!("invalid space {}: {e}", a.space.display())))?;
-    let base = crate::backtest_cmd::configure(strategies, &a.strategy, &a.set)?;
+    let prep = Prepared::new(a, strategies)?;
+    let (space, base, blocks) = (&prep.space, &prep.base, prep.blocks);
     let strategy = base.strategy().clone();
-    runner::check_space(&*strategy, &space).map_err(|e| crate::usage(format!("{}: {e}", a.space.display())))?;
-    let spec = optimize::SearchSpec {
-        kind: a.search.parse().map_err(|e| crate::usage(format!("invalid --search: {e}")))?,
-        min_budget: a.min_budget,
-        max_budget: a.max_budget,
-        eta: a.eta,
-        iterations: a.iterations,
-        evaluations: a.evaluations,
-        seed: a.seed,
-    };
-    let mut searcher = spec.build(&space).map_err(|e| crate::usage(format!("invalid search settings: {e}")))?;
-    let workers = a.workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
-    let location = a
-        .store
-        .as_deref()
-        .map(store::Location::parse)
-        .transpose()
-        .map_err(|e| crate::usage(format!("invalid --store: {e}")))?;
-    let distributed = matches!(location, Some(store::Location::Postgres(_)));
-    if workers == 0 && !distributed {
-        return Err(crate::usage("--workers 0 needs a postgresql:// store, where btopt worker processes do the work"));
-    }
-    if a.study.is_some() && !distributed {
-        return Err(crate::usage("--study needs --store postgresql://USER@HOST:PORT/DB"));
-    }
-    if !(a.lease.is_finite() && a.lease > 0.0) {
-        return Err(crate::usage("--lease must be a positive number of seconds"));
-    }
-    let kind = pool_kind(a.pool, a.handles, a.spawn_load);
+    let mut searcher = prep.spec.build(space)?;
 
     let bundle = Arc::new(bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?);
     crate::backtest_cmd::check_frequency(&*strategy, &bundle)?;
     let sessions = runner::session_range(&bundle, a.range.start, a.range.end)?;
-    let bundle_hash = bundle.content_hash().to_string();
-    let mut builder = pool::PoolBuilder::new().workers(workers.max(1));
-    if let Some(t) = a.task_timeout {
-        builder = builder.task_timeout(Duration::from_secs_f64(t));
+    // CSCV needs 2 returns per block; asked for explicitly, too few is a usage error, and by
+    // default the statistics are skipped with the reason.
+    if a.cscv_blocks.is_some() && sessions.len() < 2 * blocks {
+        return Err(crate::usage(format!(
+            "--cscv-blocks {blocks} needs at least {} sessions of returns, the range has {}",
+            2 * blocks,
+            sessions.len()
+        )));
     }
-    // The pool forks here, while this process is still single-threaded.
-    let mut pool = match workers {
+    let bundle_hash = bundle.content_hash().to_string();
+    // The pool forks here, while this process is still single-threaded; every database
+    // connection comes after it.
+    let mut pool = match prep.workers {
         0 => None,
-        _ => Some(
-            runner::build_pool(kind, builder, &bundle, &a.bundle, strategies).context("failed to start the pool")?,
-        ),
+        _ => Some(prep.pool(a, &bundle, strategies)?),
     };
     drop(bundle);
 
     let options = optimize::RunOptions { deterministic: a.deterministic, reuse_results: false };
     let mut progress = ProgressView::new(a.json);
     let mut observer = |p: &optimize::Progress<'_>| progress.update(p);
-    // Only after the pool exists: a store connection must never cross a fork.
-    let summary = match (&location, a.store.as_deref()) {
+    let (summary, overfit) = match (&prep.location, a.store.as_deref()) {
         (Some(store::Location::Postgres(target)), Some(url)) => {
             let spec = TaskSpec { strategy: a.strategy.clone(), set: a.set.clone(), sessions, fee: a.range.fee };
             let task = store::StudyTask { bundle_hash, task: spec.to_json() };
             let mut opened =
                 store::open(url, a.study.as_deref(), Some(task)).context("failed to open the trial store")?;
             let store::Opened::Postgres { store: pg, .. } = &mut opened else { unreachable!("a postgresql:// store") };
-            let name = pg.study_name(&optimize::study_identity(&space, &*searcher, options));
+            let name = pg.study_name(&optimize::study_identity(space, &*searcher, options));
             let lease = Duration::from_secs_f64(a.lease);
             let queue =
                 store::Queue::connect(target, &name, lease).context("failed to connect to the study database")?;
             let local = pool.as_mut().map(|p| local_evaluator(p, strategies, &spec)).transpose()?;
             // Deterministic stages queue all their trials at once; async mode keeps a bounded
             // number queued, so that the searcher's model sees results before it suggests more.
-            let capacity = if a.deterministic { optimize::DETERMINISTIC_BATCH } else { (2 * workers).max(16) };
-            let mut evaluator = QueueEvaluator::new(queue, local, workers, lease, capacity)?;
-            let summary = optimize::optimize(&space, &mut *searcher, &mut evaluator, &mut **pg, options, &mut observer)
+            let capacity = if a.deterministic { optimize::DETERMINISTIC_BATCH } else { (2 * prep.workers).max(16) };
+            let mut evaluator = QueueEvaluator::new(queue, local, prep.workers, lease, capacity)?;
+            let summary = optimize::optimize(space, &mut *searcher, &mut evaluator, &mut **pg, options, &mut observer)
                 .context("optimization failed")?;
             pg.finish().context("failed to mark the study finished")?;
-            summary
+            progress.finish();
+            (
+                summary,
+                Err("not computed for distributed studies: the workers do not return per-session returns".to_string()),
+            )
         }
         _ => {
             let mut opened = a
@@ -200,20 +259,52 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             let pool = pool.as_mut().expect("workers > 0 without a PostgreSQL store");
             let id = strategies.id_of(strategy.name())?;
             let mut evaluator =
-                runner::PoolEvaluator::new(pool, strategy, id, *base.values(), Some(sessions), a.range.fee);
-            optimize::optimize(&space, &mut *searcher, &mut evaluator, store, options, &mut observer)
-                .context("optimization failed")?
+                runner::PoolEvaluator::new(pool, strategy, id, *base.values(), Some(sessions), a.range.fee)
+                    .collect_returns(FULL_BUDGET, a.overfitting_max_trials);
+            let summary = optimize::optimize(space, &mut *searcher, &mut evaluator, store, options, &mut observer)
+                .context("optimization failed")?;
+            progress.finish();
+            let overfit = overfitting_of(&mut evaluator, &summary, blocks, a.overfitting_max_trials, a.seed)?;
+            (summary, overfit)
         }
     };
-    progress.finish();
     let wall = started.elapsed().as_secs_f64();
 
+    // HpBandSter's advice: below ρ = 0.2 between budgets, low budgets say little about high
+    // ones, and Hyperband or BOHB should not be expected to help.
+    let bracketed = summary.trials.iter().any(|t| t.bracket.is_some());
+    let fidelity = if bracketed { optimize::fidelity(&summary.trials) } else { Vec::new() };
+    for p in &fidelity {
+        if let Some(rho) = p.spearman.filter(|r| *r < optimize::WEAK_RANK_CORRELATION) {
+            eprintln!(
+                "warning: rank correlation of losses between budgets {} and {} is {rho:.3} over {} configs \
+                 (below {}): low budgets say little about high ones here",
+                p.low,
+                p.high,
+                p.pairs,
+                optimize::WEAK_RANK_CORRELATION
+            );
+        }
+    }
     let mut json = summary.to_json();
     if let Some(best) = json.get_mut("best").and_then(|b| b.as_object_mut()) {
         let loss = best.get("loss").and_then(|l| l.as_f64()).unwrap_or(f64::NAN);
         best.insert("sharpe".into(), serde_json::json!(-loss));
     }
     json["wall_seconds"] = serde_json::json!(wall);
+    match &overfit {
+        Ok(o) => {
+            json["overfitting"] = serde_json::json!({
+                "trials": o.trials, "returns": o.returns, "cscv_blocks": o.cscv_blocks, "pbo": o.pbo,
+                "deflated_sharpe": o.deflated_sharpe, "expected_max_sharpe": o.expected_max_sharpe,
+                "best_sharpe": o.best_sharpe,
+            });
+        }
+        Err(reason) => {
+            json["overfitting"] = serde_json::Value::Null;
+            json["overfitting_skipped"] = serde_json::json!(reason);
+        }
+    }
     if a.json {
         println!("{}", serde_json::to_string(&json)?);
     } else {
@@ -227,10 +318,52 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             None => println!("best          none (every trial failed)"),
         }
         println!("evaluations   {}", summary.evaluations);
+        for p in &fidelity {
+            let rho = p.spearman.map_or("-".to_string(), |r| format!("{r:.3}"));
+            println!("fidelity      budget {} -> {}: spearman {rho} over {} configs", p.low, p.high, p.pairs);
+        }
         println!("total_budget  {:.4}", summary.total_budget);
+        match &overfit {
+            Ok(o) => println!("overfitting   {}", o.reading()),
+            Err(reason) => println!("overfitting   skipped: {reason}"),
+        }
         println!("wall_seconds  {wall:.3}");
     }
     Ok(())
+}
+
+/// The budget whose trials the overfitting statistics use (design-notes section 9).
+const FULL_BUDGET: f64 = 1.0;
+
+/// The overfitting statistics over the full-budget trials that ended ok, in trial-id order
+/// (a seeded subsample of `cap` of them above the cap), or why they cannot be computed.
+fn overfitting_of(
+    evaluator: &mut runner::PoolEvaluator<'_>,
+    summary: &optimize::Summary,
+    blocks: usize,
+    cap: usize,
+    seed: u64,
+) -> Result<Result<overfitting::Overfitting, String>> {
+    let mut full: Vec<(u64, optimize::Config)> = summary
+        .trials
+        .iter()
+        .filter(|t| t.budget == FULL_BUDGET && t.status == optimize::TrialStatus::Ok)
+        .map(|t| (t.trial_id, t.config.clone()))
+        .collect();
+    full.sort_by_key(|t| t.0);
+    if full.len() < 2 {
+        return Ok(Err(format!("{} full-budget trials ended ok, the statistics need at least 2", full.len())));
+    }
+    let chosen: Vec<(u64, optimize::Config)> =
+        overfitting::subsample(full.len(), cap, seed).into_iter().map(|i| full[i].clone()).collect();
+    let returns =
+        evaluator.returns_of(&chosen, FULL_BUDGET).map_err(|e| anyhow::anyhow!("failed to collect returns: {e}"))?;
+    let series = chosen.iter().map(|(id, _)| returns[id].as_slice());
+    let matrix = match overfitting::ReturnMatrix::from_trials(series) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    Ok(overfitting::compute(&matrix, blocks).map_err(|e| e.to_string()))
 }
 
 /// The pool backend for `--pool` (default: fork on unix, spawn elsewhere).

@@ -45,6 +45,13 @@ pub trait Strategy: Send + Sync + 'static {
 
     /// Runs one backtest.
     fn run(&self, params: &Self::Params, run: &mut Run<'_, '_>, scratch: &mut Self::Scratch) -> Result<Metrics, Error>;
+
+    /// Bars of history a backtest needs before its window for its indicators to exist (the
+    /// longest SMA, say). Walk-forward refuses folds shorter than this. Default 0.
+    fn warmup(&self, params: &Self::Params) -> usize {
+        let _ = params;
+        0
+    }
 }
 
 /// The object-safe face of a [`Strategy`], implemented for every one; registries hold these.
@@ -57,6 +64,8 @@ pub trait DynStrategy: Send + Sync + 'static {
     fn parameters(&self) -> &'static [ParamSpec];
     /// Checks values against the table and the strategy's own rules.
     fn check(&self, values: &ParamValues) -> Result<(), Error>;
+    /// See [`Strategy::warmup`], for checked values.
+    fn warmup(&self, values: &ParamValues) -> Result<usize, Error>;
     /// Runs one backtest with checked values; `scratch` is the backtester's store of
     /// per-strategy buffers.
     #[doc(hidden)]
@@ -81,6 +90,10 @@ impl<S: Strategy> DynStrategy for S {
     fn check(&self, values: &ParamValues) -> Result<(), Error> {
         values.check(Strategy::parameters(self))?;
         self.build(values).map(drop)
+    }
+    fn warmup(&self, values: &ParamValues) -> Result<usize, Error> {
+        values.check(Strategy::parameters(self))?;
+        Ok(Strategy::warmup(self, &self.build(values)?))
     }
     fn run_erased(
         &self,

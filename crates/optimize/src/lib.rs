@@ -52,6 +52,7 @@
 //! # Ok::<(), optimize::Error>(())
 //! ```
 
+mod diagnostics;
 mod error;
 mod evaluator;
 mod kde;
@@ -62,6 +63,7 @@ mod space;
 mod store;
 mod value;
 
+pub use diagnostics::{FidelityPair, WEAK_RANK_CORRELATION, fidelity, spearman};
 pub use error::{Error, Result};
 pub use evaluator::{Completion, CountingOnes, Evaluator, InProcessEvaluator, Outcome, TrialStatus};
 pub use kde::{BohbModel, BohbSettings, Kde, KdePair, split_sizes, truncated_std_normal};

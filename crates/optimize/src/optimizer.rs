@@ -125,17 +125,31 @@ impl Summary {
 
     /// The summary in the CLI's JSON shape, minus what the glue adds (`sharpe`, `wall_seconds`):
     /// `{"best": {"params", "loss", "budget"}, "evaluations", "total_budget",
-    /// "trials": [{"params", "budget", "loss", "status"}]}`.
+    /// "trials": [{"params", "budget", "loss", "status", "trial_id", "bracket", "stage"}]}`,
+    /// plus `"fidelity"` ([`crate::fidelity`]) for bracket searches. `bracket` and `stage` are
+    /// null outside bracket searches.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "best": self.best.as_ref().map(|b| serde_json::json!({
                 "params": config_to_json(&b.config), "loss": b.loss, "budget": b.budget})),
             "evaluations": self.evaluations,
             "total_budget": self.total_budget,
             "trials": self.trials.iter().map(|t| serde_json::json!({
                 "params": config_to_json(&t.config), "budget": t.budget, "loss": t.loss,
-                "status": t.status.as_str()})).collect::<Vec<_>>(),
-        })
+                "status": t.status.as_str(), "trial_id": t.trial_id, "bracket": t.bracket,
+                "stage": t.stage})).collect::<Vec<_>>(),
+        });
+        if self.trials.iter().any(|t| t.bracket.is_some()) {
+            json["fidelity"] = serde_json::Value::Array(
+                crate::fidelity(&self.trials)
+                    .iter()
+                    .map(
+                        |p| serde_json::json!({"low": p.low, "high": p.high, "pairs": p.pairs, "spearman": p.spearman}),
+                    )
+                    .collect(),
+            );
+        }
+        json
     }
 }
 

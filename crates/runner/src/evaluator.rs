@@ -25,6 +25,20 @@ pub struct PoolEvaluator<'p> {
     fee: f64,
     in_flight: HashMap<pool::TaskId, (u64, Instant)>,
     ready: VecDeque<Completion>,
+    returns: Option<ReturnsSink>,
+}
+
+/// Per-session returns collected while a search runs, for the overfitting statistics.
+///
+/// Only trials at the full budget ask for them, and only up to `cap` trials: past the cap
+/// the sink drops what it holds and stops asking, so memory stays at `cap · T · 8` bytes at
+/// most whatever the search's size; [`PoolEvaluator::returns_of`] then computes the returns
+/// of a subsample after the search.
+struct ReturnsSink {
+    budget: f64,
+    cap: usize,
+    by_trial: BTreeMap<u64, Vec<f64>>,
+    overflowed: bool,
 }
 
 impl<'p> PoolEvaluator<'p> {
@@ -39,13 +53,56 @@ impl<'p> PoolEvaluator<'p> {
         sessions: Option<Range<usize>>,
         fee: f64,
     ) -> PoolEvaluator<'p> {
-        PoolEvaluator { pool, strategy, id, base, sessions, fee, in_flight: HashMap::new(), ready: VecDeque::new() }
+        PoolEvaluator {
+            pool,
+            strategy,
+            id,
+            base,
+            sessions,
+            fee,
+            in_flight: HashMap::new(),
+            ready: VecDeque::new(),
+            returns: None,
+        }
+    }
+
+    /// Also collect the per-session returns of trials at `budget`, for up to `cap` trials
+    /// (see [`PoolEvaluator::returns_of`]). Other trials run exactly as without it.
+    pub fn collect_returns(mut self, budget: f64, cap: usize) -> Self {
+        self.returns = Some(ReturnsSink { budget, cap, by_trial: BTreeMap::new(), overflowed: false });
+        self
+    }
+
+    /// The per-session returns of `trials` (id, config) at `budget`: those collected during the
+    /// search, and the rest (replayed from a store, or past the cap) computed now on the pool.
+    /// Call it when no trial is in flight.
+    pub fn returns_of(&mut self, trials: &[(u64, Config)], budget: f64) -> Result<BTreeMap<u64, Vec<f64>>, String> {
+        let mut have = self.returns.take().map(|s| s.by_trial).unwrap_or_default();
+        let wanted: std::collections::BTreeSet<u64> = trials.iter().map(|(id, _)| *id).collect();
+        have.retain(|id, _| wanted.contains(id));
+        let missing: Vec<&(u64, Config)> = trials.iter().filter(|(id, _)| !have.contains_key(id)).collect();
+        let mut jobs = Vec::with_capacity(missing.len());
+        for (_, config) in &missing {
+            let mut task = self.task(config, budget)?;
+            task.returns = true;
+            jobs.push(Job::Backtest(task));
+        }
+        for ((id, _), out) in missing.iter().zip(self.pool.map(jobs)) {
+            match out {
+                Ok(JobOutput::Metrics { returns: Some(r), .. }) => {
+                    have.insert(*id, r);
+                }
+                Ok(other) => return Err(format!("trial {id}: the worker returned {other:?}, not returns")),
+                Err(e) => return Err(format!("trial {id}: {e}")),
+            }
+        }
+        Ok(have)
     }
 
     fn task(&self, config: &Config, budget: f64) -> Result<BacktestTask, String> {
         let params = params_of(&*self.strategy, &self.base, config).map_err(|e| e.to_string())?;
         let options = RunOptions::new_checked(budget, self.sessions.clone(), self.fee).map_err(|e| e.to_string())?;
-        Ok(BacktestTask { strategy: self.id, params, options })
+        Ok(BacktestTask { strategy: self.id, params, options, returns: false })
     }
 }
 
@@ -70,7 +127,8 @@ impl Evaluator for PoolEvaluator<'_> {
 
     fn submit(&mut self, trial_id: u64, config: &Config, budget: f64) -> optimize::Result<()> {
         match self.task(config, budget) {
-            Ok(task) => {
+            Ok(mut task) => {
+                task.returns = self.returns.as_ref().is_some_and(|s| !s.overflowed && s.budget == budget);
                 let id = self
                     .pool
                     .submit(Job::Backtest(task))
@@ -98,7 +156,14 @@ impl Evaluator for PoolEvaluator<'_> {
             .remove(&id)
             .ok_or_else(|| optimize::Error::Evaluator(format!("the pool returned unknown task {id}")))?;
         let (outcome, worker) = match result {
-            Ok(JobOutput::Metrics { metrics, worker }) => {
+            Ok(JobOutput::Metrics { metrics, worker, returns }) => {
+                if let (Some(sink), Some(r)) = (self.returns.as_mut(), returns) {
+                    sink.by_trial.insert(trial_id, r);
+                    if sink.by_trial.len() > sink.cap {
+                        sink.by_trial.clear();
+                        sink.overflowed = true;
+                    }
+                }
                 (Outcome::Ok { loss: -metrics.sharpe, metrics: metrics_map(&metrics) }, Some(worker))
             }
             Ok(JobOutput::Invalid(message)) => (Outcome::Crashed { message }, None),

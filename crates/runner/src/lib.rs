@@ -29,7 +29,7 @@ mod params;
 mod worker;
 
 pub use evaluator::{PoolEvaluator, metrics_map};
-pub use params::{check_space, params_of};
+pub use params::{check_space, max_warmup, params_of};
 pub use worker::{
     BacktestWorker, HandleMode, Job, JobOutput, PoolKind, SpawnInit, SpawnLoad, build_pool, worker_main_if_requested,
 };
@@ -151,17 +151,57 @@ impl Engine {
         Ok(self.cell.with_dependent_mut(|_, bt| bt.run(strategy, opts))?)
     }
 
+    /// Runs one backtest and writes its equity curve over W into `equity`.
+    pub fn run_with_equity(
+        &mut self,
+        strategy: &Configured,
+        opts: &RunOptions,
+        equity: &mut Vec<f64>,
+    ) -> Result<Metrics, Error> {
+        Ok(self.cell.with_dependent_mut(|_, bt| bt.run_with_equity(strategy, opts, equity))?)
+    }
+
     /// Runs one task, resolving its strategy in `strategies`. Errors come back as data: a bad
-    /// task must not kill a worker.
+    /// task must not kill a worker. With `task.returns`, also the per-session returns of the
+    /// evaluation window ([`session_returns`]); otherwise nothing beyond the metrics is
+    /// computed or allocated.
     pub fn execute(&mut self, strategies: &Registry, task: &BacktestTask) -> BacktestOutcome {
         let Some(strategy) = strategies.by_id(task.strategy) else {
             return BacktestOutcome::Invalid(format!("no strategy with id {} in this worker", task.strategy.0));
         };
-        match self.cell.with_dependent_mut(|_, bt| bt.run_values(&**strategy, &task.params, &task.options, None)) {
-            Ok(m) => BacktestOutcome::Done(m),
+        let mut equity = task.returns.then(Vec::new);
+        let ran = self
+            .cell
+            .with_dependent_mut(|_, bt| bt.run_values(&**strategy, &task.params, &task.options, equity.as_mut()));
+        match ran {
+            Ok(m) => {
+                let returns = equity.map(|e| session_returns(&e, self.bundle().session_bounds()));
+                BacktestOutcome::Done(m, returns)
+            }
             Err(e) => BacktestOutcome::Invalid(e.to_string()),
         }
     }
+}
+
+/// The return of each session of an evaluation window, from its equity curve (one value per
+/// bar, the window's last bars): on daily bars the bar returns, on minute bars each session's
+/// compounded return, `E(last bar of s) / E(last bar of s − 1) − 1`, the first against
+/// `E_start = 1`. `bounds` are the market's session bounds; the window starts on a session
+/// boundary, as every window does.
+pub fn session_returns(equity: &[f64], bounds: &[usize]) -> Vec<f64> {
+    let n_bars = *bounds.last().unwrap_or(&0);
+    let start = n_bars - equity.len();
+    let first = bounds.partition_point(|&b| b < start);
+    let mut prev = 1.0;
+    bounds[first + 1..]
+        .iter()
+        .map(|&end| {
+            let e = equity[end - 1 - start];
+            let r = e / prev - 1.0;
+            prev = e;
+            r
+        })
+        .collect()
 }
 
 /// One backtest to run: the unit of work that crosses the process boundary.
@@ -177,20 +217,27 @@ pub struct BacktestTask {
     pub params: ParamValues,
     /// Budget, session range and fee.
     pub options: RunOptions,
+    /// Also return the per-session returns (for the overfitting statistics).
+    pub returns: bool,
 }
 
 impl BacktestTask {
     /// The task that runs `strategy` (which must be registered in `strategies`) with `options`.
     pub fn new(strategies: &Registry, strategy: &Configured, options: RunOptions) -> Result<BacktestTask, Error> {
-        Ok(BacktestTask { strategy: strategies.id_of(strategy.name())?, params: *strategy.values(), options })
+        Ok(BacktestTask {
+            strategy: strategies.id_of(strategy.name())?,
+            params: *strategy.values(),
+            options,
+            returns: false,
+        })
     }
 }
 
 /// What a worker returns for a [`BacktestTask`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum BacktestOutcome {
-    /// The backtest ran.
-    Done(Metrics),
+    /// The backtest ran, with the per-session returns if the task asked for them.
+    Done(Metrics, Option<Vec<f64>>),
     /// The engine refused the task; the message says why.
     Invalid(String),
 }

@@ -105,3 +105,20 @@ fn typed(spec: &ParamSpec, value: &Value) -> Option<ParamValue> {
     };
     spec.check(v).ok().map(|()| v)
 }
+
+/// The most warm-up any config of `space` can need (see [`engine::Strategy::warmup`]),
+/// evaluated at the space's corner of largest numeric values (window-like parameters grow the
+/// warm-up as they grow); categorical parameters keep `base`'s value.
+pub fn max_warmup(strategy: &dyn DynStrategy, base: &ParamValues, space: &Space) -> Result<usize, Error> {
+    let mut corner = Config::new();
+    for p in space.params() {
+        let v = match &p.kind {
+            SpaceKind::Discrete { max, .. } => Value::Int(*max),
+            SpaceKind::Continuous { max, .. } => Value::Float(*max),
+            SpaceKind::Categorical { .. } => continue,
+        };
+        corner.insert(p.name.clone(), v);
+    }
+    let values = params_of(strategy, base, &corner)?;
+    Ok(strategy.warmup(&values)?)
+}

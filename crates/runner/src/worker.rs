@@ -82,6 +82,8 @@ pub enum JobOutput {
         metrics: Metrics,
         /// The worker.
         worker: u32,
+        /// The per-session returns of the window, if the task asked for them.
+        returns: Option<Vec<f64>>,
     },
     /// The engine or the SQLite handle refused the job; the message says why.
     Invalid(String),
@@ -130,9 +132,9 @@ impl BacktestWorker {
     pub fn execute(&mut self, job: Job) -> JobOutput {
         match job {
             Job::Backtest(task) => match self.engine.execute(&self.strategies, &task) {
-                BacktestOutcome::Done(metrics) => {
+                BacktestOutcome::Done(metrics, returns) => {
                     let worker = *self.pid.get_or_insert_with(std::process::id);
-                    JobOutput::Metrics { metrics, worker }
+                    JobOutput::Metrics { metrics, worker, returns }
                 }
                 BacktestOutcome::Invalid(msg) => JobOutput::Invalid(msg),
             },

@@ -83,3 +83,46 @@ fn errors_are_one_line_and_non_zero() {
     std::fs::write(foreign.join("assets.sqlite"), vec![7u8; 4096]).unwrap();
     check_error(&btopt(&["bundle", "verify", p(&foreign)]), "assets.sqlite");
 }
+
+#[test]
+fn plant_edge_values_are_checked_with_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("b");
+    let generate = |edge: &str| {
+        btopt(&[
+            "bundle",
+            "generate",
+            "--preset",
+            "mag7",
+            "--start",
+            "2021-01-04",
+            "--end",
+            "2021-06-30",
+            "--plant-edge",
+            edge,
+            "--out",
+            p(&out),
+        ])
+    };
+    for (edge, expect) in [
+        ("20", "expected SHORT,LONG[,STRENGTH[,THRESHOLD]]"),
+        ("20,110,1,0.001,9", "expected SHORT,LONG[,STRENGTH[,THRESHOLD]]"),
+        ("x,110", "short window `x` is not a whole number"),
+        ("20,-5", "long window `-5` is not a whole number"),
+        ("110,20", "1 <= short < long"),
+        ("20,110,zero", "strength `zero` is not a number"),
+        ("20,110,0", "strength must be in (0, 10]"),
+        ("20,110,2,1.5", "threshold must be in [0, 1)"),
+    ] {
+        let r = generate(edge);
+        assert_eq!(r.code, 2, "{edge}: {}", r.stderr);
+        check_error(&r, expect);
+        assert!(!out.exists());
+    }
+    let r = generate("10,50");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let info: serde_json::Value = serde_json::from_str(&btopt(&["bundle", "info", p(&out), "--json"]).stdout).unwrap();
+    // The option reached the generator: a planted-edge bundle has no dividends (a plain
+    // mag-7 2021H1 has AAPL's, MSFT's and NVDA's).
+    assert_eq!(info["dividends"], 0, "{info}");
+}

@@ -1,5 +1,6 @@
 //! The synthetic generator: determinism, shape and adjustments.
 
+use bundle::generate::PlantEdge;
 use bundle::{Bundle, Field, Frequency, GenerateSpec, Preset};
 
 #[test]
@@ -112,5 +113,81 @@ fn loaded_columns_are_nan_outside_the_asset_range() {
         assert_eq!(close.len(), b.n_bars());
         assert!(close[..a.first_bar].iter().all(|v| v.is_nan()));
         assert!(close[a.first_bar..a.end_bar].iter().all(|v| v.is_finite() && *v > 0.0));
+    }
+}
+
+#[test]
+fn content_hashes_without_a_planted_edge_never_change() {
+    // Recorded before the planted-edge option existed: the option must not change one bit
+    // of the bundles generated without it.
+    let minute = GenerateSpec {
+        start: "2024-11-25".parse().unwrap(),
+        end: "2024-12-03".parse().unwrap(),
+        ..GenerateSpec::mag7(Frequency::Minute)
+    };
+    for (spec, hash) in [
+        (GenerateSpec::mag7(Frequency::Daily), "c4ad34ca6761518ca41aa690057596b9a985a3ccfb02e0e22f085a8fece973b8"),
+        (
+            GenerateSpec { preset: Preset::Universe { assets: 100 }, ..GenerateSpec::mag7(Frequency::Daily) },
+            "da0b0fc00cefec8e9c3f9dad2b4445317736d59bbf1e893a07216c52c1197cdf",
+        ),
+        (minute, "15f8cf54a421231f93479fd9885507d94c4636f6f585ba3826a0d6d55a826b74"),
+        (crate::small_spec(Frequency::Daily), "7350161c4007dbd635485714dcec540f59fdbe2c12b565ffbd4e4c2b3ba6ecfb"),
+    ] {
+        assert_eq!(bundle::generate::generate(&spec).unwrap().content_hash(), hash, "{spec:?}");
+    }
+}
+
+fn planted(short: usize, long: usize, strength: f64) -> GenerateSpec {
+    GenerateSpec {
+        plant_edge: Some(PlantEdge { short_window: short, long_window: long, strength, threshold: 0.001 }),
+        ..GenerateSpec::mag7(Frequency::Daily)
+    }
+}
+
+#[test]
+fn a_planted_edge_is_deterministic_by_seed_and_moves_only_opens() {
+    let spec = planted(20, 110, 1.0);
+    let a = bundle::generate::generate(&spec).unwrap();
+    let b = bundle::generate::generate(&spec).unwrap();
+    assert_eq!(a.content_hash(), b.content_hash());
+    assert!(
+        a.provenance.contains("planted edge short_window=20 long_window=110 threshold=0.001 strength=1, no dividends"),
+        "{}",
+        a.provenance
+    );
+    let plain = bundle::generate::generate(&GenerateSpec::mag7(Frequency::Daily)).unwrap();
+    assert_ne!(a.content_hash(), plain.content_hash());
+    assert_ne!(
+        a.content_hash(),
+        bundle::generate::generate(&GenerateSpec { seed: 43, ..spec }).unwrap().content_hash()
+    );
+    assert_ne!(a.content_hash(), bundle::generate::generate(&planted(20, 95, 1.0)).unwrap().content_hash());
+    // Closes (and so every signal) are the plain bundle's; only opens move, on the planted
+    // configuration's fill bars, none before its long SMA exists (bar 110 is the first fill
+    // bar possible), and a few times per asset over five years.
+    for (x, y) in a.bars.iter().zip(&plain.bars) {
+        assert_eq!(x.close, y.close);
+        let moved: Vec<usize> = (0..x.len()).filter(|&k| x.open[k] != y.open[k]).collect();
+        assert!(moved.first().is_some_and(|&k| k >= 110), "{moved:?}");
+        assert!((4..200).contains(&moved.len()), "{} moved opens", moved.len());
+    }
+    assert_eq!(a.splits, plain.splits);
+    assert!(a.dividends.is_empty() && !plain.dividends.is_empty());
+    a.validate("planted".as_ref()).unwrap();
+}
+
+#[test]
+fn bad_planted_edges_are_refused() {
+    for (short, long, strength) in
+        [(0, 50, 0.1), (50, 50, 0.1), (60, 50, 0.1), (5, 50, 0.0), (5, 50, 10.5), (5, 50, f64::NAN)]
+    {
+        let e = bundle::generate::generate(&planted(short, long, strength)).unwrap_err().to_string();
+        assert!(e.starts_with("planted edge"), "{e}");
+    }
+    assert!(PlantEdge::new_checked(5, 50, 10.0, 0.0).is_ok());
+    for t in [-0.1, 1.0, f64::NAN] {
+        let e = PlantEdge::new_checked(5, 50, 1.0, t).unwrap_err().to_string();
+        assert!(e.starts_with("planted edge threshold"), "{e}");
     }
 }

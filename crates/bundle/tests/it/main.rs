@@ -15,6 +15,7 @@ pub(crate) fn small_spec(frequency: bundle::Frequency) -> bundle::GenerateSpec {
         start: "2020-07-01".parse().unwrap(),
         end: "2020-09-30".parse().unwrap(),
         seed: 7,
+        plant_edge: None,
     }
 }
 

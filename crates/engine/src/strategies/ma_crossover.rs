@@ -73,6 +73,10 @@ impl Strategy for MaCrossoverStrategy {
     fn run(&self, p: &MaCrossover, run: &mut Run<'_, '_>, scratch: &mut MaScratch) -> Result<Metrics, Error> {
         Ok(run_ma(run, p, scratch))
     }
+
+    fn warmup(&self, p: &MaCrossover) -> usize {
+        p.short_window.max(p.long_window)
+    }
 }
 
 /// Bars per chunk. All assets advance one chunk at a time so the chunk's equity stays in

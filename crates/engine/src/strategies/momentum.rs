@@ -155,6 +155,10 @@ impl Strategy for MomentumStrategy {
     fn run(&self, p: &Momentum, run: &mut Run<'_, '_>, scratch: &mut MomScratch) -> Result<Metrics, Error> {
         run_momentum(run, p, scratch)
     }
+
+    fn warmup(&self, p: &Momentum) -> usize {
+        p.lookback_period + 1
+    }
 }
 /// Marks an asset that is not held.
 const NOT_HELD: usize = usize::MAX;

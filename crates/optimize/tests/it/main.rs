@@ -1,6 +1,7 @@
 //! Integration tests for the optimize crate: one binary, one module per area.
 
 mod bohb;
+mod diagnostics;
 mod optimizer;
 mod schedule;
 mod searchers;
