@@ -231,9 +231,12 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             let queue =
                 store::Queue::connect(target, &name, lease).context("failed to connect to the study database")?;
             let local = pool.as_mut().map(|p| local_evaluator(p, strategies, &spec)).transpose()?;
-            // Deterministic stages queue all their trials at once; async mode keeps a bounded
+            // Deterministic stages, and grid and random search (whose suggestions never depend
+            // on results), queue everything they can at once; async brackets keep a bounded
             // number queued, so that the searcher's model sees results before it suggests more.
-            let capacity = if a.deterministic { optimize::DETERMINISTIC_BATCH } else { (2 * prep.workers).max(16) };
+            let unbounded =
+                a.deterministic || matches!(prep.spec.kind, optimize::SearchKind::Grid | optimize::SearchKind::Random);
+            let capacity = if unbounded { optimize::DETERMINISTIC_BATCH } else { (4 * prep.workers).max(64) };
             let mut evaluator = QueueEvaluator::new(queue, local, prep.workers, lease, capacity)?;
             let summary = optimize::optimize(space, &mut *searcher, &mut evaluator, &mut **pg, options, &mut observer)
                 .context("optimization failed")?;
