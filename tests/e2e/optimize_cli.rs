@@ -237,3 +237,46 @@ fn the_store_records_which_worker_ran_each_trial() {
         "fork workers are other processes"
     );
 }
+
+#[test]
+fn fidelity_is_a_closed_set_and_budget_one_is_the_same_under_each() {
+    let space = space_1100();
+    let run = |fidelity: &str| {
+        optimize(
+            &[
+                "--space",
+                p(&space),
+                "--search",
+                "hyperband",
+                "--deterministic",
+                "--iterations",
+                "3",
+                "--fidelity",
+                fidelity,
+            ],
+            "",
+        )
+    };
+    let (recent, blocks) = (timeless(run("recent")), timeless(run("blocks")));
+    let at = |v: &Value, full: bool| -> Vec<(u64, Value)> {
+        v["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| (t["budget"].as_f64() == Some(1.0)) == full)
+            .map(|t| (t["trial_id"].as_u64().unwrap(), t["loss"].clone()))
+            .collect()
+    };
+    // Hyperband's first bracket samples its configs before any result, so both fidelities
+    // start from the same configs; below budget 1 they measure them differently.
+    assert_ne!(at(&recent, false), at(&blocks, false), "blocks evaluates low budgets differently");
+    let (r1, b1) = (at(&recent, true), at(&blocks, true));
+    let same: Vec<_> = r1.iter().filter(|t| b1.contains(t)).collect();
+    assert!(!same.is_empty(), "some budget-1 trials are the same config in both runs");
+    let out =
+        wait_guarded(start(&mut optimize_cmd(&["--space", p(&space), "--search", "grid", "--fidelity", "nope"], "")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stderr.contains("nope") && out.stderr.lines().count() == 1, "{}", out.stderr);
+    let help = wait_guarded(start(&mut crate::support::btopt(&["optimize", "--help"])));
+    assert!(help.ok().contains("[default: recent] [possible values: recent, blocks]"), "{}", help.stdout);
+}

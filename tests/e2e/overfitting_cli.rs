@@ -75,6 +75,21 @@ fn statistics_are_the_same_after_a_resume_and_cap_to_a_subsample() {
     );
     assert_eq!(capped["overfitting"]["trials"], 50);
     assert_eq!(capped["best"], first["best"], "the cap changes the statistics only");
+    let off =
+        optimize(&["--space", p(&space_1100()), "--search", "grid", "--evaluations", "200", "--no-overfitting"], "");
+    assert!(off["overfitting"].is_null() && off["overfitting_skipped"] == "disabled by --no-overfitting", "{off}");
+    // Async trials come in completion order; by id they are the same trials.
+    let by_id = |v: &Value| {
+        let mut t: Vec<(u64, String)> = v["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["trial_id"].as_u64().unwrap(), format!("{} {}", t["params"], t["loss"])))
+            .collect();
+        t.sort();
+        t
+    };
+    assert!(by_id(&off) == by_id(&first), "the statistics change nothing else");
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! Issue 4's blocking suite: one task list, bit-identical results from every pool backend at
-//! 1, 2 and 8 workers; and inherited SQLite handles hammered from 8 children at once.
+//! 1, 2 and 8 workers and chunk sizes 1, 7 and adaptive; and inherited SQLite handles hammered
+//! from 8 children at once.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::support::{daily_bundle, p, run_e2e};
+use crate::support::{daily_bundle, e2e, p, run_e2e, start, wait_guarded};
 
 /// Every backend this platform has, by `btopt-e2e` name.
 fn kinds() -> Vec<&'static str> {
@@ -17,9 +18,11 @@ fn kinds() -> Vec<&'static str> {
     k
 }
 
-/// `btopt-e2e run` output: for each pass (`map`, `stream`), the outputs in job order.
-fn run(pool: &str, workers: usize) -> BTreeMap<String, Vec<Value>> {
-    let out = run_e2e(&["run", "--bundle", p(daily_bundle()), "--pool", pool, "--workers", &workers.to_string()]);
+/// `btopt-e2e run` output: for each pass (`map`, `stream`), the outputs in job order, with the
+/// pool's chunk size set through `BTOPT_POOL_CHUNK` (`auto` or a number of tasks).
+fn run_chunked(pool: &str, workers: usize, chunk: &str) -> BTreeMap<String, Vec<Value>> {
+    let mut cmd = e2e(&["run", "--bundle", p(daily_bundle()), "--pool", pool, "--workers", &workers.to_string()]);
+    let out = wait_guarded(start(cmd.env(pool::CHUNK_ENV, chunk)));
     let mut passes: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for line in out.json_lines() {
         let pass = passes.entry(line["pass"].as_str().expect("pass").to_string()).or_default();
@@ -28,6 +31,10 @@ fn run(pool: &str, workers: usize) -> BTreeMap<String, Vec<Value>> {
     }
     assert_eq!(passes.keys().collect::<Vec<_>>(), ["map", "stream"], "{pool}");
     passes
+}
+
+fn run(pool: &str, workers: usize) -> BTreeMap<String, Vec<Value>> {
+    run_chunked(pool, workers, "auto")
 }
 
 /// The in-process reference (no pool), checked for being a meaningful reference once.
@@ -66,12 +73,15 @@ fn reference() -> &'static [Value] {
 fn check_all_backends(workers: usize) {
     let want = reference();
     for kind in kinds() {
-        let got = run(kind, workers);
-        // Compare job by job first, for a readable failure.
-        for (pass, outs) in &got {
-            assert_eq!(outs.len(), want.len(), "{kind} x{workers} {pass}");
-            for (i, (g, w)) in outs.iter().zip(want).enumerate() {
-                assert_eq!(g, w, "{kind} x{workers} {pass}: job {i} differs from the in-process reference");
+        // One task per chunk, chunks of 7, and the adaptive size.
+        for chunk in ["1", "7", "auto"] {
+            let got = run_chunked(kind, workers, chunk);
+            // Compare job by job first, for a readable failure.
+            for (pass, outs) in &got {
+                assert_eq!(outs.len(), want.len(), "{kind} x{workers} chunk {chunk} {pass}");
+                for (i, (g, w)) in outs.iter().zip(want).enumerate() {
+                    assert_eq!(g, w, "{kind} x{workers} chunk {chunk} {pass}: job {i} differs from the reference");
+                }
             }
         }
     }

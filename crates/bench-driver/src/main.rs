@@ -32,9 +32,8 @@ struct Cli {
     /// quick (the default, ≤ 5 minutes on 2 cores) or full (the guidance's configuration).
     #[arg(long, default_value = "quick")]
     profile: ProfileArg,
-    /// Run only this scenario (repeatable): persistent-pool, shared-bundle, bohb-1100, bohb-5m,
-    /// hyperband.
-    #[arg(long)]
+    /// Run only this scenario (repeatable).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(SCENARIOS.iter().map(|s| s.name)))]
     scenario: Vec<String>,
     /// Timed runs per arm (at least 10 for a decision).
     #[arg(long)]
@@ -145,6 +144,34 @@ impl Profile {
     }
 }
 
+/// What a scenario's first row is: a step of the speed-up sequence (compounded into the
+/// cumulative speed-up), or a quality verdict (reported in its own table, never compounded).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A time step: its speed-up enters the cumulative product.
+    Timed,
+    /// A quality or sanity verdict: no speed-up to compound.
+    Quality,
+}
+
+/// One scenario: its name (also `--scenario`'s choice), what its first row is, and its run.
+pub(crate) struct ScenarioDef {
+    pub(crate) name: &'static str,
+    pub(crate) kind: Kind,
+    pub(crate) run: fn(&mut Ctx) -> Result<Vec<ScenarioResult>>,
+}
+
+/// Every scenario, in run order: the one list that drives `--scenario`, validation and the
+/// run loop.
+pub(crate) const SCENARIOS: &[ScenarioDef] = &[
+    ScenarioDef { name: "persistent-pool", kind: Kind::Timed, run: scenarios::persistent_pool },
+    ScenarioDef { name: "shared-bundle", kind: Kind::Timed, run: scenarios::shared_bundle },
+    ScenarioDef { name: "bohb-1100", kind: Kind::Timed, run: scenarios::bohb_1100 },
+    ScenarioDef { name: "bohb-5m", kind: Kind::Timed, run: scenarios::bohb_5m },
+    ScenarioDef { name: "hyperband", kind: Kind::Timed, run: scenarios::hyperband },
+    ScenarioDef { name: "overfitting", kind: Kind::Quality, run: scenarios::overfitting },
+];
+
 /// A bundle on disk and loaded.
 pub(crate) struct Data {
     pub(crate) dir: PathBuf,
@@ -157,6 +184,8 @@ pub(crate) struct Ctx {
     pub(crate) daily: Data,
     pub(crate) minute: Data,
     pub(crate) universe: Data,
+    /// mag-7 daily with a planted edge for (20, 110, 0.001): the overfitting control.
+    pub(crate) planted: Data,
     pub(crate) spaces: PathBuf,
     pub(crate) progress: Progress,
     pub(crate) runs: Vec<Run>,
@@ -298,12 +327,6 @@ fn run(cli: &Cli) -> Result<()> {
         }
         profile.workers = w;
     }
-    let known = ["persistent-pool", "shared-bundle", "bohb-1100", "bohb-5m", "hyperband"];
-    for s in &cli.scenario {
-        if !known.contains(&s.as_str()) {
-            return Err(anyhow!("unknown scenario {s:?}: expected one of {}", known.join(", ")));
-        }
-    }
     let wanted = |name: &str| cli.scenario.is_empty() || cli.scenario.iter().any(|s| s == name);
     let started = Instant::now();
     let out = match &cli.out {
@@ -324,6 +347,7 @@ fn run(cli: &Cli) -> Result<()> {
         daily: ensure(&cli.data_dir, "mag7-daily", &GenerateSpec::mag7(Frequency::Daily))?,
         minute: ensure(&cli.data_dir, "mag7-minute", &GenerateSpec::mag7(Frequency::Minute))?,
         universe: ensure(&cli.data_dir, &universe_name, &universe_spec)?,
+        planted: ensure(&cli.data_dir, "mag7-planted-20-110", &scenarios::planted_spec()?)?,
         spaces: spaces_dir()?,
         profile,
         progress: Progress::new(),
@@ -333,28 +357,21 @@ fn run(cli: &Cli) -> Result<()> {
 
     let mut results: Vec<ScenarioResult> = Vec::new();
     let mut tracker = Tracker::new();
-    type Scenario = fn(&mut Ctx) -> Result<Vec<ScenarioResult>>;
-    let all: [(&str, Scenario); 5] = [
-        ("persistent-pool", scenarios::persistent_pool),
-        ("shared-bundle", scenarios::shared_bundle),
-        ("bohb-1100", scenarios::bohb_1100),
-        ("bohb-5m", scenarios::bohb_5m),
-        ("hyperband", scenarios::hyperband),
-    ];
-    for (name, scenario) in all {
+    for def in SCENARIOS {
+        let name = def.name;
         if !wanted(name) {
             continue;
         }
-        if tracker.should_stop() {
+        if tracker.should_stop() && def.kind == Kind::Timed {
             eprintln!("stopping before {name}: the last two accepted steps each gained under 2%");
-            break;
+            continue;
         }
-        let rows = scenario(&mut ctx).with_context(|| format!("scenario {name} failed"))?;
+        let rows = (def.run)(&mut ctx).with_context(|| format!("scenario {name} failed"))?;
         ctx.progress.finish();
         for (i, row) in rows.into_iter().enumerate() {
-            // The first row of a scenario is its step in the sequence; the others are extra
-            // arms, reported but not compounded.
-            if i == 0 {
+            // The first row of a timed scenario is its step in the sequence; the others are
+            // extra arms, reported but not compounded. Quality verdicts are never compounded.
+            if i == 0 && def.kind == Kind::Timed {
                 tracker.record(&row.name, &verdict_of(&row), row.speedup_pct);
             }
             eprintln!("{:<28} {:<6} {}", row.name, format!("{:?}", row.decision).to_uppercase(), row.reason);

@@ -543,7 +543,8 @@ pub fn render_markdown(report: &Report) -> String {
     let _ = writeln!(
         md,
         "Speed-ups compose multiplicatively over accepted steps: cumulative = Π(1 + sᵢ/100) − 1. \
-         Rejected steps leave the baseline unchanged.\n"
+         Rejected steps leave the baseline unchanged. Only the first row of a timed scenario is a step; \
+         quality verdicts (the `overfitting` scenario) appear in the summary and never enter the product.\n"
     );
     let _ = writeln!(md, "| step | speed-up % | accepted | cumulative % |\n|---|---:|---|---:|");
     for st in &report.cumulative {

@@ -26,6 +26,8 @@ pub(crate) struct TaskSpec {
     pub(crate) set: Vec<String>,
     pub(crate) sessions: Range<usize>,
     pub(crate) fee: f64,
+    /// What a budget means (`--fidelity`), by name.
+    pub(crate) fidelity: String,
 }
 
 impl TaskSpec {
@@ -35,6 +37,7 @@ impl TaskSpec {
             "set": self.set,
             "sessions": [self.sessions.start, self.sessions.end],
             "fee": self.fee,
+            "fidelity": self.fidelity,
         })
     }
 
@@ -50,7 +53,9 @@ impl TaskSpec {
         let lo = v["sessions"][0].as_u64().ok_or_else(bad)? as usize;
         let hi = v["sessions"][1].as_u64().ok_or_else(bad)? as usize;
         let fee = v["fee"].as_f64().ok_or_else(bad)?;
-        Ok(TaskSpec { strategy, set, sessions: lo..hi, fee })
+        // Studies written before `--fidelity` existed meant `recent`.
+        let fidelity = v.get("fidelity").map_or(Some("recent"), |f| f.as_str()).ok_or_else(bad)?.to_string();
+        Ok(TaskSpec { strategy, set, sessions: lo..hi, fee, fidelity })
     }
 }
 
@@ -65,7 +70,10 @@ pub(crate) fn local_evaluator<'p>(
         .context("the study's strategy cannot run here")?;
     let strategy = base.strategy().clone();
     let id = strategies.id_of(strategy.name())?;
-    Ok(runner::PoolEvaluator::new(pool, strategy, id, *base.values(), Some(spec.sessions.clone()), spec.fee))
+    let fidelity: engine::Fidelity =
+        spec.fidelity.parse().map_err(|e| anyhow!("the study's fidelity cannot run here: {e}"))?;
+    Ok(runner::PoolEvaluator::new(pool, strategy, id, *base.values(), Some(spec.sessions.clone()), spec.fee)
+        .with_fidelity(fidelity))
 }
 
 /// How many trials to claim at once: enough for about 50 ms of work on this pool (so that

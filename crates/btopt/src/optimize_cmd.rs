@@ -54,6 +54,10 @@ pub(crate) struct OptimizeArgs {
     /// `btopt worker` processes do the work.
     #[arg(long)]
     pub(crate) workers: Option<u16>,
+    /// What a budget means: `recent` evaluates the last ceil(b·T) sessions; `blocks` takes them
+    /// as evenly spaced blocks across the range (see the engine's docs).
+    #[arg(long, default_value = "recent", value_parser = clap::builder::PossibleValuesParser::new(engine::Fidelity::NAMES))]
+    pub(crate) fidelity: String,
     /// Smallest budget (hyperband, bohb).
     #[arg(long, default_value_t = 0.05)]
     pub(crate) min_budget: f64,
@@ -107,6 +111,9 @@ pub(crate) struct OptimizeArgs {
     /// seeded uniform subsample of this many (Floyd's algorithm on ChaCha12, seeded by --seed).
     #[arg(long, default_value_t = overfitting::DEFAULT_MAX_TRIALS)]
     pub(crate) overfitting_max_trials: usize,
+    /// Skip the overfitting statistics (and the per-session returns they need).
+    #[arg(long)]
+    pub(crate) no_overfitting: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub(crate) json: bool,
@@ -207,6 +214,7 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             sessions.len()
         )));
     }
+    let fidelity: engine::Fidelity = a.fidelity.parse().map_err(|e| crate::usage(format!("{e}")))?;
     let bundle_hash = bundle.content_hash().to_string();
     // The pool forks here, while this process is still single-threaded; every database
     // connection comes after it.
@@ -221,7 +229,13 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
     let mut observer = |p: &optimize::Progress<'_>| progress.update(p);
     let (summary, overfit) = match (&prep.location, a.store.as_deref()) {
         (Some(store::Location::Postgres(target)), Some(url)) => {
-            let spec = TaskSpec { strategy: a.strategy.clone(), set: a.set.clone(), sessions, fee: a.range.fee };
+            let spec = TaskSpec {
+                strategy: a.strategy.clone(),
+                set: a.set.clone(),
+                sessions,
+                fee: a.range.fee,
+                fidelity: a.fidelity.clone(),
+            };
             let task = store::StudyTask { bundle_hash, task: spec.to_json() };
             let mut opened =
                 store::open(url, a.study.as_deref(), Some(task)).context("failed to open the trial store")?;
@@ -263,11 +277,18 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             let id = strategies.id_of(strategy.name())?;
             let mut evaluator =
                 runner::PoolEvaluator::new(pool, strategy, id, *base.values(), Some(sessions), a.range.fee)
-                    .collect_returns(FULL_BUDGET, a.overfitting_max_trials);
+                    .with_fidelity(fidelity);
+            if !a.no_overfitting {
+                evaluator = evaluator.collect_returns(FULL_BUDGET, a.overfitting_max_trials);
+            }
             let summary = optimize::optimize(space, &mut *searcher, &mut evaluator, store, options, &mut observer)
                 .context("optimization failed")?;
             progress.finish();
-            let overfit = overfitting_of(&mut evaluator, &summary, blocks, a.overfitting_max_trials, a.seed)?;
+            let overfit = if a.no_overfitting {
+                Err("disabled by --no-overfitting".to_string())
+            } else {
+                overfitting_of(&mut evaluator, &summary, blocks, a.overfitting_max_trials, a.seed)?
+            };
             (summary, overfit)
         }
     };
@@ -289,26 +310,26 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             );
         }
     }
-    let mut json = summary.to_json();
-    if let Some(best) = json.get_mut("best").and_then(|b| b.as_object_mut()) {
-        let loss = best.get("loss").and_then(|l| l.as_f64()).unwrap_or(f64::NAN);
-        best.insert("sharpe".into(), serde_json::json!(-loss));
-    }
-    json["wall_seconds"] = serde_json::json!(wall);
-    match &overfit {
-        Ok(o) => {
-            json["overfitting"] = serde_json::json!({
-                "trials": o.trials, "returns": o.returns, "cscv_blocks": o.cscv_blocks, "pbo": o.pbo,
-                "deflated_sharpe": o.deflated_sharpe, "expected_max_sharpe": o.expected_max_sharpe,
-                "best_sharpe": o.best_sharpe,
-            });
-        }
-        Err(reason) => {
-            json["overfitting"] = serde_json::Value::Null;
-            json["overfitting_skipped"] = serde_json::json!(reason);
-        }
-    }
     if a.json {
+        let mut json = summary.to_json();
+        if let Some(best) = json.get_mut("best").and_then(|b| b.as_object_mut()) {
+            let loss = best.get("loss").and_then(|l| l.as_f64()).unwrap_or(f64::NAN);
+            best.insert("sharpe".into(), serde_json::json!(-loss));
+        }
+        json["wall_seconds"] = serde_json::json!(wall);
+        match &overfit {
+            Ok(o) => {
+                json["overfitting"] = serde_json::json!({
+                    "trials": o.trials, "returns": o.returns, "cscv_blocks": o.cscv_blocks, "pbo": o.pbo,
+                    "deflated_sharpe": o.deflated_sharpe, "expected_max_sharpe": o.expected_max_sharpe,
+                    "best_sharpe": o.best_sharpe,
+                });
+            }
+            Err(reason) => {
+                json["overfitting"] = serde_json::Value::Null;
+                json["overfitting_skipped"] = serde_json::json!(reason);
+            }
+        }
         println!("{}", serde_json::to_string(&json)?);
     } else {
         match &summary.best {
@@ -419,14 +440,21 @@ impl ProgressView {
     }
 
     fn update(&mut self, p: &optimize::Progress<'_>) {
+        // At most one message every 100 ms (a line a second without a terminal): rendering
+        // one per trial cost more than a cheap backtest.
+        let every = if self.bar.is_some() { Duration::from_millis(100) } else { Duration::from_secs(1) };
+        if !(self.bar.is_some() || self.plain) || self.last_line.elapsed() < every {
+            return;
+        }
+        self.last_line = Instant::now();
         let best = p.best.map_or("-".to_string(), |b| format!("{:.4} @ budget {:.3}", -b.loss, b.budget));
         let msg = format!("best sharpe {best} | evaluations {} | budget spent {:.3}", p.evaluations, p.total_budget);
-        if let Some(bar) = &self.bar {
-            bar.set_message(msg);
-            bar.tick();
-        } else if self.plain && self.last_line.elapsed() >= Duration::from_secs(1) {
-            eprintln!("{msg}");
-            self.last_line = Instant::now();
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(msg);
+                bar.tick();
+            }
+            None => eprintln!("{msg}"),
         }
     }
 

@@ -31,17 +31,6 @@ pub(crate) struct WalkforwardArgs {
     pub(crate) plot: Option<PathBuf>,
 }
 
-/// One fold's outcome.
-struct FoldResult {
-    train: std::ops::Range<usize>,
-    test: std::ops::Range<usize>,
-    best: optimize::Config,
-    train_sharpe: f64,
-    test_metrics: engine::Metrics,
-    test_equity: Vec<f64>,
-    train_equity: Vec<f64>,
-}
-
 pub(crate) fn run(w: &WalkforwardArgs, strategies: &Arc<engine::Registry>) -> Result<()> {
     let a = &w.search;
     let prep = Prepared::new(a, strategies)?;
@@ -63,9 +52,16 @@ pub(crate) fn run(w: &WalkforwardArgs, strategies: &Arc<engine::Registry>) -> Re
     // The pool forks here, while this process is still single-threaded; it serves every fold.
     let mut pool = prep.pool(a, &bundle, strategies)?;
     let mut engine = runner::Engine::new(bundle.clone()).context("bundle is unusable for backtests")?;
-    let id = strategies.id_of(strategy.name())?;
-    let options = optimize::RunOptions { deterministic: a.deterministic, reuse_results: false };
-
+    let wf = runner::walkforward::WalkForward {
+        strategy: strategy.clone(),
+        id: strategies.id_of(strategy.name())?,
+        base: *prep.base.values(),
+        space: &prep.space,
+        spec: &prep.spec,
+        options: optimize::RunOptions { deterministic: a.deterministic, reuse_results: false },
+        fee: a.range.fee,
+        fidelity: a.fidelity.parse().map_err(|e| crate::usage(format!("{e}")))?,
+    };
     let mut results = Vec::with_capacity(folds.len());
     for (i, fold) in folds.iter().enumerate() {
         let train = range.start + fold.train.start..range.start + fold.train.end;
@@ -78,51 +74,19 @@ pub(crate) fn run(w: &WalkforwardArgs, strategies: &Arc<engine::Registry>) -> Re
             Some(store::Location::Postgres(_)) => unreachable!("refused before any work"),
             None => Box::new(optimize::MemoryStore::new()),
         };
-        let mut searcher = prep.spec.build(&prep.space)?;
-        let mut evaluator = runner::PoolEvaluator::new(
-            &mut pool,
-            strategy.clone(),
-            id,
-            *prep.base.values(),
-            Some(train.clone()),
-            a.range.fee,
-        );
-        let summary = optimize::optimize(&prep.space, &mut *searcher, &mut evaluator, &mut *store, options, &mut ())
-            .with_context(|| format!("the search of fold {i} failed"))?;
-        let best = summary.best.with_context(|| format!("fold {i}: every trial failed, there is no best"))?;
-        let values = runner::params_of(&*strategy, prep.base.values(), &best.config)?;
-        let configured = engine::Configured::new(strategy.clone(), values)?;
-        let run =
-            |sessions: std::ops::Range<usize>, engine: &mut runner::Engine| -> Result<(engine::Metrics, Vec<f64>)> {
-                let opts = engine::RunOptions::new_checked(1.0, Some(sessions), a.range.fee)?;
-                let mut equity = Vec::new();
-                let m = engine.run_with_equity(&configured, &opts, &mut equity)?;
-                Ok((m, equity))
-            };
-        let (test_metrics, test_equity) = run(test.clone(), &mut engine)?;
-        let (_, train_equity) = run(train.clone(), &mut engine)?;
-        results.push(FoldResult {
-            train,
-            test,
-            best: best.config,
-            train_sharpe: -best.loss,
-            test_metrics,
-            test_equity,
-            train_equity,
-        });
+        let outcome =
+            wf.fold(&mut pool, &mut engine, &mut *store, train, test).with_context(|| format!("fold {i} failed"))?;
+        results.push(outcome);
     }
 
     let sessions = bundle.sessions();
     let day = |s: usize| sessions[s].format("%Y-%m-%d").to_string();
     let periods = bundle.frequency().periods_per_year();
-    let oos = stitched(results.iter().map(|r| r.test_equity.as_slice()), periods);
-    let n = results.len() as f64;
-    let mean_test = results.iter().map(|r| r.test_metrics.sharpe).sum::<f64>() / n;
-    let mean_train = results.iter().map(|r| r.train_sharpe).sum::<f64>() / n;
-    let efficiency = mean_test / mean_train;
+    let oos = runner::walkforward::stitch(results.iter().map(|r| r.test_equity.as_slice()), periods);
+    let efficiency = runner::walkforward::efficiency(&results);
     let oos_sessions: usize = results.iter().map(|r| r.test.len()).sum();
     if let Some(path) = &w.plot {
-        let is = stitched(results.iter().map(|r| r.train_equity.as_slice()), periods);
+        let is = runner::walkforward::stitch(results.iter().map(|r| r.train_equity.as_slice()), periods);
         plot(&oos.equity, &is.equity, path).with_context(|| format!("failed to write {}", path.display()))?;
     }
     if a.json {
@@ -177,38 +141,6 @@ fn fold_store(path: &Path, fold: usize) -> PathBuf {
         None => format!("{stem}-fold{fold}"),
     };
     path.with_file_name(name)
-}
-
-/// Metrics of equity curves run one after another, each starting from 1: their per-bar returns
-/// concatenated (each curve's first return against 1) and compounded.
-struct Stitched {
-    equity: Vec<f64>,
-    sharpe: f64,
-    total_return: f64,
-    max_drawdown: f64,
-}
-
-fn stitched<'e>(curves: impl Iterator<Item = &'e [f64]>, periods_per_year: f64) -> Stitched {
-    let mut returns = Vec::new();
-    for curve in curves {
-        let mut prev = 1.0;
-        for &e in curve {
-            returns.push(e / prev - 1.0);
-            prev = e;
-        }
-    }
-    let (mut equity, mut e, mut peak, mut dd) = (Vec::with_capacity(returns.len()), 1.0_f64, 1.0_f64, 0.0_f64);
-    for r in &returns {
-        e *= 1.0 + r;
-        peak = peak.max(e);
-        dd = dd.min(e / peak - 1.0);
-        equity.push(e);
-    }
-    let n = returns.len() as f64;
-    let mean = returns.iter().sum::<f64>() / n;
-    let var = returns.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / (n - 1.0);
-    let sharpe = if returns.len() < 2 || var <= 0.0 { 0.0 } else { mean / var.sqrt() * periods_per_year.sqrt() };
-    Stitched { equity, sharpe, total_return: e - 1.0, max_drawdown: dd }
 }
 
 fn plot(oos: &[f64], is: &[f64], path: &Path) -> Result<()> {

@@ -10,6 +10,13 @@
 //!   the memory-bandwidth bound.
 //! - `momentum_universe`: one momentum backtest (defaults, lookbacks cycling 20/60/100) on a
 //!   synthetic 100-asset × 2,520-session daily universe, on one warm `Backtester`.
+//! - `momentum_5m`: momentum backtests on a synthetic 100-asset × 1,258-session universe
+//!   shaped like bundle's `universe` preset (annual volatility 0.15–0.65, a fifth listed
+//!   late), cycling through 4,096 configs drawn (seeded) from `spaces/momentum-5m.toml` on
+//!   one `Backtester` warmed by one pass over them, as a long sweep of that space is; and
+//!   `batch_of_90_bounds`: 64 of those configs, each with all 90 position bounds of the
+//!   space, through `run_momentum_batch` (throughput in configs, so time per config is
+//!   criterion's time / 90).
 //!
 //! Every benchmark runs twice: `wall/…` with criterion's wall clock, and `cpu/…` with this
 //! thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), which stays meaningful on a shared,
@@ -22,7 +29,7 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use engine::{AssetSeries, Backtester, Configured, MaCrossover, Market, Momentum, RunOptions};
+use engine::{AssetSeries, Backtester, Configured, MaCrossover, Market, Momentum, RunOptions, WeightingScheme};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
@@ -199,16 +206,129 @@ fn momentum_universe<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
     g.finish();
 }
 
+/// A universe like bundle's `universe` preset: per asset a drift, an annual volatility in
+/// 0.15–0.65 and, for a fifth of them, a late listing.
+fn universe(rng: &mut ChaCha12Rng, n_assets: usize, sessions: usize) -> (Vec<Columns>, Vec<usize>) {
+    let mut cols = Vec::with_capacity(n_assets);
+    let mut firsts = Vec::with_capacity(n_assets);
+    for _ in 0..n_assets {
+        let mu = rng.random_range(-0.05..0.30) / 252.0;
+        // Uniform noise on [-1, 1] has standard deviation 1/sqrt(3).
+        let daily = rng.random_range(0.15..0.65) / 252.0_f64.sqrt() * 3.0_f64.sqrt();
+        let first = if rng.random_bool(0.2) { rng.random_range(0..sessions * 2 / 5) } else { 0 };
+        let mut p = rng.random_range(10.0..500.0);
+        let (mut open, mut close) = (vec![f64::NAN; sessions], vec![f64::NAN; sessions]);
+        for t in first..sessions {
+            open[t] = p * (1.0 + daily * 0.2 * (rng.random::<f64>() - 0.5));
+            p *= 1.0 + mu + daily * (rng.random::<f64>() * 2.0 - 1.0);
+            close[t] = p;
+        }
+        cols.push(Columns { open, close });
+        firsts.push(first);
+    }
+    (cols, firsts)
+}
+
+/// `n` configs drawn uniformly from the grid of `spaces/momentum-5m.toml`.
+fn momentum_5m_configs(rng: &mut ChaCha12Rng, n: usize) -> Vec<Momentum> {
+    let schemes = [WeightingScheme::Equal, WeightingScheme::MarketCap, WeightingScheme::RiskParity];
+    (0..n)
+        .map(|_| Momentum {
+            lookback_period: 10 * rng.random_range(1..=10_usize),
+            holding_period: 1 + 2 * rng.random_range(0..10_usize),
+            rebalance_frequency: rng.random_range(1..=10),
+            weighting_scheme: schemes[rng.random_range(0..3)],
+            top_n_assets: 5 * rng.random_range(1..=4_usize),
+            volatility_threshold: [0.1, 0.2, 0.3, 0.4, 0.5][rng.random_range(0..5)],
+            min_position_size: rng.random_range(1..=10_u32) as f64,
+            max_position_size: (5 * rng.random_range(2..=10_u32)) as f64,
+        })
+        .collect()
+}
+
+fn momentum_5m<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
+    const SESSIONS: usize = 1258;
+    let mut rng = ChaCha12Rng::seed_from_u64(11);
+    let (cols, firsts) = universe(&mut rng, 100, SESSIONS);
+    let bounds: Vec<usize> = (0..=SESSIONS).collect();
+    let assets = cols
+        .iter()
+        .zip(&firsts)
+        .enumerate()
+        .map(|(i, (c, &first_bar))| AssetSeries {
+            high: &c.close,
+            low: &c.close,
+            sid: i as u32,
+            open: &c.open,
+            close: &c.close,
+            first_bar,
+            end_bar: SESSIONS,
+            shares_outstanding: 1e8 + 1e7 * i as f64,
+        })
+        .collect();
+    let m = Market::new_checked(252.0, &bounds, assets).unwrap();
+    let params = momentum_5m_configs(&mut rng, 4096);
+    let grid: Vec<Configured> = params.iter().map(|p| p.configured().expect("valid momentum")).collect();
+    let opts = RunOptions::default();
+    let mut g = c.benchmark_group(format!("{clock}/momentum_5m"));
+    g.sample_size(30);
+    g.throughput(Throughput::Elements(1));
+    let mut warm = Backtester::new(&m).unwrap();
+    // Warm: every table and selection these configs use is built, as in a long sweep.
+    for s in &grid {
+        black_box(warm.run(s, &opts).unwrap());
+    }
+    let mut i = 0;
+    g.bench_function("warm_100x1258", |b| {
+        b.iter(|| {
+            i = (i + 1) % grid.len();
+            black_box(warm.run(&grid[i], &opts).unwrap())
+        })
+    });
+    // The grid's own order: the position bounds vary fastest, so a sweep that hands the
+    // engine one (lookback, holding, rebalance, weighting, top_n, threshold) point with all
+    // 10 x 9 bounds at once lets it share backtests whose decisions coincide.
+    let groups: Vec<Vec<Momentum>> = params
+        .iter()
+        .take(64)
+        .map(|&p| {
+            (1..=10)
+                .flat_map(|lo| {
+                    (2..=10).map(move |hi| Momentum {
+                        min_position_size: lo as f64,
+                        max_position_size: (5 * hi) as f64,
+                        ..p
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    for batch in &groups {
+        black_box(warm.run_momentum_batch(batch, &opts).unwrap());
+    }
+    g.throughput(Throughput::Elements(90));
+    let mut j = 0;
+    g.bench_function("batch_of_90_bounds_100x1258", |b| {
+        b.iter(|| {
+            j = (j + 1) % groups.len();
+            black_box(warm.run_momentum_batch(&groups[j], &opts).unwrap())
+        })
+    });
+    g.finish();
+}
+
 fn wall(c: &mut Criterion) {
     ma_sweep_daily(c, "wall");
     ma_minute_mag7(c, "wall");
     momentum_universe(c, "wall");
+    momentum_5m(c, "wall");
 }
 
 fn cpu(c: &mut Criterion<CpuTime>) {
     ma_sweep_daily(c, "cpu");
     ma_minute_mag7(c, "cpu");
     momentum_universe(c, "cpu");
+    momentum_5m(c, "cpu");
 }
 
 criterion_group!(wall_clock, wall);

@@ -1,18 +1,25 @@
 //! The per-worker backtester: a market, its SMA cache, every strategy's scratch buffers.
 
+use std::ops::Range;
+
+use crate::fidelity;
 use crate::metrics::Metrics;
+use crate::options::Fidelity;
 use crate::params::ParamValues;
 use crate::run::Run;
 use crate::sma::SmaCache;
+use crate::strategies::momentum::MomScratch;
 use crate::strategy::{Configured, DynStrategy, ScratchStore};
-use crate::{Error, Market, RunOptions};
+use crate::{Error, Market, Momentum, RunOptions};
 
 /// Runs many backtests over one market, reusing work between them.
 ///
 /// Build one per worker and keep it for the whole sweep. It caches each distinct SMA per
-/// (asset, window), keeps every strategy's scratch buffers (momentum's score tables among
-/// them), and reuses every buffer, so after warm-up a backtest allocates nothing. The cache
-/// changes speed only: every result is bit-identical to [`crate::run`] on a fresh backtester.
+/// (asset, window), keeps every strategy's scratch buffers (momentum's score/volatility
+/// tables per lookback and selections per (lookback, top_n, threshold) among them, bounded by
+/// the same capacity), and reuses every buffer, so after warm-up a backtest allocates nothing
+/// (under the `blocks` fidelity, a few small buffers). The cache changes speed only: every
+/// result is bit-identical to [`crate::run`] on a fresh backtester.
 ///
 /// The cache is tied to the borrowed market, so it can never serve stale data.
 pub struct Backtester<'m> {
@@ -36,7 +43,9 @@ impl<'m> Backtester<'m> {
     }
 
     /// A backtester whose SMA cache holds at most `bytes` of SMA arrays beyond the ones the
-    /// current backtest needs. Zero disables reuse across backtests.
+    /// current backtest needs, and whose momentum cache at most `bytes` of tables and
+    /// selections. Zero disables reuse across backtests (momentum then runs its reference
+    /// kernel).
     pub fn with_cache_bytes(market: &'m Market<'m>, bytes: usize) -> Result<Self, Error> {
         market.check_structure()?;
         let mut order: Vec<usize> = (0..market.assets.len()).collect();
@@ -87,14 +96,50 @@ impl<'m> Backtester<'m> {
         opts: &RunOptions,
         equity: Option<&mut Vec<f64>>,
     ) -> Result<Metrics, Error> {
+        if opts.fidelity() != Fidelity::Recent {
+            let wins = opts.windows(self.market)?;
+            if wins.len() > 1 {
+                let (ppy, fee) = (self.market.periods_per_year, opts.fee());
+                return fidelity::run_blocks(&wins, ppy, equity, |w, eq| {
+                    self.run_window(strategy, values, fee, w.bars.clone(), Some(eq))
+                });
+            }
+        }
         let win = opts.window(self.market)?;
+        self.run_window(strategy, values, opts.fee(), win.bars, equity)
+    }
+
+    /// Runs momentum `configs` under the same options. Element `i` is bit-identical to
+    /// running `configs[i]` alone; configs that differ only in their position bounds share a
+    /// backtest whenever their decisions provably coincide (module `mom_batch`), which grid
+    /// sweeps hit often. Fails on the first config a single run would refuse.
+    pub fn run_momentum_batch(&mut self, configs: &[Momentum], opts: &RunOptions) -> Result<Vec<Metrics>, Error> {
+        let share = self.cache.capacity() > 0;
+        crate::strategies::mom_batch::run(configs, share, |p, record| {
+            let configured = p.configured()?;
+            self.scratch.get::<MomScratch>().set_trace(record);
+            let m = self.run(&configured, opts);
+            let raw = self.scratch.get::<MomScratch>().take_trace();
+            Ok((m?, raw))
+        })
+    }
+
+    /// Runs one backtest over one window of bars.
+    fn run_window(
+        &mut self,
+        strategy: &dyn DynStrategy,
+        values: &ParamValues,
+        fee: f64,
+        window: Range<usize>,
+        equity: Option<&mut Vec<f64>>,
+    ) -> Result<Metrics, Error> {
         // Entries touched from here on are pinned until the next backtest.
         self.cache.begin();
         let mut run = Run {
             market: self.market,
             order: &self.order,
-            fee: opts.fee(),
-            window: win.bars,
+            fee,
+            window,
             returns: &mut self.returns,
             equity: &mut self.equity,
             sma: &mut self.cache,

@@ -1,7 +1,8 @@
 //! btopt's backtest engine: the inner loop of parameter search.
 //!
 //! The engine runs one strategy over a borrowed [`Market`] and returns [`Metrics`]. It is a
-//! pure function of (market, strategy, parameter values, session range, budget, fee):
+//! pure function of (market, strategy, parameter values, session range, budget, fidelity,
+//! fee):
 //! deterministic to the bit, independent of asset order, and allocation-free per bar. It
 //! knows nothing about bundles, files, processes or optimizers; glue code builds the
 //! `Market` view once per worker.
@@ -19,6 +20,27 @@
 //! and a budget `b` evaluates the last `ceil(b·T)` sessions of the range while indicators
 //! warm up on any earlier bar (from the start of the market, not of the range).
 //!
+//! Fidelity ([`Fidelity`], on [`RunOptions`]): what a budget `b` evaluates out of the `T`
+//! sessions of the range. Every fidelity evaluates `k = ceil(b·T)` sessions, so the cost
+//! grows with `b`, and at `b = 1` every fidelity is the plain full-range backtest, bit for
+//! bit.
+//! - `recent` (the default; tasks serialised without a fidelity mean it): the window W above,
+//!   the last `k` sessions.
+//! - `blocks`: `K = min(4, k)` blocks spread evenly across the range, the `T − k` skipped
+//!   sessions split into K gaps, one before each block, so the last block ends with the range
+//!   (exact bounds: [`RunOptions::evaluated_sessions`]). Blocks that touch merge into one.
+//!   Each block is backtested exactly as a full-budget run over its own sessions: it starts
+//!   flat with capital 1.0, indicators warm up on every earlier bar (earlier blocks and gaps
+//!   included), its first fill is at its first open, and a decision on its last close is
+//!   not filled. Nothing carries from one block to the next but the portfolio value: the
+//!   equity curve of block `j` is scaled by the product of the final equities of blocks
+//!   `0..j` (as if the portfolio were marked to cash, free of fees, at each block's last
+//!   close and put to work again at the next block's first open). Metrics are the usual ones
+//!   over the chained curve, its `n` bars being all the blocks' bars (`bars` = their count;
+//!   the first return of each block is taken against the previous block's last equity, which
+//!   is E_start = 1.0 scaled the same way); `trades` adds up the blocks' fills. There is no
+//!   look-ahead: equity at a bar depends only on bars up to it.
+//!
 //! Choices the contract leaves open, made here once:
 //! - SMA: window sums from double-double running sums anchored at the asset's first bar
 //!   (module `sma`), accurate to about one ulp, so near-tie crossovers do not depend on how
@@ -34,8 +56,14 @@
 //! Speed: the MA kernel turns decisions into bitmasks and walks from one position change to
 //! the next; metrics avoid per-bar division in the drawdown. The vectorisable loops have
 //! AVX copies chosen at run time (module `kernels`, the only `unsafe` apart from a prefetch
-//! hint); they give the same bits as the baseline copies, which a unit test checks. See
-//! `BENCHMARKS.md` for figures.
+//! hint); they give the same bits as the baseline copies, which a unit test checks.
+//! Momentum has a reference kernel (`strategies/momentum.rs`, used without cache capacity,
+//! so by [`run`]) and a cached one for sweeps (`strategies/mom_fast.rs`: score/volatility
+//! tables per lookback, selections per (lookback, top_n, threshold), work per rebalance over
+//! held and targeted assets only), which gives the same bits;
+//! [`Backtester::run_momentum_batch`] also shares whole backtests between configs that
+//! differ only in position bounds when their decisions provably coincide
+//! (`strategies/mom_batch.rs`). See `BENCHMARKS.md` for figures.
 //!
 //! ```
 //! use engine::{AssetSeries, Market, Registry, RunOptions};
@@ -55,6 +83,7 @@
 
 mod backtester;
 mod error;
+mod fidelity;
 mod kernels;
 mod market;
 mod metrics;
@@ -69,7 +98,7 @@ pub use backtester::Backtester;
 pub use error::Error;
 pub use market::{AssetSeries, Frequency, Market};
 pub use metrics::Metrics;
-pub use options::RunOptions;
+pub use options::{Fidelity, RunOptions};
 pub use params::{MAX_PARAMS, ParamKind, ParamSpec, ParamValue, ParamValues, ParamValuesBuilder};
 pub use run::Run;
 pub use strategies::{MaCrossover, MaCrossoverStrategy, Momentum, MomentumStrategy, WeightingScheme};

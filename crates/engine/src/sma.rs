@@ -84,6 +84,11 @@ impl SmaCache {
         self.tick += 1;
     }
 
+    /// The capacity in bytes (0: no reuse across backtests).
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Bytes held by SMA arrays.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes

@@ -127,7 +127,7 @@ pub struct ScratchStore {
 }
 
 impl ScratchStore {
-    fn get<T: Default + Send + 'static>(&mut self) -> &mut T {
+    pub(crate) fn get<T: Default + Send + 'static>(&mut self) -> &mut T {
         let id = TypeId::of::<T>();
         let i = match self.slots.iter().position(|(t, _)| *t == id) {
             Some(i) => i,

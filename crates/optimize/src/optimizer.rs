@@ -363,7 +363,9 @@ pub fn optimize(
         }
     }
 
-    let capacity = evaluator.capacity().max(1);
+    // Capacity is read afresh each time: a pool that batches tasks into chunks wants more in
+    // flight as its chunks grow. Deterministic results do not depend on it (outcomes are fed
+    // in trial-id order after each batch).
     let mut in_flight: usize = 0;
     if options.deterministic {
         loop {
@@ -391,7 +393,7 @@ pub fn optimize(
                 }
             }
             while !pending.is_empty() || in_flight > 0 {
-                while in_flight < capacity {
+                while in_flight < evaluator.capacity().max(1) {
                     let Some(t) = pending.pop_front() else { break };
                     if let Some((c, orig)) = run.reuse_for(&t) {
                         run.store.record_completed(&c, Some(orig), None)?;
@@ -429,7 +431,7 @@ pub fn optimize(
         }
         loop {
             let mut last = Suggestion::Wait;
-            while in_flight < capacity {
+            while in_flight < evaluator.capacity().max(1) {
                 let t = match pending.pop_front() {
                     Some(t) => t,
                     None => match run.searcher.suggest(mode)? {

@@ -121,17 +121,21 @@ impl TrialStore for MemoryStore {
             Some(_) => {}
             None => self.identity = Some(identity.clone()),
         }
-        Ok(self.trials.values().cloned().collect())
+        // The JSON text is rendered here, on the rare replay, not once per trial as it runs.
+        Ok(self
+            .trials
+            .values()
+            .map(|r| TrialRecord { config_json: config_to_json(&r.config).to_string(), ..r.clone() })
+            .collect())
     }
 
     fn record_suggested(&mut self, trials: &[(Trial, u64)]) -> Result<()> {
         for (t, seq) in trials {
-            let json = config_to_json(&t.config).to_string();
             self.trials.insert(
                 t.id,
                 TrialRecord {
                     trial_id: t.id,
-                    config_json: json,
+                    config_json: String::new(),
                     config: t.config.clone(),
                     budget: t.budget,
                     bracket: t.bracket,

@@ -30,6 +30,8 @@ pub(crate) enum Kind {
     Startup(String),
     #[error("invalid BTOPT_FAULT_INJECT: {0}")]
     FaultSpec(String),
+    #[error("invalid BTOPT_POOL_CHUNK: {0}")]
+    ChunkSpec(String),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
 }

@@ -25,14 +25,25 @@
 //! the inherited state, so inherited read-only SQLite handles are never closed in a child.
 //!
 //! # IPC
-//! Postcard frames behind a `u32` little-endian length, with a maximum size
-//! ([`PoolBuilder::max_frame_len`], default 64 MiB); see [`frame`]. An oversized or corrupt
-//! frame is an error (the worker is replaced), never a hang or a huge allocation. Worker
-//! stderr is drained concurrently and forwarded line by line as `[worker N] ...`.
+//! Frames behind a `u32` little-endian length, with a maximum size
+//! ([`PoolBuilder::max_frame_len`], default 64 MiB); see [`frame`]. A request frame is a
+//! chunk of tasks (each a header with its id and attempt, then the postcard task); a result
+//! frame holds the results of the chunk's tasks in order (each a header with id and tag,
+//! then the postcard output). Chunk sizes adapt to the task time ([`ChunkSize`]), so a cheap
+//! task costs a fraction of a round trip. An oversized or corrupt frame is an error (the
+//! worker is replaced), never a hang or a huge allocation. Worker stderr is drained
+//! concurrently and forwarded line by line as `[worker N] ...`.
+//!
+//! # Chunk size: `BTOPT_POOL_CHUNK`
+//! Pools built without [`PoolBuilder::chunk_size`] take their [`ChunkSize`] from this
+//! variable ([`CHUNK_ENV`]): `auto` (the default when unset) or a number of tasks, so that
+//! tests and benchmarks can vary it from outside a binary. An invalid value fails the build.
 //!
 //! # Fault injection: `BTOPT_FAULT_INJECT`
 //! Read by process workers (fork, per-batch, spawn); the thread backend ignores it. Unset or
-//! empty means no faults. An invalid value fails the pool's build.
+//! empty means no faults. An invalid value fails the pool's build. Faults are per task, also
+//! inside chunks: before a fault fires, the worker reports the results of the chunk so far,
+//! so the fault costs only its own task an attempt.
 //! ```text
 //! spec     = rule *( ";" rule )
 //! rule     = action "@" selector *( "," option )
@@ -69,6 +80,7 @@
 //! # Ok::<(), pool::Error>(())
 //! ```
 
+mod chunk;
 mod error;
 mod fault;
 #[cfg(unix)]
@@ -83,6 +95,7 @@ mod thread;
 mod winjob;
 mod worker;
 
+pub use chunk::{CHUNK_ENV, ChunkSize, MAX_CHUNK, TARGET_CHUNK_NANOS};
 pub use error::{Error, TaskId};
 pub use fault::FAULT_ENV;
 pub use memory::Memory;

@@ -1,19 +1,20 @@
 //! The pool type, its builder and the backend choice.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use crate::TaskId;
+use crate::chunk::ChunkSize;
 use crate::error::{Error, Kind};
 use crate::fault::FaultSpec;
 use crate::frame::DEFAULT_MAX_FRAME;
 use crate::memory::{self, Memory};
 use crate::proc::{Cfg, ProcPool, Stats};
 use crate::thread::ThreadPool;
-use crate::worker::{SpawnWorker, Worker, encode_request};
+use crate::worker::{SpawnWorker, Worker};
 
 /// Which kind of workers a pool runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -73,6 +74,7 @@ pub struct PoolBuilder {
     max_attempts: u32,
     start_timeout: Duration,
     program: Option<PathBuf>,
+    chunk: Option<ChunkSize>,
 }
 
 impl Default for PoolBuilder {
@@ -84,12 +86,14 @@ impl Default for PoolBuilder {
             max_attempts: 3,
             start_timeout: Duration::from_secs(120),
             program: None,
+            chunk: None,
         }
     }
 }
 
 impl PoolBuilder {
-    /// Defaults: one worker per core, 64 MiB frames, no task timeout, 3 attempts per task.
+    /// Defaults: one worker per core, 64 MiB frames, no task timeout, 3 attempts per task,
+    /// adaptive chunks (or what [`CHUNK_ENV`](crate::CHUNK_ENV) says).
     pub fn new() -> PoolBuilder {
         PoolBuilder::default()
     }
@@ -125,20 +129,37 @@ impl PoolBuilder {
         self
     }
 
+    /// How many tasks go to a worker at once. Results do not depend on it; speed does.
+    /// Without this call, the environment variable [`CHUNK_ENV`](crate::CHUNK_ENV) decides
+    /// (`auto` or a number, so that tests and benchmarks can vary it from outside a binary),
+    /// and without that, [`ChunkSize::Adaptive`]. An invalid value fails the build.
+    pub fn chunk_size(mut self, c: ChunkSize) -> PoolBuilder {
+        self.chunk = Some(c);
+        self
+    }
+
+    fn chunk(&self) -> Result<ChunkSize, Error> {
+        match self.chunk {
+            Some(c) => Ok(c),
+            None => ChunkSize::from_env(),
+        }
+    }
+
     /// The binary the spawn backend runs (default: `std::env::current_exe()`).
     pub fn program(mut self, path: impl Into<PathBuf>) -> PoolBuilder {
         self.program = Some(path.into());
         self
     }
 
-    fn cfg(&self, per_batch: bool) -> Cfg {
-        Cfg {
+    fn cfg(&self, per_batch: bool) -> Result<Cfg, Error> {
+        Ok(Cfg {
             max_frame: self.max_frame,
             timeout: self.timeout,
             max_attempts: self.max_attempts,
             start_timeout: self.start_timeout,
             per_batch,
-        }
+            chunk: self.chunk()?,
+        })
     }
 
     /// Fork backend, "inherit" mode: `state` is already built (bundle loaded, read-only
@@ -183,7 +204,7 @@ impl PoolBuilder {
         let faults = FaultSpec::from_env()?;
         let launcher = crate::fork::start(state, child_init, self.max_frame, faults)?;
         let backend = if per_batch { Backend::PerBatch } else { Backend::Fork };
-        let proc = ProcPool::start(Box::new(launcher), self.workers, self.cfg(per_batch))?;
+        let proc = ProcPool::start(Box::new(launcher), self.workers, self.cfg(per_batch)?)?;
         Ok(Pool::new(Inner::Proc(Box::new(proc)), backend, &self))
     }
 
@@ -196,7 +217,7 @@ impl PoolBuilder {
     pub fn spawn<W: SpawnWorker>(self, init: &W::Init) -> Result<Pool<W>, Error> {
         FaultSpec::from_env()?;
         let launcher = crate::spawn::SpawnLauncher::new::<W>(self.program.clone(), init, self.max_frame)?;
-        let proc = ProcPool::start(Box::new(launcher), self.workers, self.cfg(false))?;
+        let proc = ProcPool::start(Box::new(launcher), self.workers, self.cfg(false)?)?;
         Ok(Pool::new(Inner::Proc(Box::new(proc)), Backend::Spawn, &self))
     }
 
@@ -207,7 +228,7 @@ impl PoolBuilder {
         W: Worker + Send,
         F: Fn() -> W + Send + Sync + 'static,
     {
-        let t = ThreadPool::start(self.workers, make)?;
+        let t = ThreadPool::start(self.workers, self.chunk()?, make)?;
         Ok(Pool::new(Inner::Thread(t), Backend::Thread, &self))
     }
 }
@@ -225,13 +246,30 @@ enum Inner<W: Worker> {
 ///   single-threaded helper (the zygote) that holds the state and forks every worker.
 /// - **Work** with [`Pool::map`] (results in task order) or [`Pool::submit`] +
 ///   [`Pool::recv`] (completion order). Task ids count submissions from 0.
-/// - **Crash**: a worker that dies mid-task (abort, signal, OOM kill, exit, corrupt frame)
-///   is reaped and replaced, and its task retried, up to `max_attempts` (default 3) per
-///   task; then that task alone fails with [`Error::is_worker_lost`]. A panic is returned
+/// - **Chunks**: tasks wait in a queue and go to a worker in chunks, one frame (thread
+///   backend: one channel message) per chunk each way. A chunk leaves once a whole one is
+///   queued and a worker has room, or when [`Pool::recv`] would otherwise wait (then what is
+///   queued is shared among the free workers). Each worker holds up to two chunks: the one it
+///   runs and the next, so it never waits for the pool in between. The chunk size is
+///   [`ChunkSize::Adaptive`] by default: from 1, it grows geometrically towards a few
+///   milliseconds of measured work per chunk (at most [`MAX_CHUNK`](crate::MAX_CHUNK)
+///   tasks). [`Pool::wanted_in_flight`] says how many tasks to keep submitted to keep every
+///   worker busy. Chunking changes no result: tasks keep their ids and run one by one.
+/// - **Crash**: a worker that dies (abort, signal, OOM kill, exit, corrupt frame) is reaped
+///   and replaced. Results it reported before are kept; tasks it was sent but had not run
+///   are sent again, uncharged. The task it was running is charged one attempt and retried,
+///   up to `max_attempts` (default 3) per task; then that task alone fails with
+///   [`Error::is_worker_lost`]. When the pool cannot tell which task of a chunk was running
+///   (the chunk's results died in the worker's buffer), it charges none and runs that chunk's
+///   unfinished tasks one per chunk, so the next crash names its task. A panic is returned
 ///   as data ([`Error::is_panic`]) and the worker goes on. A task over the timeout fails with
-///   [`Error::is_timeout`]; its worker is killed and replaced.
+///   [`Error::is_timeout`]; its worker is killed and replaced. Timeouts are per task: with a
+///   timeout, workers report each result as it is done (one write per task), so that the
+///   pool knows which task runs. Without one, a task that never ends also holds the tasks
+///   behind it on its worker (at most two chunks), so set a timeout where tasks can hang. An
+///   injected fault announces itself, and the tasks behind it go to other workers at once.
 /// - **End**: [`Pool::shutdown`] closes every task stream and gives workers a grace period
-///   to finish their current task and exit, then kills and reaps what is left.
+///   to finish their current chunk and exit, then kills and reaps what is left.
 ///   [`Pool::kill`] and `Drop` kill and reap at once. Both are idempotent underneath; no
 ///   zombie or orphan is left. Workers also die with the parent process (Linux
 ///   `PR_SET_PDEATHSIG` + a `getppid` check; EOF on their task stream everywhere), and they
@@ -241,17 +279,17 @@ pub struct Pool<W: Worker> {
     inner: Inner<W>,
     backend: Backend,
     workers: usize,
-    max_frame: usize,
     next_id: TaskId,
     stash: VecDeque<(TaskId, Result<W::Output, Error>)>,
 }
 
 impl<W: Worker> Pool<W> {
     fn new(inner: Inner<W>, backend: Backend, b: &PoolBuilder) -> Pool<W> {
-        Pool { inner, backend, workers: b.workers, max_frame: b.max_frame, next_id: 0, stash: VecDeque::new() }
+        Pool { inner, backend, workers: b.workers, next_id: 0, stash: VecDeque::new() }
     }
 
-    /// Queues one task and returns its id; workers start on it at once.
+    /// Queues one task and returns its id. It goes to a worker as soon as a whole chunk is
+    /// queued and a worker has room, or at the latest when [`Pool::recv`] would wait.
     /// Fails only if the task cannot be serialized or its frame exceeds the maximum size
     /// ([`Error::is_frame`]); the id is used up either way.
     pub fn submit(&mut self, task: W::Task) -> Result<TaskId, Error> {
@@ -259,13 +297,8 @@ impl<W: Worker> Pool<W> {
         self.next_id += 1;
         match &mut self.inner {
             Inner::Proc(p) => {
-                let codec = |message: String| Error::new(Kind::Codec { task: id, message });
-                let frame = encode_request(id, &task).map_err(|e| codec(e.to_string()))?;
-                if frame.len() > self.max_frame {
-                    let n = frame.len();
-                    return Err(codec(format!("task frame of {n} bytes exceeds the maximum of {}", self.max_frame)));
-                }
-                p.submit(id, frame);
+                let encode = |buf: &mut Vec<u8>| postcard::to_io(&task, buf).map(drop).map_err(|e| e.to_string());
+                p.submit(id, encode).map_err(|message| Error::new(Kind::Codec { task: id, message }))?;
             }
             Inner::Thread(t) => t.submit(id, task),
         }
@@ -281,7 +314,7 @@ impl<W: Worker> Pool<W> {
             Inner::Proc(p) => {
                 let (id, r) = p.next()?;
                 let r = r.and_then(|bytes| {
-                    postcard::from_bytes(&bytes)
+                    postcard::from_bytes(bytes)
                         .map_err(|e| Error::new(Kind::Codec { task: id, message: format!("bad output: {e}") }))
                 });
                 Some((id, r))
@@ -293,28 +326,28 @@ impl<W: Worker> Pool<W> {
     /// Runs every task and returns the results in task order. Results of tasks submitted
     /// earlier with [`Pool::submit`] stay available to [`Pool::recv`].
     pub fn map(&mut self, tasks: impl IntoIterator<Item = W::Task>) -> Vec<Result<W::Output, Error>> {
+        // Ids are handed out in order, so this map's tasks are `first..first + slots.len()`.
+        let first = self.next_id;
         let mut slots: Vec<Option<Result<W::Output, Error>>> = Vec::new();
-        let mut index = HashMap::new();
+        let mut missing = 0;
         for task in tasks {
-            let i = slots.len();
             match self.submit(task) {
-                Ok(id) => {
-                    index.insert(id, i);
+                Ok(_) => {
                     slots.push(None);
+                    missing += 1;
                 }
                 Err(e) => slots.push(Some(Err(e))),
             }
         }
-        let mut missing = index.len();
         let mut other = VecDeque::new();
         while missing > 0 {
             let Some((id, r)) = self.recv() else { break };
-            match index.get(&id) {
-                Some(&i) => {
-                    slots[i] = Some(r);
+            match id.checked_sub(first).and_then(|k| slots.get_mut(k as usize)) {
+                Some(slot) if slot.is_none() => {
+                    *slot = Some(r);
                     missing -= 1;
                 }
-                None => other.push_back((id, r)),
+                _ => other.push_back((id, r)),
             }
         }
         self.stash.extend(other);
@@ -328,6 +361,26 @@ impl<W: Worker> Pool<W> {
                 Inner::Proc(p) => p.outstanding(),
                 Inner::Thread(t) => t.outstanding,
             }
+    }
+
+    /// How many tasks should be in flight (submitted, not yet received) to keep every worker
+    /// busy: each worker's running chunk and the next one queued behind it, at the current
+    /// chunk size. It starts at `2 × workers` and follows the adaptive chunk size, so callers
+    /// that keep a window of work in flight (the optimizer's evaluator) should read it again
+    /// as they go.
+    pub fn wanted_in_flight(&self) -> usize {
+        match &self.inner {
+            Inner::Proc(p) => p.wanted_in_flight(),
+            Inner::Thread(t) => t.wanted_in_flight(),
+        }
+    }
+
+    /// The current chunk size: how many tasks go to a worker in one frame (or message).
+    pub fn chunk_size(&self) -> usize {
+        match &self.inner {
+            Inner::Proc(p) => p.chunk_size(),
+            Inner::Thread(t) => t.chunk_size(),
+        }
     }
 
     /// The backend this pool runs on.

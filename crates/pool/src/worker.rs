@@ -2,13 +2,16 @@
 
 use std::io::{self, Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::TaskId;
 use crate::fault::{self, Action, FaultSpec};
-use crate::frame::{read_frame, write_frame};
+use crate::frame::{
+    ChunkHeader, Cursor, ResultHeader, ResultsHeader, Tag, TaskHeader, finish_frame, read_frame_into, write_frame,
+};
 
 /// State that handles tasks. One value lives in each worker (a copy-on-write copy in a
 /// forked child, a value built from [`SpawnWorker::Init`] in a spawned child, or one per
@@ -40,22 +43,6 @@ pub trait SpawnWorker: Worker + Sized {
 
 pub(crate) const READY_OK: u8 = 0;
 pub(crate) const READY_FAILED: u8 = 1;
-pub(crate) const TAG_OK: u8 = 0;
-pub(crate) const TAG_PANIC: u8 = 1;
-pub(crate) const TAG_CODEC: u8 = 2;
-
-/// Builds a request frame payload: task id, attempt (patched on retry), postcard task.
-pub(crate) fn encode_request(id: TaskId, task: &impl Serialize) -> Result<Vec<u8>, postcard::Error> {
-    let mut buf = Vec::with_capacity(64);
-    buf.extend_from_slice(&id.to_le_bytes());
-    buf.extend_from_slice(&0u32.to_le_bytes());
-    postcard::to_io(task, &mut buf)?;
-    Ok(buf)
-}
-
-pub(crate) fn set_attempt(frame: &mut [u8], attempt: u32) {
-    frame[8..12].copy_from_slice(&attempt.to_le_bytes());
-}
 
 /// Sends the start-up outcome as the first frame.
 pub(crate) fn send_ready(out: &mut (impl Write + ?Sized), result: &Result<(), String>, max: usize) -> io::Result<()> {
@@ -80,8 +67,134 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Serves tasks until the parent closes the task stream (EOF), which is how every worker
+/// The result frame a worker is filling: the buffer is reused for every frame, so a task
+/// costs no allocation here, and a whole chunk costs one write.
+struct Results {
+    buf: Vec<u8>,
+    count: u32,
+    since: Instant,
+}
+
+impl Results {
+    /// Offset of the first record: the frame length, then the [`ResultsHeader`].
+    const BODY: usize = 4 + ResultsHeader::LEN;
+
+    fn new() -> Results {
+        Results { buf: Vec::with_capacity(64 << 10), count: 0, since: Instant::now() }
+    }
+
+    fn start(&mut self) {
+        self.buf.clear();
+        self.buf.resize(Self::BODY, 0);
+        self.count = 0;
+        self.since = Instant::now();
+    }
+
+    /// Appends one record; the body is written by `body` straight into the frame.
+    fn push(&mut self, id: TaskId, tag: Tag, body: impl FnOnce(&mut Vec<u8>)) {
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&ResultHeader { id, tag, len: 0 }.to_bytes());
+        body(&mut self.buf);
+        let len = (self.buf.len() - at - ResultHeader::LEN) as u32;
+        self.buf[at..at + ResultHeader::LEN].copy_from_slice(&ResultHeader { id, tag, len }.to_bytes());
+        self.count += 1;
+    }
+
+    /// Writes the frame (even an empty one: with `sure` it tells the pool which task runs
+    /// next) and starts the next.
+    fn flush(&mut self, out: &mut (impl Write + ?Sized), sure: bool, max: usize) -> io::Result<()> {
+        self.flush_flags(out, sure, false, max)
+    }
+
+    fn flush_flags(
+        &mut self,
+        out: &mut (impl Write + ?Sized),
+        sure: bool,
+        faulting: bool,
+        max: usize,
+    ) -> io::Result<()> {
+        let busy_ns = self.since.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        let head = ResultsHeader { count: self.count, busy_ns, sure, faulting };
+        self.buf[4..Self::BODY].copy_from_slice(&head.to_bytes());
+        finish_frame(&mut self.buf, 0, max)?;
+        out.write_all(&self.buf)?;
+        out.flush()?;
+        self.start();
+        Ok(())
+    }
+}
+
+/// Runs one task and appends its result, keeping the frame under `max`: a result too big
+/// for any frame becomes a codec error, and one that does not fit after the others goes into
+/// the next frame.
+fn run_one<W: Worker>(
+    worker: &mut W,
+    id: TaskId,
+    body: &[u8],
+    inject_panic: bool,
+    res: &mut Results,
+    out: &mut (impl Write + ?Sized),
+    max: usize,
+) -> io::Result<()> {
+    let at = res.buf.len();
+    match postcard::from_bytes::<W::Task>(body) {
+        Err(e) => res
+            .push(id, Tag::Codec, |b| b.extend_from_slice(format!("worker could not decode the task: {e}").as_bytes())),
+        Ok(task) => {
+            let ran = catch_unwind(AssertUnwindSafe(|| {
+                if inject_panic {
+                    panic!("injected panic (BTOPT_FAULT_INJECT) on task {id}");
+                }
+                worker.run(task)
+            }));
+            match ran {
+                Ok(output) => {
+                    let mut failed = None;
+                    res.push(id, Tag::Ok, |b| {
+                        if let Err(e) = postcard::to_io(&output, &mut *b) {
+                            failed = Some(e);
+                        }
+                    });
+                    if let Some(e) = failed {
+                        res.buf.truncate(at);
+                        res.count -= 1;
+                        res.push(id, Tag::Codec, |b| {
+                            b.extend_from_slice(format!("worker could not encode the output: {e}").as_bytes())
+                        });
+                    }
+                }
+                Err(p) => res.push(id, Tag::Panic, |b| b.extend_from_slice(panic_message(&*p).as_bytes())),
+            }
+        }
+    }
+    let record = res.buf.len() - at;
+    if Results::BODY - 4 + record > max {
+        res.buf.truncate(at);
+        res.count -= 1;
+        let n = record - ResultHeader::LEN;
+        res.push(id, Tag::Codec, |b| {
+            b.extend_from_slice(format!("output frame of {n} bytes exceeds the maximum of {max}").as_bytes())
+        });
+    } else if res.buf.len() - 4 > max {
+        // Fits alone, not after the others: send those first.
+        let tail = res.buf[at..].to_vec();
+        res.buf.truncate(at);
+        res.count -= 1;
+        res.flush(out, false, max)?;
+        res.buf.extend_from_slice(&tail);
+        res.count += 1;
+    }
+    Ok(())
+}
+
+/// Serves chunks until the parent closes the task stream (EOF), which is how every worker
 /// learns that the pool, or the parent process, is gone.
+///
+/// Each request frame is a chunk of tasks; their results go back in one frame at the end of
+/// the chunk (one write per chunk), or one frame per task when the chunk asks for it. Before
+/// an injected fault fires, the results so far are flushed with `sure` set, so the pool
+/// knows exactly which task killed the worker. No syscall per task: the frame buffers are
+/// reused and the clock is read once per frame.
 pub(crate) fn serve<W: Worker>(
     worker: &mut W,
     input: &mut (impl Read + ?Sized),
@@ -89,53 +202,32 @@ pub(crate) fn serve<W: Worker>(
     max: usize,
     faults: &FaultSpec,
 ) -> io::Result<()> {
-    while let Some(req) = read_frame(input, max)? {
-        if req.len() < 12 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "short request frame"));
-        }
-        let id = TaskId::from_le_bytes(req[0..8].try_into().expect("8 bytes"));
-        let attempt = u32::from_le_bytes(req[8..12].try_into().expect("4 bytes"));
-        let fault = faults.decide(id, attempt);
-        if let Some(action) = fault {
-            fault::perform(action, output);
-        }
-        let mut resp = Vec::with_capacity(64);
-        resp.extend_from_slice(&id.to_le_bytes());
-        match postcard::from_bytes::<W::Task>(&req[12..]) {
-            Err(e) => {
-                resp.push(TAG_CODEC);
-                resp.extend_from_slice(format!("worker could not decode the task: {e}").as_bytes());
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
+    let mut req = Vec::new();
+    let mut res = Results::new();
+    while read_frame_into(input, max, &mut req)? {
+        let mut c = Cursor::new(&req);
+        let chunk = ChunkHeader::decode(&mut c).ok_or_else(|| bad("short request frame"))?;
+        res.start();
+        for _ in 0..chunk.count {
+            let (TaskHeader { id, attempt, .. }, body) =
+                TaskHeader::decode(&mut c).ok_or_else(|| bad("truncated request frame"))?;
+            let fault = faults.decide(id, attempt);
+            if let Some(action) = fault.filter(|&a| a != Action::Panic) {
+                res.flush_flags(output, true, true, max)?;
+                fault::perform(action, output);
             }
-            Ok(task) => {
-                let ran = catch_unwind(AssertUnwindSafe(|| {
-                    if fault == Some(Action::Panic) {
-                        panic!("injected panic (BTOPT_FAULT_INJECT) on task {id}");
-                    }
-                    worker.run(task)
-                }));
-                match ran {
-                    Ok(out) => {
-                        resp.push(TAG_OK);
-                        if let Err(e) = postcard::to_io(&out, &mut resp) {
-                            resp.truncate(8);
-                            resp.push(TAG_CODEC);
-                            resp.extend_from_slice(format!("worker could not encode the output: {e}").as_bytes());
-                        }
-                    }
-                    Err(p) => {
-                        resp.push(TAG_PANIC);
-                        resp.extend_from_slice(panic_message(&*p).as_bytes());
-                    }
-                }
+            run_one(worker, id, body, fault == Some(Action::Panic), &mut res, output, max)?;
+            if chunk.flush_each {
+                res.flush(output, true, max)?;
             }
         }
-        if resp.len() > max {
-            let n = resp.len();
-            resp.truncate(8);
-            resp.push(TAG_CODEC);
-            resp.extend_from_slice(format!("output frame of {n} bytes exceeds the maximum of {max}").as_bytes());
+        if !chunk.flush_each {
+            res.flush(output, false, max)?;
         }
-        write_frame(output, &resp, max)?;
+        if !c.is_empty() {
+            return Err(bad("trailing bytes in a request frame"));
+        }
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use engine::{DynStrategy, ParamValues, RunOptions, StrategyId};
+use engine::{DynStrategy, Fidelity, ParamValues, RunOptions, StrategyId};
 use optimize::{Completion, Config, Evaluator, Outcome};
 
 use crate::worker::{BacktestWorker, Job, JobOutput};
@@ -26,6 +26,7 @@ pub struct PoolEvaluator<'p> {
     in_flight: HashMap<pool::TaskId, (u64, Instant)>,
     ready: VecDeque<Completion>,
     returns: Option<ReturnsSink>,
+    fidelity: Fidelity,
 }
 
 /// Per-session returns collected while a search runs, for the overfitting statistics.
@@ -63,7 +64,15 @@ impl<'p> PoolEvaluator<'p> {
             in_flight: HashMap::new(),
             ready: VecDeque::new(),
             returns: None,
+            fidelity: Fidelity::Recent,
         }
+    }
+
+    /// Evaluate budgets with `fidelity` (default [`Fidelity::Recent`]); budget 1.0 is the same
+    /// backtest under every fidelity.
+    pub fn with_fidelity(mut self, fidelity: Fidelity) -> Self {
+        self.fidelity = fidelity;
+        self
     }
 
     /// Also collect the per-session returns of trials at `budget`, for up to `cap` trials
@@ -101,7 +110,9 @@ impl<'p> PoolEvaluator<'p> {
 
     fn task(&self, config: &Config, budget: f64) -> Result<BacktestTask, String> {
         let params = params_of(&*self.strategy, &self.base, config).map_err(|e| e.to_string())?;
-        let options = RunOptions::new_checked(budget, self.sessions.clone(), self.fee).map_err(|e| e.to_string())?;
+        let options = RunOptions::new_checked(budget, self.sessions.clone(), self.fee)
+            .map_err(|e| e.to_string())?
+            .with_fidelity(self.fidelity);
         Ok(BacktestTask { strategy: self.id, params, options, returns: false })
     }
 }
@@ -122,7 +133,7 @@ pub fn metrics_map(m: &engine::Metrics) -> BTreeMap<String, f64> {
 
 impl Evaluator for PoolEvaluator<'_> {
     fn capacity(&self) -> usize {
-        self.pool.workers().max(1)
+        self.pool.wanted_in_flight().max(1)
     }
 
     fn submit(&mut self, trial_id: u64, config: &Config, budget: f64) -> optimize::Result<()> {

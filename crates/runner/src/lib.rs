@@ -26,6 +26,7 @@
 
 mod evaluator;
 mod params;
+pub mod walkforward;
 mod worker;
 
 pub use evaluator::{PoolEvaluator, metrics_map};
@@ -64,6 +65,9 @@ pub enum Error {
     /// What this platform cannot do (the fork backends off unix).
     #[error("{0}")]
     Unsupported(String),
+    /// A search failed or found nothing.
+    #[error("{0}")]
+    Search(String),
 }
 
 /// The bundle's adjusted opens, highs, lows and closes as the engine's market view (borrowed

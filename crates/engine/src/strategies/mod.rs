@@ -2,7 +2,9 @@
 //! line in [`crate::Registry::builtin`] (or in a user's own registry, outside this crate).
 
 mod ma_crossover;
-mod momentum;
+pub(crate) mod mom_batch;
+mod mom_fast;
+pub(crate) mod momentum;
 
 pub use ma_crossover::{MaCrossover, MaCrossoverStrategy, MaScratch};
 pub use momentum::{MomScratch, Momentum, MomentumStrategy, WeightingScheme};

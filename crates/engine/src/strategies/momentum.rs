@@ -1,10 +1,15 @@
 //! `momentum`: periodic top-N rebalancing by lookback return, shared cash (daily bars only).
+//!
+//! Two kernels compute the same bits. The reference kernel here is the contract written out
+//! step by step over every asset; a backtester without cache capacity (so [`crate::run`])
+//! uses it. A backtester with a cache runs `mom_fast`, which shares score/volatility tables
+//! and selections across backtests and visits only held or targeted assets.
 
-use std::collections::HashMap;
 use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
+use super::mom_fast::MomCache;
 use crate::market::Frequency;
 use crate::metrics::Metrics;
 use crate::params::{ParamKind, ParamSpec, ParamValues};
@@ -167,6 +172,10 @@ const NOT_HELD: usize = usize::MAX;
 /// strategy's scratch).
 #[derive(Default)]
 pub struct MomScratch {
+    /// The cached kernel's state, made on the first run with cache capacity.
+    fast: Option<MomCache>,
+    /// A trace asked for before `fast` existed.
+    trace_pending: bool,
     shares: Vec<f64>,
     /// Bar of the fill that opened the position, or `NOT_HELD`.
     entry: Vec<usize>,
@@ -180,15 +189,24 @@ pub struct MomScratch {
     /// Positions with shares, in sid order.
     held: Vec<usize>,
     equity: Vec<f64>,
-    /// Score and volatility per lookback, indexed `bar · n_assets + position`, so one
-    /// rebalance reads one contiguous row.
-    tables: HashMap<usize, Table>,
 }
 
-/// Momentum score and annualised volatility of every (asset, bar), filled lazily.
-struct Table {
-    score: Vec<f64>,
-    vol: Vec<f64>,
+impl MomScratch {
+    /// Starts (or stops) recording each decision's weights before the position bounds
+    /// (cached kernel only; see `mom_batch`).
+    pub(crate) fn set_trace(&mut self, on: bool) {
+        if let Some(f) = &mut self.fast {
+            f.trace = on.then(Vec::new);
+        } else if on {
+            self.trace_pending = true;
+        }
+    }
+
+    /// The weights recorded since `set_trace(true)`, and stops recording.
+    pub(crate) fn take_trace(&mut self) -> Vec<f64> {
+        self.trace_pending = false;
+        self.fast.as_mut().and_then(|f| f.trace.take()).unwrap_or_default()
+    }
 }
 
 fn run_momentum(run: &mut Run<'_, '_>, p: &Momentum, s: &mut MomScratch) -> Result<Metrics, Error> {
@@ -201,6 +219,14 @@ fn run_momentum(run: &mut Run<'_, '_>, p: &Momentum, s: &mut MomScratch) -> Resu
             "market_cap weighting needs positive shares_outstanding, sid {} has {}",
             a.sid, a.shares_outstanding
         )));
+    }
+    let capacity = run.sma.capacity();
+    if capacity > 0 {
+        let fast = s.fast.get_or_insert_with(|| MomCache::new(capacity));
+        if std::mem::take(&mut s.trace_pending) {
+            fast.trace = Some(Vec::new());
+        }
+        return Ok(super::mom_fast::run(run, p, fast));
     }
     let n = order.len();
     for v in [&mut s.shares, &mut s.target, &mut s.target_shares, &mut s.score, &mut s.vol] {
@@ -249,13 +275,6 @@ fn decide(market: &Market<'_>, order: &[usize], p: &Momentum, t: usize, s: &mut 
     let lb = p.lookback_period;
     let ann = 252.0_f64.sqrt();
     s.candidates.clear();
-    // Score and volatility depend only on (asset, lookback, bar), so a sweep computes each
-    // once per worker; NaN marks "not yet computed" (real values are finite).
-    let n_bars = market.n_bars();
-    let table = s.tables.entry(lb).or_insert_with(|| {
-        let cells = order.len() * n_bars;
-        Table { score: vec![f64::NAN; cells], vol: vec![f64::NAN; cells] }
-    });
     for (k, &i) in order.iter().enumerate() {
         let a = &market.assets[i];
         let ok = t >= a.first_bar.saturating_add(lb) && t < a.end_bar;
@@ -265,16 +284,11 @@ fn decide(market: &Market<'_>, order: &[usize], p: &Momentum, t: usize, s: &mut 
         if !ok {
             continue;
         }
-        let cell = t * order.len() + k;
-        if table.vol[cell].is_nan() {
-            let c = &a.close[t - lb..=t];
-            table.score[cell] = c[lb] / c[0] - 1.0;
-            let m = lb as f64;
-            let mean = c.windows(2).map(|w| w[1] / w[0] - 1.0).sum::<f64>() / m;
-            let ss = c.windows(2).map(|w| w[1] / w[0] - 1.0 - mean).map(|d| d * d).sum::<f64>();
-            table.vol[cell] = (ss / (m - 1.0)).sqrt() * ann;
-        }
-        (s.score[k], s.vol[k]) = (table.score[cell], table.vol[cell]);
+        let c = &a.close[t - lb..=t];
+        let m = lb as f64;
+        let mean = c.windows(2).map(|w| w[1] / w[0] - 1.0).sum::<f64>() / m;
+        let ss = c.windows(2).map(|w| w[1] / w[0] - 1.0 - mean).map(|d| d * d).sum::<f64>();
+        (s.score[k], s.vol[k]) = (c[lb] / c[0] - 1.0, (ss / (m - 1.0)).sqrt() * ann);
         if s.vol[k] <= p.volatility_threshold {
             s.candidates.push(k);
         }

@@ -3,8 +3,10 @@
 
 mod blocks;
 mod cache;
+mod fidelity;
 mod hand;
 mod momentum;
+mod momentum_cache;
 mod momentum_reference;
 mod params;
 mod props;

@@ -10,7 +10,7 @@ fn config() -> ProptestConfig {
     ProptestConfig { cases: 96, rng_seed: proptest::test_runner::RngSeed::Fixed(7), ..ProptestConfig::default() }
 }
 
-fn any_strategy() -> impl proptest::strategy::Strategy<Value = Configured> {
+pub(crate) fn any_strategy() -> impl proptest::strategy::Strategy<Value = Configured> {
     prop_oneof![
         (1usize..20, 1usize..40, prop_oneof![Just(0.0), 0.0..0.02]).prop_map(|(s, l, t)| ma(s, l, t)),
         (2usize..15, 1usize..6, 1usize..5, 0usize..3, 1usize..4, 0.1f64..3.0, 0.0f64..20.0, 10.0f64..100.0).prop_map(
@@ -34,7 +34,7 @@ fn any_strategy() -> impl proptest::strategy::Strategy<Value = Configured> {
 }
 
 /// Momentum needs daily bars; MA crossover also gets intraday bars.
-fn bars_per_session(s: &Configured, pick: bool) -> usize {
+pub(crate) fn bars_per_session(s: &Configured, pick: bool) -> usize {
     if s.name() == "ma-crossover" && pick { 3 } else { 1 }
 }
 

@@ -4,24 +4,31 @@
 //! ```text
 //! pool-demo run   --backend B [--workers N] --tasks SPEC [--timeout-ms T] [--max-frame BYTES]
 //!                 [--attempts N] [--stream] [--reopen] [--shared-mb M] [--rlimit-mb M]
+//!                 [--chunk N|auto] [--pace N]
 //! pool-demo serve --backend B [--workers N]      (prints pids, then obeys "drop" or "hold" on stdin)
 //! pool-demo bench --backend B [--workers N] [--roundtrips R] [--throughput T] [--shared-mb M]
+//!                 [--chunk N|auto]
 //! ```
+//! `--chunk` sets the pool's chunk size (default: `BTOPT_POOL_CHUNK`, else auto). `--pace N` (with `--stream`) keeps at
+//! most N tasks in flight, submitting one more per result, as the optimizer does.
 //! SPEC is a comma-separated list of `KIND[:ARG][*COUNT]` with KIND one of echo (ARG
-//! defaults to the task's index), sleep:MS, panic, abort, exit, sigkill, alloc:MIB,
+//! defaults to the task's index), traced (echo of the index that also prints `ran N` on
+//! stderr), sleep:MS, panic, abort, exit, sigkill, alloc:MIB,
 //! sum:SEED (a float reduction over the shared array), big:BYTES, hang, print:TEXT.
 
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pool::{Backend, Pool, PoolBuilder, Registry, SpawnWorker, Worker};
+use pool::{Backend, ChunkSize, Pool, PoolBuilder, Registry, SpawnWorker, Worker};
 use serde::{Deserialize, Serialize};
 
 /// One demo job.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum Job {
     Echo(u64),
+    /// As `Echo`, and says so on stderr (`ran N`): tests count how often each task ran.
+    Traced(u64),
     Sleep(u64),
     Panic,
     Abort,
@@ -67,6 +74,10 @@ impl Worker for Demo {
     fn run(&mut self, job: Job) -> Out {
         match job {
             Job::Echo(n) => Out::Num(n),
+            Job::Traced(n) => {
+                eprintln!("ran {n}");
+                Out::Num(n)
+            }
             Job::Sleep(ms) => {
                 std::thread::sleep(Duration::from_millis(ms));
                 Out::Unit
@@ -145,6 +156,8 @@ struct Args {
     rlimit_mb: u64,
     roundtrips: usize,
     throughput: usize,
+    chunk: Option<ChunkSize>,
+    pace: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -165,6 +178,8 @@ fn parse_args() -> Result<Args, String> {
         rlimit_mb: 0,
         roundtrips: 20_000,
         throughput: 100_000,
+        chunk: None,
+        pace: 0,
     };
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or(format!("{flag} needs a value"));
@@ -180,6 +195,8 @@ fn parse_args() -> Result<Args, String> {
             "--rlimit-mb" => a.rlimit_mb = num(val()?)?,
             "--roundtrips" => a.roundtrips = num(val()?)? as usize,
             "--throughput" => a.throughput = num(val()?)? as usize,
+            "--chunk" => a.chunk = Some(val()?.parse().map_err(|e| format!("bad --chunk: {e}"))?),
+            "--pace" => a.pace = num(val()?)? as usize,
             "--stream" => a.stream = true,
             "--reopen" => a.reopen = true,
             "--fail-init" => a.fail_init = true,
@@ -202,6 +219,7 @@ fn parse_tasks(spec: &str) -> Result<Vec<Job>, String> {
             jobs.push(match kind {
                 "echo" if arg.is_empty() => Job::Echo(jobs.len() as u64),
                 "echo" => Job::Echo(n()?),
+                "traced" => Job::Traced(jobs.len() as u64),
                 "sleep" => Job::Sleep(n()?),
                 "panic" => Job::Panic,
                 "abort" => Job::Abort,
@@ -240,6 +258,9 @@ fn build(a: &Args) -> Result<Pool<Demo>, pool::Error> {
 fn build_from(a: &Args, shared: Arc<Vec<f64>>) -> Result<Pool<Demo>, pool::Error> {
     let len = shared_len(a);
     let mut b = PoolBuilder::new().workers(a.workers).max_frame_len(a.max_frame).max_attempts(a.attempts);
+    if let Some(c) = a.chunk {
+        b = b.chunk_size(c);
+    }
     if a.timeout_ms > 0 {
         b = b.task_timeout(Duration::from_millis(a.timeout_ms));
     }
@@ -302,11 +323,17 @@ fn run(a: &Args) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
     let mut results: Vec<(u64, Result<Out, pool::Error>)> = Vec::new();
     if a.stream {
-        for j in jobs {
+        // With a pace, at most that many in flight: one more submitted per result.
+        let mut jobs = jobs.into_iter();
+        let window = if a.pace == 0 { usize::MAX } else { a.pace };
+        for j in jobs.by_ref().take(window) {
             pool.submit(j).map_err(|e| e.to_string())?;
         }
         while let Some(r) = pool.recv() {
             results.push(r);
+            if let Some(j) = jobs.next() {
+                pool.submit(j).map_err(|e| e.to_string())?;
+            }
         }
     } else {
         results = pool.map(jobs).into_iter().enumerate().map(|(i, r)| (i as u64, r)).collect();
@@ -362,29 +389,52 @@ fn bench(a: &Args) -> Result<(), String> {
         pool.submit(Job::Echo(i)).map_err(|e| e.to_string())?;
         pool.recv();
     }
+    let mut rts = Vec::with_capacity(a.roundtrips);
     let t = Instant::now();
     for i in 0..a.roundtrips as u64 {
+        let t = Instant::now();
         pool.submit(Job::Echo(i)).map_err(|e| e.to_string())?;
         let (_, r) = pool.recv().ok_or("no result")?;
         r.map_err(|e| e.to_string())?;
+        rts.push(t.elapsed());
     }
     let rt = t.elapsed().as_secs_f64() / a.roundtrips.max(1) as f64;
+    rts.sort_unstable();
+    let rt_median = rts.get(rts.len() / 2).map_or(0.0, Duration::as_secs_f64);
+    // Everything at once through `map`: the amortised cost of a task in a chunk.
     let t = Instant::now();
     let res = pool.map((0..a.throughput as u64).map(Job::Echo));
     let tput = a.throughput as f64 / t.elapsed().as_secs_f64();
     let failed = res.iter().filter(|r| r.is_err()).count();
+    // As the optimizer does: keep `wanted_in_flight` tasks in flight, one more per result.
+    let t = Instant::now();
+    let (mut sent, mut got) = (0u64, 0u64);
+    while got < a.throughput as u64 {
+        while sent < a.throughput as u64 && (sent - got) < pool.wanted_in_flight() as u64 {
+            pool.submit(Job::Echo(sent)).map_err(|e| e.to_string())?;
+            sent += 1;
+        }
+        let (_, r) = pool.recv().ok_or("no result")?;
+        r.map_err(|e| e.to_string())?;
+        got += 1;
+    }
+    let paced = a.throughput as f64 / t.elapsed().as_secs_f64();
+    let chunk = pool.chunk_size();
     // Touch the whole shared array in every worker, then measure memory.
     let _ = pool.map((0..a.workers as u64 * 4).map(|_| Job::Sum(0)));
     let mem = pool.memory().ok();
     println!(
-        "bench backend={} workers={} shared_mb={} parent_state_ms={:.3} startup_ms={:.3} roundtrip_us={:.2} throughput_per_s={:.0} failed={failed} pss_mb={} rss_mb={}",
+        "bench backend={} workers={} shared_mb={} parent_state_ms={:.3} startup_ms={:.3} roundtrip_us={:.2} roundtrip_median_us={:.2} throughput_per_s={:.0} per_task_us={:.3} paced_per_s={:.0} chunk={chunk} failed={failed} pss_mb={} rss_mb={}",
         a.backend,
         a.workers,
         a.shared_mb,
         state.as_secs_f64() * 1e3,
         startup.as_secs_f64() * 1e3,
         rt * 1e6,
+        rt_median * 1e6,
         tput,
+        1e6 / tput,
+        paced,
         mem.map_or("n/a".into(), |m| format!("{:.1}", m.pss as f64 / 1048576.0)),
         mem.map_or("n/a".into(), |m| format!("{:.1}", m.rss as f64 / 1048576.0)),
     );

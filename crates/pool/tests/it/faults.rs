@@ -1,6 +1,118 @@
 //! Every fault is a test: panics, aborts, signals, exits, OOM, timeouts, oversized frames.
 
-use crate::{check, process_backends, run};
+use crate::{Output, check, process_backends, run};
+
+/// How many times each of tasks `0..n` ran, from the `ran N` lines of `traced` tasks.
+fn runs(out: &Output, n: usize) -> Vec<usize> {
+    let mut count = vec![0; n];
+    for l in out.stderr.lines() {
+        if let Some(id) = l.split("] ran ").nth(1).and_then(|x| x.trim().parse::<usize>().ok()) {
+            count[id] += 1;
+        }
+    }
+    count
+}
+
+/// The counter `name` from the `stats` line.
+fn stat(out: &Output, name: &str) -> u64 {
+    let line = out.line("stats ");
+    let v = line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}="))).expect("counter");
+    v.parse().expect("number")
+}
+
+#[test]
+fn a_worker_killed_mid_chunk_loses_no_other_result() {
+    for backend in process_backends() {
+        for chunk in ["7", "auto"] {
+            // With chunks of 7, tasks 10 and 11 share one (7..=13); 40 sits in another.
+            let out = check(
+                &["--backend", backend, "--workers", "2", "--chunk", chunk, "--tasks", "traced*64"],
+                "sigkill@ids=10+11+40,attempts=1",
+                "summary ok=64 failed=0",
+            );
+            for (i, l) in out.results().iter().enumerate() {
+                assert_eq!(l, &format!("{i} ok num {i}"), "{backend} {chunk}");
+            }
+            // Each kill is charged to its task alone; the tasks that ran before it in its
+            // chunk kept their results (nothing ran twice), the rest were sent again.
+            assert_eq!((stat(&out, "lost"), stat(&out, "retries")), (3, 3), "{backend} {chunk}");
+            assert_eq!(runs(&out, 64), vec![1; 64], "{backend} {chunk}: {}", out.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_tenth_of_tasks_killing_their_worker_cost_one_attempt_each() {
+    for backend in process_backends() {
+        for chunk in ["1", "7", "auto"] {
+            let out = check(
+                &["--backend", backend, "--workers", "2", "--chunk", chunk, "--tasks", "traced*300"],
+                "sigkill@frac=0.1,seed=5,attempts=1",
+                "summary ok=300 failed=0",
+            );
+            for (i, l) in out.results().iter().enumerate() {
+                assert_eq!(l, &format!("{i} ok num {i}"), "{backend} {chunk}");
+            }
+            // Exactly one result per task, every task ran once (a killed attempt dies before
+            // the task runs), and every lost worker is one charged attempt of its own task.
+            assert_eq!(out.results().len(), 300);
+            assert_eq!(runs(&out, 300), vec![1; 300], "{backend} {chunk}");
+            let lost = stat(&out, "lost");
+            assert_eq!(stat(&out, "retries"), lost, "{backend} {chunk}: {}", out.line("stats "));
+            assert!((10..=60).contains(&lost), "{backend} {chunk}: {lost} of 300 selected");
+        }
+    }
+}
+
+#[test]
+fn poison_tasks_inside_chunks_fail_after_exactly_their_attempts() {
+    for backend in process_backends() {
+        for chunk in ["7", "auto"] {
+            let out = run(
+                &["--backend", backend, "--workers", "2", "--chunk", chunk, "--tasks", "traced*100"],
+                "abort@frac=0.1,seed=3",
+            );
+            assert!(out.status.success(), "{}", out.stderr);
+            let failed: Vec<String> = out.results().into_iter().filter(|l| l.contains(" err ")).collect();
+            assert!(!failed.is_empty() && failed.len() < 30, "{backend} {chunk}: {}", failed.len());
+            for l in &failed {
+                assert!(l.contains(" err lost ") && l.contains("each of 3 attempts"), "{backend} {chunk}: {l}");
+            }
+            assert_eq!(stat(&out, "lost"), 3 * failed.len() as u64, "{backend} {chunk}");
+            // The others ran once each; a poison task never got to run.
+            let ran = runs(&out, 100);
+            for (i, l) in out.results().iter().enumerate() {
+                let want = if l.contains(" err ") { 0 } else { 1 };
+                assert_eq!(ran[i], want, "{backend} {chunk}: task {i}: {l}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_real_crash_inside_a_chunk_is_pinned_on_its_task() {
+    // The abort is the worker's own doing (no injection), so the results of its chunk's
+    // earlier tasks die with the worker: those run again, and the crash is charged to no one
+    // until the suspects run alone.
+    for backend in process_backends() {
+        let out = check(
+            &["--backend", backend, "--workers", "2", "--chunk", "7", "--tasks", "traced*20,abort,traced*20"],
+            "",
+            "summary ok=40 failed=1",
+        );
+        let r = out.results();
+        assert!(
+            r[20].starts_with("20 err lost task 20 failed") && r[20].contains("each of 3 attempts"),
+            "{backend}: {}",
+            r[20]
+        );
+        assert_eq!(stat(&out, "retries"), 2, "{backend}: {}", out.line("stats "));
+        for (i, l) in r.iter().enumerate().filter(|(i, _)| *i != 20) {
+            assert_eq!(l, &format!("{i} ok num {i}"), "{backend}");
+        }
+        assert!(runs(&out, 41).iter().enumerate().all(|(i, &n)| i == 20 || n >= 1), "{backend}");
+    }
+}
 
 #[test]
 fn panics_come_back_as_data() {
@@ -97,16 +209,30 @@ fn out_of_memory_worker_is_replaced() {
 #[test]
 fn timeout_kills_and_replaces_the_worker() {
     for backend in process_backends() {
-        let out = check(
-            &["--backend", backend, "--workers", "2", "--timeout-ms", "400", "--tasks", "echo*3,hang,echo*3,sleep:1"],
-            "hang@ids=1",
-            "summary ok=6 failed=2",
-        );
-        let r = out.results();
-        assert!(r[1].starts_with("1 err timeout task 1 timed out"), "{backend}: {}", r[1]);
-        assert!(r[3].starts_with("3 err timeout task 3 timed out"), "{backend}: {}", r[3]);
-        assert_eq!(r[7], "7 ok unit");
-        assert!(out.line("stats ").contains("timeouts=2"), "{backend}");
+        // The timeout is per task, also when every task shares one chunk.
+        for chunk in ["1", "8", "auto"] {
+            let out = check(
+                &[
+                    "--backend",
+                    backend,
+                    "--workers",
+                    "2",
+                    "--chunk",
+                    chunk,
+                    "--timeout-ms",
+                    "400",
+                    "--tasks",
+                    "echo*3,hang,echo*3,sleep:1",
+                ],
+                "hang@ids=1",
+                "summary ok=6 failed=2",
+            );
+            let r = out.results();
+            assert!(r[1].starts_with("1 err timeout task 1 timed out"), "{backend} {chunk}: {}", r[1]);
+            assert!(r[3].starts_with("3 err timeout task 3 timed out"), "{backend} {chunk}: {}", r[3]);
+            assert_eq!(r[7], "7 ok unit");
+            assert!(out.line("stats ").contains("timeouts=2"), "{backend} {chunk}");
+        }
     }
 }
 
@@ -149,6 +275,27 @@ fn invalid_fault_spec_fails_the_build() {
     let out = run(&["--backend", process_backends()[0], "--tasks", "echo"], "explode@ids=1");
     assert!(!out.status.success());
     assert!(out.stderr.contains("invalid BTOPT_FAULT_INJECT"), "{}", out.stderr);
+}
+
+#[test]
+fn the_chunk_size_comes_from_the_environment_unless_set() {
+    let demo = |chunk: &str, args: &[&str]| {
+        let mut c = crate::demo();
+        c.args(["run", "--workers", "2", "--tasks", "echo*20"]).args(args).env(pool::CHUNK_ENV, chunk);
+        let c = c.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped());
+        crate::wait_guarded(c.stderr(std::process::Stdio::piped()).spawn().expect("start pool-demo"))
+    };
+    for backend in process_backends().iter().chain(&["thread"]) {
+        let out = demo("0", &["--backend", backend]);
+        assert!(!out.status.success(), "{backend}");
+        assert!(out.stderr.contains("invalid BTOPT_POOL_CHUNK"), "{backend}: {}", out.stderr);
+        // An explicit size wins over the variable; a valid variable is used.
+        for (chunk, args) in [("0", &["--chunk", "3"][..]), ("5", &[][..]), ("auto", &[][..])] {
+            let out = demo(chunk, &[&["--backend", backend][..], args].concat());
+            assert!(out.status.success(), "{backend} {chunk}: {}", out.stderr);
+            assert_eq!(out.line("summary "), "summary ok=20 failed=0");
+        }
+    }
 }
 
 #[test]

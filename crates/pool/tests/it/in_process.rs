@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pool::{PoolBuilder, SpawnWorker, Worker};
+use pool::{ChunkSize, PoolBuilder, SpawnWorker, Worker};
 
 struct Square;
 
@@ -47,6 +47,31 @@ fn thread_backend_maps_in_order_and_streams_every_result() {
     assert_eq!(got, (0..10).map(|x| (100 + x, x * x)).collect::<Vec<_>>());
     assert_eq!(pool.outstanding(), 0);
     pool.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn chunked_thread_pool_wants_two_chunks_per_worker_and_keeps_ids() {
+    for chunk in [ChunkSize::Fixed(1), ChunkSize::Fixed(7), ChunkSize::Adaptive] {
+        let mut pool = PoolBuilder::new().workers(3).chunk_size(chunk).thread(|| Square).expect("build");
+        if chunk == ChunkSize::Fixed(7) {
+            assert_eq!((pool.chunk_size(), pool.wanted_in_flight()), (7, 3 * 2 * 7));
+        }
+        let r: Vec<u64> = pool.map(0..1000).into_iter().map(|r| r.expect("ok")).collect();
+        assert_eq!(r, (0..1000).map(|x| x * x).collect::<Vec<_>>(), "{chunk:?}");
+        // A window of `wanted_in_flight`, refilled per result, as the optimizer submits.
+        let (mut sent, mut got) = (0u64, Vec::new());
+        while got.len() < 500 {
+            while sent < 500 && (sent as usize - got.len()) < pool.wanted_in_flight() {
+                assert_eq!(pool.submit(sent).expect("submit"), 1000 + sent);
+                sent += 1;
+            }
+            let (id, out) = pool.recv().expect("in flight");
+            got.push((id, out.expect("ok")));
+        }
+        got.sort();
+        assert_eq!(got, (0..500).map(|x| (1000 + x, x * x)).collect::<Vec<_>>(), "{chunk:?}");
+        assert!(pool.recv().is_none());
+    }
 }
 
 #[test]

@@ -38,7 +38,7 @@ impl Output {
 
 pub(crate) fn demo() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pool-demo"));
-    c.env_remove(pool::FAULT_ENV).env("RUST_BACKTRACE", "0");
+    c.env_remove(pool::FAULT_ENV).env_remove(pool::CHUNK_ENV).env("RUST_BACKTRACE", "0");
     c
 }
 
