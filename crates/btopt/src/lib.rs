@@ -24,10 +24,13 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 mod backtest_cmd;
 mod bundle_cmd;
+mod distributed;
 mod optimize_cmd;
 mod strategies_cmd;
+mod study_cmd;
 mod trials_out;
 mod walkforward_cmd;
+mod worker_cmd;
 
 /// A bad command line, space or parameter: exit status 2.
 #[derive(Debug)]
@@ -67,6 +70,24 @@ enum Command {
     Walkforward(Box<walkforward_cmd::WalkforwardArgs>),
     /// List the strategies this binary knows, with their parameters.
     Strategies {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate the trials of distributed studies (PostgreSQL) on a local pool.
+    Worker(worker_cmd::WorkerArgs),
+    /// Inspect the studies in a store.
+    #[command(subcommand)]
+    Study(StudyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum StudyCommand {
+    /// The studies with their queued, running and done trials.
+    List {
+        /// FILE, sqlite:FILE or postgresql://USER@HOST:PORT/DB.
+        #[arg(long)]
+        store: String,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -280,6 +301,8 @@ fn run(cli: Cli, strategies: &Arc<engine::Registry>) -> Result<()> {
         Command::Backtest(a) => backtest_cmd::run(&a, strategies),
         Command::Optimize(a) => optimize_cmd::run(&a, strategies),
         Command::Strategies { json } => strategies_cmd::run(strategies, json),
+        Command::Worker(a) => worker_cmd::run(&a, strategies),
+        Command::Study(StudyCommand::List { store, json }) => study_cmd::list(&store, json),
         Command::Walkforward(a) => walkforward_cmd::run(&a, strategies),
         Command::Bundle(cmd) => match cmd {
             BundleCommand::Generate(a) => {

@@ -1,5 +1,5 @@
 //! `btopt optimize`: a search over a parameter space, on a worker pool, with an optional
-//! durable trial store.
+//! durable trial store; with a PostgreSQL store, the coordinator of a distributed study.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,6 +10,8 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 use runner::{HandleMode, PoolKind, SpawnLoad};
+
+use crate::distributed::{QueueEvaluator, TaskSpec, local_evaluator};
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
 pub(crate) enum PoolArg {
@@ -48,8 +50,9 @@ pub(crate) struct OptimizeArgs {
     /// Worker pool backend [default: fork on unix, spawn elsewhere].
     #[arg(long)]
     pub(crate) pool: Option<PoolArg>,
-    /// Number of workers [default: available cores].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Number of workers [default: available cores]; 0 only with a PostgreSQL store, where
+    /// `btopt worker` processes do the work.
+    #[arg(long)]
     pub(crate) workers: Option<u16>,
     /// What a budget means: `recent` evaluates the last ceil(b·T) sessions; `blocks` takes them
     /// as evenly spaced blocks across the range (see the engine's docs).
@@ -76,9 +79,17 @@ pub(crate) struct OptimizeArgs {
     /// Synchronous stages: the same result for the same seed at any worker count.
     #[arg(long)]
     pub(crate) deterministic: bool,
-    /// SQLite trial store: records every trial; resumes an interrupted run.
+    /// Trial store: FILE or sqlite:FILE (one machine), or postgresql://USER@HOST:PORT/DB
+    /// (a distributed study); records every trial and resumes an interrupted run.
     #[arg(long)]
-    pub(crate) store: Option<PathBuf>,
+    pub(crate) store: Option<String>,
+    /// The study's name in a PostgreSQL store [default: the study's identity hash].
+    #[arg(long)]
+    pub(crate) study: Option<String>,
+    /// PostgreSQL store: seconds without a heartbeat after which the trials of this
+    /// process's own workers go back to the queue.
+    #[arg(long, default_value_t = 30.0)]
+    pub(crate) lease: f64,
     /// A fixed strategy parameter, NAME=VALUE (repeatable); the space overrides it.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub(crate) set: Vec<String>,
@@ -121,6 +132,8 @@ pub(crate) struct Prepared {
     pub(crate) blocks: usize,
     pub(crate) kind: PoolKind,
     pub(crate) workers: usize,
+    /// The parsed `--store`, if any.
+    pub(crate) location: Option<store::Location>,
 }
 
 impl Prepared {
@@ -154,16 +167,26 @@ impl Prepared {
         }
         let workers =
             a.workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
-        let kind = match a.pool {
-            None => match PoolKind::platform_default() {
-                PoolKind::Fork(_) => PoolKind::Fork(handles(a.handles)),
-                _ => PoolKind::Spawn(spawn_load(a.spawn_load)),
-            },
-            Some(PoolArg::Fork) => PoolKind::Fork(handles(a.handles)),
-            Some(PoolArg::Spawn) => PoolKind::Spawn(spawn_load(a.spawn_load)),
-            Some(PoolArg::Thread) => PoolKind::Thread,
-        };
-        Ok(Prepared { space, base, spec, blocks, kind, workers })
+        let kind = pool_kind(a.pool, a.handles, a.spawn_load);
+        let location = a
+            .store
+            .as_deref()
+            .map(store::Location::parse)
+            .transpose()
+            .map_err(|e| crate::usage(format!("invalid --store: {e}")))?;
+        let distributed = matches!(location, Some(store::Location::Postgres(_)));
+        if workers == 0 && !distributed {
+            return Err(crate::usage(
+                "--workers 0 needs a postgresql:// store, where btopt worker processes do the work",
+            ));
+        }
+        if a.study.is_some() && !distributed {
+            return Err(crate::usage("--study needs --store postgresql://USER@HOST:PORT/DB"));
+        }
+        if !(a.lease.is_finite() && a.lease > 0.0) {
+            return Err(crate::usage("--lease must be a positive number of seconds"));
+        }
+        Ok(Prepared { space, base, spec, blocks, kind, workers, location })
     }
 
     /// Builds the pool; call it while this process is still single-threaded (it forks).
@@ -200,37 +223,83 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             sessions.len()
         )));
     }
-    // The pool forks here, while this process is still single-threaded.
-    let mut pool = prep.pool(a, &bundle, strategies)?;
+    let fidelity: engine::Fidelity = a.fidelity.parse().map_err(|e| crate::usage(format!("{e}")))?;
+    let bundle_hash = bundle.content_hash().to_string();
+    // The pool forks here, while this process is still single-threaded; every database
+    // connection comes after it.
+    let mut pool = match prep.workers {
+        0 => None,
+        _ => Some(prep.pool(a, &bundle, strategies)?),
+    };
     drop(bundle);
 
-    let mut store: Box<dyn optimize::TrialStore> = match &a.store {
-        Some(path) => Box::new(optimize::SqliteStore::open(path).context("failed to open the trial store")?),
-        None => Box::new(optimize::MemoryStore::new()),
-    };
-    let id = strategies.id_of(strategy.name())?;
-    let mut evaluator =
-        runner::PoolEvaluator::new(&mut pool, strategy, id, *base.values(), Some(sessions), a.range.fee);
-    evaluator = evaluator.with_fidelity(a.fidelity.parse().map_err(|e| crate::usage(format!("{e}")))?);
-    if !a.no_overfitting {
-        evaluator = evaluator.collect_returns(FULL_BUDGET, a.overfitting_max_trials);
-    }
     let options = optimize::RunOptions { deterministic: a.deterministic, reuse_results: false };
     let mut progress = ProgressView::new(a.json);
-    let summary = optimize::optimize(
-        space,
-        &mut *searcher,
-        &mut evaluator,
-        &mut *store,
-        options,
-        &mut |p: &optimize::Progress<'_>| progress.update(p),
-    )
-    .context("optimization failed")?;
-    progress.finish();
-    let overfit = if a.no_overfitting {
-        Err("disabled by --no-overfitting".to_string())
-    } else {
-        overfitting_of(&mut evaluator, &summary, blocks, a.overfitting_max_trials, a.seed)?
+    let mut observer = |p: &optimize::Progress<'_>| progress.update(p);
+    let (summary, overfit) = match (&prep.location, a.store.as_deref()) {
+        (Some(store::Location::Postgres(target)), Some(url)) => {
+            let spec = TaskSpec {
+                strategy: a.strategy.clone(),
+                set: a.set.clone(),
+                sessions,
+                fee: a.range.fee,
+                fidelity: a.fidelity.clone(),
+            };
+            let task = store::StudyTask { bundle_hash, task: spec.to_json() };
+            let mut opened =
+                store::open(url, a.study.as_deref(), Some(task)).context("failed to open the trial store")?;
+            let store::Opened::Postgres { store: pg, .. } = &mut opened else { unreachable!("a postgresql:// store") };
+            let name = pg.study_name(&optimize::study_identity(space, &*searcher, options));
+            let lease = Duration::from_secs_f64(a.lease);
+            let queue =
+                store::Queue::connect(target, &name, lease).context("failed to connect to the study database")?;
+            let local = pool.as_mut().map(|p| local_evaluator(p, strategies, &spec)).transpose()?;
+            // Deterministic stages, and grid and random search (whose suggestions never depend
+            // on results), queue everything they can at once; async brackets keep a bounded
+            // number queued, so that the searcher's model sees results before it suggests more.
+            let unbounded =
+                a.deterministic || matches!(prep.spec.kind, optimize::SearchKind::Grid | optimize::SearchKind::Random);
+            let capacity = if unbounded { optimize::DETERMINISTIC_BATCH } else { (4 * prep.workers).max(64) };
+            let mut evaluator = QueueEvaluator::new(queue, local, prep.workers, lease, capacity)?;
+            let summary = optimize::optimize(space, &mut *searcher, &mut evaluator, &mut **pg, options, &mut observer)
+                .context("optimization failed")?;
+            pg.finish().context("failed to mark the study finished")?;
+            progress.finish();
+            (
+                summary,
+                Err("not computed for distributed studies: the workers do not return per-session returns".to_string()),
+            )
+        }
+        _ => {
+            let mut opened = a
+                .store
+                .as_deref()
+                .map(|s| store::open(s, None, None))
+                .transpose()
+                .context("failed to open the trial store")?;
+            let mut memory = optimize::MemoryStore::new();
+            let store: &mut dyn optimize::TrialStore = match &mut opened {
+                Some(o) => o.trial_store(),
+                None => &mut memory,
+            };
+            let pool = pool.as_mut().expect("workers > 0 without a PostgreSQL store");
+            let id = strategies.id_of(strategy.name())?;
+            let mut evaluator =
+                runner::PoolEvaluator::new(pool, strategy, id, *base.values(), Some(sessions), a.range.fee)
+                    .with_fidelity(fidelity);
+            if !a.no_overfitting {
+                evaluator = evaluator.collect_returns(FULL_BUDGET, a.overfitting_max_trials);
+            }
+            let summary = optimize::optimize(space, &mut *searcher, &mut evaluator, store, options, &mut observer)
+                .context("optimization failed")?;
+            progress.finish();
+            let overfit = if a.no_overfitting {
+                Err("disabled by --no-overfitting".to_string())
+            } else {
+                overfitting_of(&mut evaluator, &summary, blocks, a.overfitting_max_trials, a.seed)?
+            };
+            (summary, overfit)
+        }
     };
     let wall = started.elapsed().as_secs_f64();
 
@@ -336,6 +405,19 @@ fn overfitting_of(
         Err(e) => return Ok(Err(e.to_string())),
     };
     Ok(overfitting::compute(&matrix, blocks).map_err(|e| e.to_string()))
+}
+
+/// The pool backend for `--pool` (default: fork on unix, spawn elsewhere).
+pub(crate) fn pool_kind(pool: Option<PoolArg>, h: HandlesArg, s: SpawnLoadArg) -> PoolKind {
+    match pool {
+        None => match PoolKind::platform_default() {
+            PoolKind::Fork(_) => PoolKind::Fork(handles(h)),
+            _ => PoolKind::Spawn(spawn_load(s)),
+        },
+        Some(PoolArg::Fork) => PoolKind::Fork(handles(h)),
+        Some(PoolArg::Spawn) => PoolKind::Spawn(spawn_load(s)),
+        Some(PoolArg::Thread) => PoolKind::Thread,
+    }
 }
 
 fn handles(h: HandlesArg) -> HandleMode {

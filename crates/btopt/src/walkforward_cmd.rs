@@ -34,6 +34,9 @@ pub(crate) struct WalkforwardArgs {
 pub(crate) fn run(w: &WalkforwardArgs, strategies: &Arc<engine::Registry>) -> Result<()> {
     let a = &w.search;
     let prep = Prepared::new(a, strategies)?;
+    if matches!(prep.location, Some(store::Location::Postgres(_))) {
+        return Err(crate::usage("walkforward keeps its folds in SQLite files: use --store FILE"));
+    }
     if w.folds < 1 {
         return Err(crate::usage("invalid --folds 0: a walk-forward needs at least 1 fold"));
     }
@@ -63,11 +66,12 @@ pub(crate) fn run(w: &WalkforwardArgs, strategies: &Arc<engine::Registry>) -> Re
     for (i, fold) in folds.iter().enumerate() {
         let train = range.start + fold.train.start..range.start + fold.train.end;
         let test = range.start + fold.test.start..range.start + fold.test.end;
-        let mut store: Box<dyn optimize::TrialStore> = match &a.store {
-            Some(path) => Box::new(
-                optimize::SqliteStore::open(&fold_store(path, i))
+        let mut store: Box<dyn optimize::TrialStore> = match &prep.location {
+            Some(store::Location::Sqlite(path)) => Box::new(
+                store::SqliteStore::open(&fold_store(path, i))
                     .with_context(|| format!("failed to open the trial store of fold {i}"))?,
             ),
+            Some(store::Location::Postgres(_)) => unreachable!("refused before any work"),
             None => Box::new(optimize::MemoryStore::new()),
         };
         let outcome =

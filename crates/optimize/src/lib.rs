@@ -1,10 +1,11 @@
 //! optimize: btopt's search half. Parameter spaces, searchers (grid, random, Hyperband,
-//! BOHB), the optimizer loop that drives them over an abstract [`Evaluator`], and a durable
-//! trial store.
+//! BOHB), the optimizer loop that drives them over an abstract [`Evaluator`], and the
+//! [`TrialStore`] interface it records trials through.
 //!
-//! **Architecture invariant:** the optimizers know nothing about processes, pools, bundles or
-//! backtests. They see a [`Space`], [`Config`]s and losses. The one exception is the trial
-//! store, which opens its own SQLite file behind the [`TrialStore`] trait.
+//! **Architecture invariant:** the optimizers know nothing about processes, pools, bundles,
+//! backtests or databases. They see a [`Space`], [`Config`]s and losses, and record trials
+//! through the [`TrialStore`] trait; the durable stores (SQLite, PostgreSQL) live in the
+//! `store` crate.
 //!
 //! Main types: [`Space`] (with [`Space::from_toml_file`]), the [`Searcher`] implementations
 //! [`GridSearch`], [`RandomSearch`], [`BracketSearch`] (Hyperband/BOHB), the [`Evaluator`]
@@ -17,7 +18,7 @@
 //! For the glue (`btopt optimize`): parse the space with [`Space::from_toml_file`], build the
 //! searcher with [`SearchSpec::build`], implement [`Evaluator`] over the worker pool (render a
 //! config with [`render_pairs`] for the engine; report loss = −sharpe and metrics), open a
-//! [`SqliteStore`] for `--store` (else [`MemoryStore`]), call [`optimize`] with an
+//! durable store for `--store` with `store::open` (else [`MemoryStore`]), call [`optimize`] with an
 //! [`Observer`] for the progress bar, and print [`Summary::to_json`] plus `sharpe` and
 //! `wall_seconds`. Calling [`optimize`] again on the same store resumes the study.
 //!
@@ -75,5 +76,5 @@ pub use searcher::{
     Trial,
 };
 pub use space::{Constraint, Grid, Param, ParamKind, Space};
-pub use store::{MemoryStore, SqliteStore, TrialRecord, TrialStore, identity_hash};
+pub use store::{MemoryStore, TrialRecord, TrialStore, identity_hash, study_mismatch};
 pub use value::{Config, Value, config_from_json, config_to_json, render_pairs};

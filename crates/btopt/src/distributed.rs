@@ -1,0 +1,239 @@
+//! Distributed studies on PostgreSQL: the coordinator's [`QueueEvaluator`] (the optimizer's
+//! evaluator over the study's work queue) and [`serve_batch`], the one routine that runs
+//! claimed trials on a local pool, shared by `btopt worker` and a coordinator's own workers.
+//!
+//! The optimizer is unchanged: it submits trials to the evaluator and records outcomes in the
+//! store as always. Here a submitted trial becomes a queued row; any process that claims it
+//! (a `btopt worker` anywhere, or the coordinator's own pool) writes its outcome under its
+//! lease; the coordinator takes finished rows and hands them back as completions. In
+//! `--deterministic` mode the optimizer feeds a stage's outcomes in trial-id order at its
+//! barrier, so who evaluated what, and when, cannot change the result.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use optimize::{Completion, Evaluator, Outcome};
+use store::{Claimed, Queue};
+
+/// What a worker needs to turn a trial into a backtest, stored with the study as JSON. A
+/// worker trusts it only for parameters: an unknown strategy or parameter fails the trial.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TaskSpec {
+    pub(crate) strategy: String,
+    /// The `--set NAME=VALUE` values of the study.
+    pub(crate) set: Vec<String>,
+    pub(crate) sessions: Range<usize>,
+    pub(crate) fee: f64,
+    /// What a budget means (`--fidelity`), by name.
+    pub(crate) fidelity: String,
+}
+
+impl TaskSpec {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "strategy": self.strategy,
+            "set": self.set,
+            "sessions": [self.sessions.start, self.sessions.end],
+            "fee": self.fee,
+            "fidelity": self.fidelity,
+        })
+    }
+
+    pub(crate) fn from_json(v: &serde_json::Value) -> Result<TaskSpec> {
+        let bad = || anyhow!("the study's task is not one this btopt understands: {v}");
+        let strategy = v["strategy"].as_str().ok_or_else(bad)?.to_string();
+        let set = v["set"]
+            .as_array()
+            .ok_or_else(bad)?
+            .iter()
+            .map(|p| p.as_str().map(str::to_string).ok_or_else(bad))
+            .collect::<Result<Vec<_>>>()?;
+        let lo = v["sessions"][0].as_u64().ok_or_else(bad)? as usize;
+        let hi = v["sessions"][1].as_u64().ok_or_else(bad)? as usize;
+        let fee = v["fee"].as_f64().ok_or_else(bad)?;
+        // Studies written before `--fidelity` existed meant `recent`.
+        let fidelity = v.get("fidelity").map_or(Some("recent"), |f| f.as_str()).ok_or_else(bad)?.to_string();
+        Ok(TaskSpec { strategy, set, sessions: lo..hi, fee, fidelity })
+    }
+}
+
+/// An evaluator for the study's task on a local pool. The task comes from the database, so a
+/// strategy or parameter this binary does not know is refused here, before any trial runs.
+pub(crate) fn local_evaluator<'p>(
+    pool: &'p mut pool::Pool<runner::BacktestWorker>,
+    strategies: &engine::Registry,
+    spec: &TaskSpec,
+) -> Result<runner::PoolEvaluator<'p>> {
+    let base = crate::backtest_cmd::configure(strategies, &spec.strategy, &spec.set)
+        .context("the study's strategy cannot run here")?;
+    let strategy = base.strategy().clone();
+    let id = strategies.id_of(strategy.name())?;
+    let fidelity: engine::Fidelity =
+        spec.fidelity.parse().map_err(|e| anyhow!("the study's fidelity cannot run here: {e}"))?;
+    Ok(runner::PoolEvaluator::new(pool, strategy, id, *base.values(), Some(spec.sessions.clone()), spec.fee)
+        .with_fidelity(fidelity))
+}
+
+/// How many trials to claim at once: enough for about 50 ms of work on this pool (so that
+/// trivial trials are claimed in large batches and long ones two per worker), from the mean
+/// duration seen so far.
+#[derive(Debug)]
+pub(crate) struct BatchSize {
+    workers: usize,
+    mean_secs: Option<f64>,
+}
+
+impl BatchSize {
+    pub(crate) fn new(workers: usize) -> BatchSize {
+        BatchSize { workers: workers.max(1), mean_secs: None }
+    }
+
+    fn get(&self) -> usize {
+        let floor = 2 * self.workers;
+        match self.mean_secs {
+            None => floor,
+            Some(m) => ((0.05 / m.max(1e-6)) as usize * self.workers).clamp(floor, 512.max(floor)),
+        }
+    }
+
+    fn observe(&mut self, secs: f64) {
+        self.mean_secs = Some(match self.mean_secs {
+            None => secs,
+            Some(m) => 0.8 * m + 0.2 * secs,
+        });
+    }
+}
+
+/// Claims a batch of trials, runs them on `local`, and writes their outcomes (each only while
+/// this process still holds its lease). Heartbeats the lease between completions, so one
+/// trial must finish within the lease. Returns how many trials it claimed.
+pub(crate) fn serve_batch(
+    queue: &mut Queue,
+    local: &mut dyn Evaluator,
+    batch: &mut BatchSize,
+    lease: Duration,
+) -> Result<usize> {
+    let claimed = queue.claim(batch.get()).context("failed to claim trials")?;
+    if claimed.is_empty() {
+        return Ok(0);
+    }
+    let n = claimed.len();
+    let mut pending: BTreeMap<u64, Claimed> = BTreeMap::new();
+    let mut done: Vec<(Claimed, Completion)> = Vec::with_capacity(n);
+    for c in claimed {
+        let config = serde_json::from_str(&c.config_json)
+            .map_err(|e| e.to_string())
+            .and_then(|v| optimize::config_from_json(&v).map_err(|e| e.to_string()));
+        match config {
+            Ok(config) => {
+                local.submit(c.trial_id, &config, c.budget)?;
+                pending.insert(c.trial_id, c);
+            }
+            Err(e) => {
+                let outcome = Outcome::Crashed { message: format!("invalid config in the study: {e}") };
+                done.push((c.clone(), Completion { trial_id: c.trial_id, outcome, duration_secs: 0.0, worker: None }));
+            }
+        }
+    }
+    let started = Instant::now();
+    let mut beat = Instant::now();
+    while !pending.is_empty() {
+        let completion = local.next_completed()?;
+        let claim = pending
+            .remove(&completion.trial_id)
+            .ok_or_else(|| anyhow!("the pool returned trial {} that was not claimed", completion.trial_id))?;
+        done.push((claim, completion));
+        if beat.elapsed() >= lease / 3 && !pending.is_empty() {
+            queue.heartbeat(&pending.keys().copied().collect::<Vec<_>>()).context("failed to renew the lease")?;
+            beat = Instant::now();
+        }
+    }
+    batch.observe(started.elapsed().as_secs_f64() / n as f64);
+    queue.complete(&done).context("failed to record results")?;
+    Ok(n)
+}
+
+/// The optimizer's evaluator over a study's queue: `submit` queues the trial (in one
+/// statement per batch), `next_completed` serves a batch on the coordinator's own pool when
+/// it has one, and otherwise waits for workers' results (woken by `NOTIFY`, polling at
+/// least every 200 ms).
+pub(crate) struct QueueEvaluator<'p> {
+    queue: Queue,
+    local: Option<runner::PoolEvaluator<'p>>,
+    batch: BatchSize,
+    lease: Duration,
+    capacity: usize,
+    to_queue: Vec<u64>,
+    in_flight: BTreeSet<u64>,
+    ready: VecDeque<Completion>,
+}
+
+impl<'p> QueueEvaluator<'p> {
+    /// `capacity` bounds the trials in the queue at once (see `optimize_cmd`).
+    pub(crate) fn new(
+        mut queue: Queue,
+        local: Option<runner::PoolEvaluator<'p>>,
+        local_workers: usize,
+        lease: Duration,
+        capacity: usize,
+    ) -> Result<QueueEvaluator<'p>> {
+        queue.listen_done().context("failed to listen for results")?;
+        Ok(QueueEvaluator {
+            queue,
+            local,
+            batch: BatchSize::new(local_workers),
+            lease,
+            capacity,
+            to_queue: Vec::new(),
+            in_flight: BTreeSet::new(),
+            ready: VecDeque::new(),
+        })
+    }
+
+    fn step(&mut self) -> Result<()> {
+        if !self.to_queue.is_empty() {
+            self.queue.enqueue(&std::mem::take(&mut self.to_queue)).context("failed to queue trials")?;
+        }
+        let served = match &mut self.local {
+            Some(local) => serve_batch(&mut self.queue, local, &mut self.batch, self.lease)?,
+            None => 0,
+        };
+        for c in self.queue.take_done().context("failed to read results")? {
+            // Outcomes of trials this run did not submit were recovered by the store on open.
+            if self.in_flight.remove(&c.trial_id) {
+                self.ready.push_back(c);
+            }
+        }
+        if self.ready.is_empty() && served == 0 {
+            self.queue.wait(Duration::from_millis(200)).context("failed to wait for results")?;
+        }
+        Ok(())
+    }
+}
+
+impl Evaluator for QueueEvaluator<'_> {
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn submit(&mut self, trial_id: u64, _config: &optimize::Config, _budget: f64) -> optimize::Result<()> {
+        // The trial's config and budget are already in its row (recorded as suggested).
+        self.to_queue.push(trial_id);
+        self.in_flight.insert(trial_id);
+        Ok(())
+    }
+
+    fn next_completed(&mut self) -> optimize::Result<Completion> {
+        loop {
+            if let Some(c) = self.ready.pop_front() {
+                return Ok(c);
+            }
+            if self.in_flight.is_empty() {
+                return Err(optimize::Error::Evaluator("no trial in the queue".into()));
+            }
+            self.step().map_err(|e| optimize::Error::Evaluator(format!("{e:#}")))?;
+        }
+    }
+}

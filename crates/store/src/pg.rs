@@ -1,0 +1,790 @@
+//! PostgreSQL: many studies in one database, each with its trials as rows that double as a
+//! work queue (queued → running under a lease → done → taken by the coordinator).
+//!
+//! Schema (created idempotently, in one transaction under a transaction-level advisory lock,
+//! so that any number of first users racing each other all succeed):
+//! - `btopt_studies(name PK, identity, hash, bundle_hash, task, state, holder, created)`:
+//!   `task` is the JSON a worker needs to run a trial (strategy, fixed parameters, sessions,
+//!   fee); `state` is `running` or `finished`; `holder` names the coordinator ("pid N on HOST").
+//! - `btopt_trials(study, trial_id, …the SQLite store's columns…, queue, attempts,
+//!   lease_owner, lease_expires)`: `queue` is NULL until the coordinator hands the trial to
+//!   the queue, then `queued`, `running` (leased), `done` (outcome written) and `taken` (read
+//!   by the coordinator).
+//!
+//! Exactly one outcome per trial: a worker's result is written only while the worker still
+//! holds the trial's lease (same owner, same attempt, state `running`). A lease that expires
+//! puts the trial back in the queue with its attempt count one higher, and a result that
+//! arrives after that is discarded: **the result of the current lease wins**, never a late
+//! one. Backtests are deterministic, so the discarded result would have been the same.
+//!
+//! Connection loss: every operation is one transaction, retried whole after a reconnect, so
+//! nothing is half-applied; reconnects back off from 50 ms to 2 s and give up after
+//! [`RECONNECT_BOUND`] with [`Error::Unreachable`]. A coordinator re-takes its study lock on
+//! reconnect; workers listen again.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use optimize::{Completion, Trial, TrialRecord, TrialStore, config_to_json, identity_hash, study_mismatch};
+use postgres::Client;
+use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
+
+use crate::error::{Error, Result};
+use crate::location::PgTarget;
+use crate::row::{RawTrial, columns, holder_name, outcome};
+
+/// How long a server may stay unreachable before an operation fails: 60 s.
+pub const RECONNECT_BOUND: Duration = Duration::from_secs(60);
+
+/// The advisory-lock class of btopt's locks ("btop").
+const LOCK_CLASS: i32 = 0x6274_6f70;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS btopt_studies (
+    name TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    bundle_hash TEXT,
+    task TEXT,
+    state TEXT NOT NULL DEFAULT 'running',
+    holder TEXT,
+    created TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS btopt_trials (
+    study TEXT NOT NULL REFERENCES btopt_studies (name) ON DELETE CASCADE,
+    trial_id BIGINT NOT NULL,
+    config TEXT NOT NULL,
+    budget DOUBLE PRECISION NOT NULL,
+    bracket INTEGER,
+    stage INTEGER,
+    status TEXT NOT NULL DEFAULT 'running',
+    loss DOUBLE PRECISION,
+    metrics TEXT,
+    message TEXT,
+    duration DOUBLE PRECISION,
+    worker INTEGER,
+    suggest_seq BIGINT NOT NULL,
+    feed_seq BIGINT,
+    reused_from BIGINT,
+    queue TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_expires TIMESTAMPTZ,
+    PRIMARY KEY (study, trial_id)
+);
+CREATE INDEX IF NOT EXISTS btopt_trials_queue ON btopt_trials (study, queue, trial_id)
+    WHERE queue IN ('queued', 'running', 'done');
+";
+
+/// Whether `e` means the connection is gone (as opposed to a statement that failed).
+fn is_connection_loss(e: &postgres::Error, client: &mut Client) -> bool {
+    if e.is_closed() || client.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => {
+            *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+                || code.code().starts_with("08")
+        }
+        // An I/O error, or a client-side one (a type conversion): the connection decides.
+        None => client.is_valid(Duration::from_secs(2)).is_err(),
+    }
+}
+
+/// One connection that reconnects, re-listens and re-takes its study lock when it is lost.
+struct Conn {
+    target: PgTarget,
+    client: Client,
+    listening: Vec<&'static str>,
+    /// The study whose session-level lock this connection holds.
+    locked: Option<String>,
+}
+
+impl Conn {
+    fn open(target: &PgTarget) -> Result<Conn> {
+        let client = connect_with_backoff(target)?;
+        let mut conn = Conn { target: target.clone(), client, listening: Vec::new(), locked: None };
+        conn.run("create the schema", |c| {
+            let mut tx = c.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_CLASS])?;
+            tx.batch_execute(SCHEMA)?;
+            tx.commit()
+        })?;
+        Ok(conn)
+    }
+
+    /// Runs `f` (one transaction, or one statement) until it succeeds or fails for a reason
+    /// other than a lost connection; reconnects in between.
+    fn run<T>(&mut self, what: &str, mut f: impl FnMut(&mut Client) -> Result<T, postgres::Error>) -> Result<T> {
+        loop {
+            match f(&mut self.client) {
+                Ok(v) => return Ok(v),
+                Err(e) if is_connection_loss(&e, &mut self.client) => self.reconnect()?,
+                Err(e) => return Err(self.target.error(what, &e)),
+            }
+        }
+    }
+
+    fn reconnect(&mut self) -> Result<()> {
+        self.client = connect_with_backoff(&self.target)?;
+        for ch in self.listening.clone() {
+            self.client.batch_execute(&format!("LISTEN {ch}")).map_err(|e| self.target.error("listen", &e))?;
+        }
+        if let Some(study) = self.locked.clone() {
+            self.locked = None;
+            self.lock_study(&study)?;
+        }
+        Ok(())
+    }
+
+    fn listen(&mut self, channel: &'static str) -> Result<()> {
+        self.run("listen", |c| c.batch_execute(&format!("LISTEN {channel}")))?;
+        self.listening.push(channel);
+        Ok(())
+    }
+
+    /// Takes the session-level lock of `study`, or names its holder.
+    fn lock_study(&mut self, study: &str) -> Result<()> {
+        let got: bool = self.run("lock the study", |c| {
+            c.query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&LOCK_CLASS, &study]).map(|r| r.get(0))
+        })?;
+        if !got {
+            let holder: Option<String> = self.run("read the study's holder", |c| {
+                c.query_opt("SELECT holder FROM btopt_studies WHERE name = $1", &[&study])
+                    .map(|r| r.and_then(|r| r.get::<_, Option<String>>(0)))
+            })?;
+            return Err(Error::InUse {
+                study: study.to_string(),
+                holder: holder.unwrap_or_else(|| "another coordinator".to_string()),
+            });
+        }
+        self.locked = Some(study.to_string());
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for a notification on a channel this connection listens to.
+    fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        let got = {
+            let mut n = self.client.notifications();
+            let first = n.timeout_iter(timeout).next();
+            match first {
+                Ok(Some(_)) => {
+                    // Drain what else has arrived.
+                    while let Ok(Some(_)) = n.iter().next() {}
+                    Ok(true)
+                }
+                Err(e) => Err(e),
+                Ok(None) => Ok(false),
+            }
+        };
+        match got {
+            Ok(b) => Ok(b),
+            Err(e) if is_connection_loss(&e, &mut self.client) => {
+                self.reconnect()?;
+                Ok(true)
+            }
+            Err(e) => Err(self.target.error("wait for notifications", &e)),
+        }
+    }
+}
+
+fn connect_with_backoff(target: &PgTarget) -> Result<Client> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match target.connect() {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                // Wrong password, unknown database, refused role: retrying cannot help.
+                // So does a TLS failure (a certificate that does not verify, no TLS offered).
+                let message = e.to_string();
+                let lower = message.to_ascii_lowercase();
+                let fatal = ["28P01", "28000", "3D000", "42501"].iter().any(|c| message.contains(c))
+                    || ["certificate", "tls", "ssl"].iter().any(|w| lower.contains(w));
+                if fatal {
+                    return Err(e);
+                }
+                if started.elapsed() + delay > RECONNECT_BOUND {
+                    return Err(Error::Unreachable {
+                        url: target.display().to_string(),
+                        secs: RECONNECT_BOUND.as_secs(),
+                        message,
+                    });
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// What workers need about a study: the bundle it runs on and how to turn a trial into a
+/// backtest (opaque JSON to this crate).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyTask {
+    /// Content hash of the bundle the study was created on.
+    pub bundle_hash: String,
+    /// Strategy, fixed parameters, sessions and fee, as the glue writes them.
+    pub task: serde_json::Value,
+}
+
+/// One study as `study list` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyInfo {
+    /// The study's name.
+    pub name: String,
+    /// `running` or `finished`.
+    pub state: String,
+    /// Trials waiting in the queue.
+    pub queued: u64,
+    /// Trials under a lease.
+    pub running: u64,
+    /// Trials with an outcome.
+    pub done: u64,
+    /// Best finite loss at the largest budget that has one.
+    pub best_loss: Option<f64>,
+    /// Content hash of the study's bundle, if recorded.
+    pub bundle_hash: Option<String>,
+    /// The workers' task JSON, if recorded.
+    pub task: Option<serde_json::Value>,
+    /// The coordinator holding it, if any.
+    pub holder: Option<String>,
+}
+
+impl StudyInfo {
+    /// `{"name", "state", "queued", "running", "done", "best_loss"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name, "state": self.state, "queued": self.queued, "running": self.running,
+            "done": self.done, "best_loss": self.best_loss,
+        })
+    }
+}
+
+const STUDY_INFO: &str = "
+SELECT s.name, s.state, s.bundle_hash, s.task, s.holder,
+       (SELECT count(*) FROM btopt_trials t WHERE t.study = s.name AND t.queue = 'queued'),
+       (SELECT count(*) FROM btopt_trials t WHERE t.study = s.name AND t.queue = 'running'),
+       (SELECT count(*) FROM btopt_trials t WHERE t.study = s.name AND t.status <> 'running'),
+       (SELECT t.loss FROM btopt_trials t WHERE t.study = s.name AND t.loss IS NOT NULL
+         ORDER BY t.budget DESC, t.loss ASC, t.trial_id ASC LIMIT 1)
+FROM btopt_studies s";
+
+fn study_info(row: &postgres::Row) -> StudyInfo {
+    StudyInfo {
+        name: row.get(0),
+        state: row.get(1),
+        bundle_hash: row.get(2),
+        task: row.get::<_, Option<String>>(3).and_then(|t| serde_json::from_str(&t).ok()),
+        holder: row.get(4),
+        queued: row.get::<_, i64>(5) as u64,
+        running: row.get::<_, i64>(6) as u64,
+        done: row.get::<_, i64>(7) as u64,
+        best_loss: row.get(8),
+    }
+}
+
+/// Every study in the database, by name.
+pub fn list_studies(target: &PgTarget) -> Result<Vec<StudyInfo>> {
+    let mut conn = Conn::open(target)?;
+    let rows = conn.run("list the studies", |c| c.query(&format!("{STUDY_INFO} ORDER BY s.name"), &[]))?;
+    Ok(rows.iter().map(study_info).collect())
+}
+
+/// A study in PostgreSQL, for the coordinator: implements [`TrialStore`] and holds the
+/// study's session-level advisory lock from `open_study` until it is dropped (or
+/// [`PgStore::finish`]), so a second coordinator gets [`Error::InUse`] naming this one.
+///
+/// Completions are buffered and written in one statement before the next suggestion or feed
+/// record, and on [`PgStore::flush`] or drop: with the work queue, the worker has already
+/// committed each outcome, so the buffer only holds bookkeeping.
+pub struct PgStore {
+    conn: Conn,
+    name: Option<String>,
+    task: Option<StudyTask>,
+    study: Option<String>,
+    completed: Vec<(Completion, Option<u64>, Option<u64>)>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("url", &self.conn.target).field("study", &self.study).finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects and creates the schema if needed. `name` names the study (default: the
+    /// identity hash, known at `open_study`); `task` is recorded when the study is created
+    /// and checked (bundle hash) when it is resumed.
+    pub fn connect(target: &PgTarget, name: Option<&str>, task: Option<StudyTask>) -> Result<PgStore> {
+        Ok(PgStore {
+            conn: Conn::open(target)?,
+            name: name.map(str::to_string),
+            task,
+            study: None,
+            completed: Vec::new(),
+        })
+    }
+
+    /// The study's name for `identity`: `--study`, else the identity hash.
+    pub fn study_name(&self, identity: &serde_json::Value) -> String {
+        self.name.clone().unwrap_or_else(|| identity_hash(identity))
+    }
+
+    /// Writes the buffered completions.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.completed.is_empty() {
+            return Ok(());
+        }
+        let study = self.study.clone().ok_or_else(|| Error::Study("no study is open".into()))?;
+        let mut ids = Vec::new();
+        let mut status = Vec::new();
+        let mut loss = Vec::new();
+        let mut metrics = Vec::new();
+        let mut message = Vec::new();
+        let mut duration = Vec::new();
+        let mut worker = Vec::new();
+        let mut feed = Vec::new();
+        let mut reused = Vec::new();
+        for (c, r, f) in &self.completed {
+            let cols = columns(&c.outcome);
+            ids.push(c.trial_id as i64);
+            status.push(cols.status.to_string());
+            loss.push(cols.loss);
+            metrics.push(cols.metrics);
+            message.push(cols.message);
+            duration.push(c.duration_secs);
+            worker.push(c.worker.map(|w| w as i32));
+            feed.push(f.map(|s| s as i64));
+            reused.push(r.map(|s| s as i64));
+        }
+        // A row that already holds its outcome (a worker wrote it under its lease) is not
+        // written again unless there is bookkeeping to add: one write less per queued trial.
+        self.conn.run("record completions", |c| {
+            c.execute(
+                "UPDATE btopt_trials t SET status = v.status, loss = v.loss, metrics = v.metrics,
+                        message = v.message, duration = v.duration, worker = v.worker,
+                        feed_seq = COALESCE(v.feed, t.feed_seq), reused_from = v.reused
+                 FROM unnest($2::int8[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::float8[],
+                             $8::int4[], $9::int8[], $10::int8[])
+                      AS v(trial_id, status, loss, metrics, message, duration, worker, feed, reused)
+                 WHERE t.study = $1 AND t.trial_id = v.trial_id
+                       AND (t.status = 'running' OR v.feed IS NOT NULL OR v.reused IS NOT NULL)",
+                &[&study, &ids, &status, &loss, &metrics, &message, &duration, &worker, &feed, &reused],
+            )
+        })?;
+        self.completed.clear();
+        Ok(())
+    }
+
+    /// Marks the study finished (workers of it exit) and releases its lock.
+    pub fn finish(&mut self) -> Result<()> {
+        self.flush()?;
+        let study = self.study.clone().ok_or_else(|| Error::Study("no study is open".into()))?;
+        self.conn.run("finish the study", |c| {
+            let mut tx = c.transaction()?;
+            tx.execute("UPDATE btopt_studies SET state = 'finished', holder = NULL WHERE name = $1", &[&study])?;
+            tx.execute("SELECT pg_notify('btopt_queued', $1)", &[&study])?;
+            tx.commit()
+        })?;
+        self.conn.run("unlock the study", |c| {
+            c.execute("SELECT pg_advisory_unlock($1, hashtext($2))", &[&LOCK_CLASS, &study])
+        })?;
+        self.conn.locked = None;
+        Ok(())
+    }
+
+    fn load(&mut self, study: &str) -> Result<Vec<TrialRecord>> {
+        let rows = self.conn.run("load the trials", |c| {
+            c.query(
+                "SELECT trial_id, config, budget, bracket, stage, status, loss, metrics, message, duration,
+                        worker, suggest_seq, feed_seq, reused_from
+                 FROM btopt_trials WHERE study = $1 ORDER BY trial_id",
+                &[&study],
+            )
+        })?;
+        rows.iter()
+            .map(|r| {
+                RawTrial {
+                    id: r.get(0),
+                    config_json: r.get(1),
+                    budget: r.get(2),
+                    bracket: r.get::<_, Option<i32>>(3).map(i64::from),
+                    stage: r.get::<_, Option<i32>>(4).map(i64::from),
+                    status: r.get(5),
+                    loss: r.get(6),
+                    metrics: r.get(7),
+                    message: r.get(8),
+                    duration: r.get(9),
+                    worker: r.get::<_, Option<i32>>(10).map(i64::from),
+                    suggest_seq: r.get(11),
+                    feed_seq: r.get(12),
+                    reused_from: r.get(13),
+                }
+                .into_record()
+                .map_err(Error::Study)
+            })
+            .collect()
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Best effort: an error here has nowhere to go, and every outcome that came through
+        // the queue is already committed by its worker.
+        let _ = self.flush();
+    }
+}
+
+impl TrialStore for PgStore {
+    fn open_study(&mut self, identity: &serde_json::Value) -> optimize::Result<Vec<TrialRecord>> {
+        let name = self.study_name(identity);
+        self.conn.lock_study(&name)?;
+        let text = identity.to_string();
+        let hash = identity_hash(identity);
+        let holder = holder_name();
+        let task = self.task.clone();
+        let stored = self.conn.run("open the study", |c| {
+            let mut tx = c.transaction()?;
+            let row =
+                tx.query_opt("SELECT identity, bundle_hash FROM btopt_studies WHERE name = $1 FOR UPDATE", &[&name])?;
+            match &row {
+                Some(_) => {
+                    tx.execute(
+                        "UPDATE btopt_studies SET holder = $2, state = 'running' WHERE name = $1",
+                        &[&name, &holder],
+                    )?;
+                }
+                None => {
+                    let task_json = task.as_ref().map(|t| t.task.to_string());
+                    let bundle = task.as_ref().map(|t| t.bundle_hash.clone());
+                    tx.execute(
+                        "INSERT INTO btopt_studies (name, identity, hash, bundle_hash, task, holder)
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[&name, &text, &hash, &bundle, &task_json, &holder],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(row.map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1))))
+        })?;
+        if let Some((stored_identity, bundle)) = stored {
+            if stored_identity != text {
+                let old: serde_json::Value = serde_json::from_str(&stored_identity)
+                    .map_err(|e| optimize::Error::Store(format!("study identity: {e}")))?;
+                return Err(study_mismatch(&old, identity));
+            }
+            if let (Some(stored), Some(task)) = (bundle, &self.task)
+                && stored != task.bundle_hash
+            {
+                return Err(optimize::Error::StudyMismatch(format!(
+                    "study {name} runs on bundle {stored}, this one is {}",
+                    task.bundle_hash
+                )));
+            }
+        }
+        self.study = Some(name.clone());
+        Ok(self.load(&name)?)
+    }
+
+    fn record_suggested(&mut self, trials: &[(Trial, u64)]) -> optimize::Result<()> {
+        self.flush()?;
+        let study = self.study.clone().ok_or_else(|| optimize::Error::Store("no study is open".into()))?;
+        let ids: Vec<i64> = trials.iter().map(|(t, _)| t.id as i64).collect();
+        let configs: Vec<String> = trials.iter().map(|(t, _)| config_to_json(&t.config).to_string()).collect();
+        let budgets: Vec<f64> = trials.iter().map(|(t, _)| t.budget).collect();
+        let brackets: Vec<Option<i32>> = trials.iter().map(|(t, _)| t.bracket.map(|b| b as i32)).collect();
+        let stages: Vec<Option<i32>> = trials.iter().map(|(t, _)| t.stage.map(|s| s as i32)).collect();
+        let seqs: Vec<i64> = trials.iter().map(|(_, s)| *s as i64).collect();
+        // ON CONFLICT: a retried insert whose first commit reached the server is a no-op.
+        self.conn.run("record suggested trials", |c| {
+            c.execute(
+                "INSERT INTO btopt_trials (study, trial_id, config, budget, bracket, stage, suggest_seq)
+                 SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::float8[], $5::int4[], $6::int4[], $7::int8[])
+                 ON CONFLICT (study, trial_id) DO NOTHING",
+                &[&study, &ids, &configs, &budgets, &brackets, &stages, &seqs],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn record_completed(
+        &mut self,
+        completion: &Completion,
+        reused_from: Option<u64>,
+        feed_seq: Option<u64>,
+    ) -> optimize::Result<()> {
+        self.completed.push((completion.clone(), reused_from, feed_seq));
+        if self.completed.len() >= 1024 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn record_fed(&mut self, fed: &[(u64, u64)]) -> optimize::Result<()> {
+        self.flush()?;
+        let study = self.study.clone().ok_or_else(|| optimize::Error::Store("no study is open".into()))?;
+        let ids: Vec<i64> = fed.iter().map(|(id, _)| *id as i64).collect();
+        let seqs: Vec<i64> = fed.iter().map(|(_, s)| *s as i64).collect();
+        self.conn.run("record fed trials", |c| {
+            c.execute(
+                "UPDATE btopt_trials t SET feed_seq = v.seq FROM unnest($2::int8[], $3::int8[]) AS v(trial_id, seq)
+                 WHERE t.study = $1 AND t.trial_id = v.trial_id",
+                &[&study, &ids, &seqs],
+            )
+        })?;
+        Ok(())
+    }
+}
+
+/// A trial claimed from the queue, under this worker's lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// The trial.
+    pub trial_id: u64,
+    /// Its config JSON, as stored (untrusted: parse it and fail the trial if it is wrong).
+    pub config_json: String,
+    /// Its budget.
+    pub budget: f64,
+    /// Which attempt this is (1 for the first claim).
+    pub attempt: i32,
+}
+
+/// A study's work queue, on its own connection: the coordinator enqueues and takes finished
+/// trials; workers claim, heartbeat and complete them.
+pub struct Queue {
+    conn: Conn,
+    study: String,
+    owner: String,
+    lease_secs: f64,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("study", &self.study).field("owner", &self.owner).finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// A queue client of `study` whose claims are leased for `lease`.
+    pub fn connect(target: &PgTarget, study: &str, lease: Duration) -> Result<Queue> {
+        let conn = Conn::open(target)?;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        Ok(Queue {
+            conn,
+            study: study.to_string(),
+            owner: format!("{} #{:x}", holder_name(), nanos & 0xffff_ffff),
+            lease_secs: lease.as_secs_f64(),
+        })
+    }
+
+    /// The study's name.
+    pub fn study(&self) -> &str {
+        &self.study
+    }
+
+    /// Listen for trials being queued (workers) or done (the coordinator).
+    pub fn listen_queued(&mut self) -> Result<()> {
+        self.conn.listen("btopt_queued")
+    }
+
+    /// See [`Queue::listen_queued`].
+    pub fn listen_done(&mut self) -> Result<()> {
+        self.conn.listen("btopt_done")
+    }
+
+    /// Waits up to `timeout` for a notification; true if one came.
+    pub fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        self.conn.wait(timeout)
+    }
+
+    /// Serve another study from now on (same connection, same owner).
+    pub fn switch(&mut self, study: &str) {
+        self.study = study.to_string();
+    }
+
+    /// Every study's name, state, bundle hash and task (no counts: cheap enough to poll).
+    pub fn heads(&mut self) -> Result<Vec<StudyInfo>> {
+        let rows = self.conn.run("read the studies", |c| {
+            c.query("SELECT name, state, bundle_hash, task, holder FROM btopt_studies ORDER BY name", &[])
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| StudyInfo {
+                name: r.get(0),
+                state: r.get(1),
+                bundle_hash: r.get(2),
+                task: r.get::<_, Option<String>>(3).and_then(|t| serde_json::from_str(&t).ok()),
+                holder: r.get(4),
+                queued: 0,
+                running: 0,
+                done: 0,
+                best_loss: None,
+            })
+            .collect())
+    }
+
+    /// This study's entry of [`Queue::heads`], if it exists.
+    pub fn head(&mut self) -> Result<Option<StudyInfo>> {
+        let study = self.study.clone();
+        Ok(self.heads()?.into_iter().find(|h| h.name == study))
+    }
+
+    /// The study with its counts, if it exists.
+    pub fn info(&mut self) -> Result<Option<StudyInfo>> {
+        let study = self.study.clone();
+        let row =
+            self.conn.run("read the study", |c| c.query_opt(&format!("{STUDY_INFO} WHERE s.name = $1"), &[&study]))?;
+        Ok(row.as_ref().map(study_info))
+    }
+
+    /// Hands suggested trials to the queue (those not already in it).
+    pub fn enqueue(&mut self, ids: &[u64]) -> Result<()> {
+        let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        let study = self.study.clone();
+        self.conn.run("queue trials", |c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "UPDATE btopt_trials SET queue = 'queued' WHERE study = $1 AND trial_id = ANY($2) AND queue IS NULL",
+                &[&study, &ids],
+            )?;
+            tx.execute("SELECT pg_notify('btopt_queued', $1)", &[&study])?;
+            tx.commit()
+        })
+    }
+
+    /// Claims up to `max` trials (lowest ids first): queued ones, and running ones whose
+    /// lease has expired (their attempt count grows). `SELECT … FOR UPDATE SKIP LOCKED`, so
+    /// workers never wait for each other.
+    pub fn claim(&mut self, max: usize) -> Result<Vec<Claimed>> {
+        let study = self.study.clone();
+        let owner = self.owner.clone();
+        let max = max as i64;
+        let lease = self.lease_secs;
+        let rows = self.conn.run("claim trials", |c| {
+            c.query(
+                "WITH c AS (
+                    SELECT trial_id FROM btopt_trials
+                    WHERE study = $1 AND (queue = 'queued' OR (queue = 'running' AND lease_expires < now()))
+                    ORDER BY trial_id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 UPDATE btopt_trials t SET queue = 'running', attempts = t.attempts + 1, lease_owner = $3,
+                        lease_expires = now() + make_interval(secs => $4)
+                 FROM c WHERE t.study = $1 AND t.trial_id = c.trial_id
+                 RETURNING t.trial_id, t.config, t.budget, t.attempts",
+                &[&study, &max, &owner, &lease],
+            )
+        })?;
+        let mut out: Vec<Claimed> = rows
+            .iter()
+            .map(|r| Claimed {
+                trial_id: r.get::<_, i64>(0) as u64,
+                config_json: r.get(1),
+                budget: r.get(2),
+                attempt: r.get(3),
+            })
+            .collect();
+        out.sort_by_key(|c| c.trial_id);
+        Ok(out)
+    }
+
+    /// Extends the lease of these claimed trials.
+    pub fn heartbeat(&mut self, ids: &[u64]) -> Result<()> {
+        let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        let (study, owner, lease) = (self.study.clone(), self.owner.clone(), self.lease_secs);
+        self.conn.run("renew the lease", |c| {
+            c.execute(
+                "UPDATE btopt_trials SET lease_expires = now() + make_interval(secs => $4)
+                 WHERE study = $1 AND lease_owner = $2 AND queue = 'running' AND trial_id = ANY($3)",
+                &[&study, &owner, &ids, &lease],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Writes the outcomes of claimed trials, each only if this worker still holds its
+    /// lease; returns how many were recorded (the rest had expired and were discarded).
+    pub fn complete(&mut self, done: &[(Claimed, Completion)]) -> Result<usize> {
+        if done.is_empty() {
+            return Ok(0);
+        }
+        let mut ids = Vec::new();
+        let mut attempts = Vec::new();
+        let mut status = Vec::new();
+        let mut loss = Vec::new();
+        let mut metrics = Vec::new();
+        let mut message = Vec::new();
+        let mut duration = Vec::new();
+        let mut worker = Vec::new();
+        for (claim, c) in done {
+            let cols = columns(&c.outcome);
+            ids.push(claim.trial_id as i64);
+            attempts.push(claim.attempt);
+            status.push(cols.status.to_string());
+            loss.push(cols.loss);
+            metrics.push(cols.metrics);
+            message.push(cols.message);
+            duration.push(c.duration_secs);
+            worker.push(c.worker.map(|w| w as i32));
+        }
+        let (study, owner) = (self.study.clone(), self.owner.clone());
+        let n = self.conn.run("record results", |c| {
+            let mut tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE btopt_trials t SET status = v.status, loss = v.loss, metrics = v.metrics,
+                        message = v.message, duration = v.duration, worker = v.worker,
+                        queue = 'done', lease_expires = NULL
+                 FROM unnest($3::int8[], $4::int4[], $5::text[], $6::float8[], $7::text[], $8::text[],
+                             $9::float8[], $10::int4[])
+                      AS v(trial_id, attempt, status, loss, metrics, message, duration, worker)
+                 WHERE t.study = $1 AND t.trial_id = v.trial_id AND t.queue = 'running'
+                       AND t.lease_owner = $2 AND t.attempts = v.attempt",
+                &[&study, &owner, &ids, &attempts, &status, &loss, &metrics, &message, &duration, &worker],
+            )?;
+            tx.execute("SELECT pg_notify('btopt_done', $1)", &[&study])?;
+            tx.commit()?;
+            Ok(n)
+        })?;
+        Ok(n as usize)
+    }
+
+    /// Takes the outcomes that workers have written since the last call (each exactly once).
+    pub fn take_done(&mut self) -> Result<Vec<Completion>> {
+        let study = self.study.clone();
+        let rows = self.conn.run("take results", |c| {
+            c.query(
+                "UPDATE btopt_trials SET queue = 'taken' WHERE study = $1 AND queue = 'done'
+                 RETURNING trial_id, status, loss, metrics, message, duration, worker",
+                &[&study],
+            )
+        })?;
+        let mut out = BTreeMap::new();
+        for r in &rows {
+            let id: i64 = r.get(0);
+            let status: String = r.get(1);
+            let oc = outcome(id, &status, r.get(2), r.get(3), r.get(4)).map_err(Error::Study)?;
+            let Some(oc) = oc else { return Err(Error::Study(format!("trial {id} is done without an outcome"))) };
+            out.insert(
+                id,
+                Completion {
+                    trial_id: id as u64,
+                    outcome: oc,
+                    duration_secs: r.get::<_, Option<f64>>(5).unwrap_or(0.0),
+                    worker: r.get::<_, Option<i32>>(6).map(|w| w as u32),
+                },
+            );
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// Every attempt count and outcome status of the study, by trial id (for checks).
+    pub fn attempts(&mut self) -> Result<BTreeMap<u64, (i32, String)>> {
+        let study = self.study.clone();
+        let rows = self.conn.run("read attempts", |c| {
+            c.query("SELECT trial_id, attempts, status FROM btopt_trials WHERE study = $1", &[&study])
+        })?;
+        Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, (r.get(1), r.get(2)))).collect())
+    }
+}

@@ -1,0 +1,297 @@
+//! The single-machine store: one study in an SQLite file, held by one process at a time.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use optimize::{Completion, Trial, TrialRecord, TrialStore, config_to_json, identity_hash, study_mismatch};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Result};
+use crate::pg::StudyInfo;
+use crate::row::{RawTrial, columns, holder_name};
+
+/// An SQLite file in WAL mode with `synchronous = NORMAL`: a committed trial survives a
+/// SIGKILL of the process. Tables `study` (one row: identity JSON and its hash) and `trials`
+/// (id, config JSON, budget, bracket, stage, status, loss, metrics JSON, message, duration,
+/// worker, suggest_seq, feed_seq, reused_from). Status is `running` until the trial completes.
+///
+/// One process per file: opening takes an exclusive OS lock on the sidecar file `FILE.lock`
+/// (`flock` on unix) for as long as the store lives, and writes "pid N on HOST" into it, so a
+/// second process gets [`Error::InUse`] naming the holder. The OS drops the lock when the
+/// process dies, SIGKILL included, so a killed run never leaves a stale lock behind.
+///
+/// Open it after the pool has forked its workers, or make sure the children never touch it:
+/// an SQLite connection must not be used or closed across fork (design notes, "SQLite across
+/// fork"); forked workers that end with `_exit` are fine.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    _lock: File,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS study (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    identity TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trials (
+    trial_id INTEGER PRIMARY KEY,
+    config TEXT NOT NULL,
+    budget REAL NOT NULL,
+    bracket INTEGER,
+    stage INTEGER,
+    status TEXT NOT NULL DEFAULT 'running',
+    loss REAL,
+    metrics TEXT,
+    message TEXT,
+    duration REAL,
+    worker INTEGER,
+    suggest_seq INTEGER NOT NULL,
+    feed_seq INTEGER,
+    reused_from INTEGER
+);
+";
+
+/// The lock file next to `path`.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the process-lifetime lock on `path`'s study, or names whoever holds it.
+fn lock(path: &Path) -> Result<File> {
+    let lp = lock_path(path);
+    let err = |e: std::io::Error| Error::Sqlite { path: lp.display().to_string(), message: e.to_string() };
+    let mut f =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lp).map_err(err)?;
+    match f.try_lock() {
+        Ok(()) => {
+            f.set_len(0).map_err(err)?;
+            f.rewind().map_err(err)?;
+            f.write_all(holder_name().as_bytes()).map_err(err)?;
+            f.flush().map_err(err)?;
+            Ok(f)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = holder.trim();
+            Err(Error::InUse {
+                study: path.display().to_string(),
+                holder: if holder.is_empty() { "another process".to_string() } else { holder.to_string() },
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
+    }
+}
+
+impl SqliteStore {
+    /// Open or create the store file, taking its lock (see the type's docs).
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let lock = lock(path)?;
+        let e = |e: rusqlite::Error| Error::Sqlite { path: path.display().to_string(), message: e.to_string() };
+        let conn = Connection::open(path).map_err(e)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(e)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(e)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(e)?;
+        conn.execute_batch(SCHEMA).map_err(e)?;
+        Ok(SqliteStore { conn, path: path.to_path_buf(), _lock: lock })
+    }
+
+    /// The file's study as `study list` shows it (none if the file holds none yet). Reads
+    /// without taking the study's lock: `state` is `running` while a process holds it, else
+    /// `stopped`; `queued` is always 0 and `running` counts trials without an outcome.
+    pub fn list(path: &Path) -> Result<Vec<StudyInfo>> {
+        let e = |e: rusqlite::Error| Error::Sqlite { path: path.display().to_string(), message: e.to_string() };
+        if !path.exists() {
+            return Err(Error::Sqlite { path: path.display().to_string(), message: "no such store file".into() });
+        }
+        let held = match std::fs::OpenOptions::new().read(true).write(true).open(lock_path(path)) {
+            Ok(f) => matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+            Err(_) => false,
+        };
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(e)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(e)?;
+        let has_tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name IN ('study', 'trials')", [], |r| r.get(0))
+            .map_err(e)?;
+        if has_tables < 2 {
+            return Ok(Vec::new());
+        }
+        let Some(hash) = conn
+            .query_row("SELECT hash FROM study WHERE id = 1", [], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(e)?
+        else {
+            return Ok(Vec::new());
+        };
+        let (all, done): (i64, i64) = conn
+            .query_row("SELECT count(*), count(*) FILTER (WHERE status <> 'running') FROM trials", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(e)?;
+        let best_loss: Option<f64> = conn
+            .query_row(
+                "SELECT loss FROM trials WHERE loss IS NOT NULL ORDER BY budget DESC, loss ASC, trial_id ASC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(e)?;
+        Ok(vec![StudyInfo {
+            name: hash,
+            state: if held { "running" } else { "stopped" }.to_string(),
+            queued: 0,
+            running: (all - done) as u64,
+            done: done as u64,
+            best_loss,
+            bundle_hash: None,
+            task: None,
+            holder: None,
+        }])
+    }
+
+    fn err(&self, e: rusqlite::Error) -> optimize::Error {
+        Error::Sqlite { path: self.path.display().to_string(), message: e.to_string() }.into()
+    }
+
+    fn load(&self) -> optimize::Result<Vec<TrialRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT trial_id, config, budget, bracket, stage, status, loss, metrics, message,
+                    duration, worker, suggest_seq, feed_seq, reused_from FROM trials ORDER BY trial_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(RawTrial {
+                    id: r.get(0)?,
+                    config_json: r.get(1)?,
+                    budget: r.get(2)?,
+                    bracket: r.get(3)?,
+                    stage: r.get(4)?,
+                    status: r.get(5)?,
+                    loss: r.get(6)?,
+                    metrics: r.get(7)?,
+                    message: r.get(8)?,
+                    duration: r.get(9)?,
+                    worker: r.get(10)?,
+                    suggest_seq: r.get(11)?,
+                    feed_seq: r.get(12)?,
+                    reused_from: r.get(13)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let raw = row.map_err(|e| self.err(e))?;
+            out.push(raw.into_record().map_err(optimize::Error::Store)?);
+        }
+        Ok(out)
+    }
+}
+
+impl TrialStore for SqliteStore {
+    fn open_study(&mut self, identity: &serde_json::Value) -> optimize::Result<Vec<TrialRecord>> {
+        let stored: Option<String> = self
+            .conn
+            .query_row("SELECT identity FROM study WHERE id = 1", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match stored {
+            Some(text) => {
+                // Compare the canonical text, not re-parsed floats (budgets like 1/81).
+                if text != *identity.to_string() {
+                    let old: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| optimize::Error::Store(format!("study identity: {e}")))?;
+                    return Err(study_mismatch(&old, identity));
+                }
+            }
+            None => {
+                self.conn
+                    .execute(
+                        "INSERT INTO study (id, identity, hash) VALUES (1, ?1, ?2)",
+                        params![identity.to_string(), identity_hash(identity)],
+                    )
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        self.load()
+    }
+
+    fn record_suggested(&mut self, trials: &[(Trial, u64)]) -> optimize::Result<()> {
+        let tx = self.conn.transaction().map_err(|e| optimize::Error::Store(e.to_string()))?;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO trials (trial_id, config, budget, bracket, stage, suggest_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(|e| optimize::Error::Store(e.to_string()))?;
+            for (t, seq) in trials {
+                stmt.execute(params![
+                    t.id as i64,
+                    config_to_json(&t.config).to_string(),
+                    t.budget,
+                    t.bracket.map(i64::from),
+                    t.stage.map(i64::from),
+                    *seq as i64
+                ])
+                .map_err(|e| optimize::Error::Store(e.to_string()))?;
+            }
+        }
+        tx.commit().map_err(|e| optimize::Error::Store(e.to_string()))?;
+        Ok(())
+    }
+
+    fn record_completed(
+        &mut self,
+        c: &Completion,
+        reused_from: Option<u64>,
+        feed_seq: Option<u64>,
+    ) -> optimize::Result<()> {
+        let cols = columns(&c.outcome);
+        let n = self
+            .conn
+            .execute(
+                "UPDATE trials SET status = ?2, loss = ?3, metrics = ?4, message = ?5, duration = ?6,
+                    worker = ?7, feed_seq = ?8, reused_from = ?9 WHERE trial_id = ?1",
+                params![
+                    c.trial_id as i64,
+                    cols.status,
+                    cols.loss,
+                    cols.metrics,
+                    cols.message,
+                    c.duration_secs,
+                    c.worker.map(i64::from),
+                    feed_seq.map(|s| s as i64),
+                    reused_from.map(|r| r as i64)
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        if n != 1 {
+            return Err(optimize::Error::Store(format!("completion for unknown trial {}", c.trial_id)));
+        }
+        Ok(())
+    }
+
+    fn record_fed(&mut self, fed: &[(u64, u64)]) -> optimize::Result<()> {
+        let tx = self.conn.transaction().map_err(|e| optimize::Error::Store(e.to_string()))?;
+        {
+            let mut stmt = tx
+                .prepare("UPDATE trials SET feed_seq = ?2 WHERE trial_id = ?1")
+                .map_err(|e| optimize::Error::Store(e.to_string()))?;
+            for (id, seq) in fed {
+                stmt.execute(params![*id as i64, *seq as i64]).map_err(|e| optimize::Error::Store(e.to_string()))?;
+            }
+        }
+        tx.commit().map_err(|e| optimize::Error::Store(e.to_string()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! PostgreSQL specifics: schema creation races, the work queue's leases and its
+//! exactly-once outcomes, study listing, and surviving a server restart.
+
+use std::time::Duration;
+
+use optimize::{Completion, InProcessEvaluator, Outcome, RunOptions, TrialStore, optimize};
+use store::{PgStore, PgTarget, Queue};
+
+fn fresh() -> Option<PgTarget> {
+    let server = store::testing::server()?;
+    Some(PgTarget::parse(&server.create_database()).unwrap())
+}
+
+#[test]
+fn four_first_users_creating_the_schema_at_once_all_succeed() {
+    let Some(target) = fresh() else { return };
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let (t, b) = (target.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                b.wait();
+                store::PgStore::connect(&t, Some(&format!("s{i}")), None).map(|_| ()).map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().expect("every first user succeeds");
+    }
+    assert!(store::list_studies(&target).unwrap().is_empty());
+}
+
+/// A study with `n` suggested trials (counting-ones, hyperband at capacity `n`) whose
+/// optimizer died before any completion: its trials are recorded, none evaluated.
+fn study_with_trials(target: &PgTarget, name: &str) -> Vec<u64> {
+    let co = crate::counting_ones(1);
+    let space = co.space();
+    let mut searcher = optimize::BracketSearch::hyperband(space.clone(), crate::co_settings(1), 1).unwrap();
+    let mut store = PgStore::connect(target, Some(name), None).unwrap();
+    let mut ev = InProcessEvaluator::new(100, move |id, c, b| co.evaluate(id, c, b)).fail_after(0);
+    optimize(
+        &space,
+        &mut searcher,
+        &mut ev,
+        &mut store,
+        RunOptions { deterministic: true, reuse_results: false },
+        &mut (),
+    )
+    .unwrap_err();
+    let identity =
+        optimize::study_identity(&space, &searcher, RunOptions { deterministic: true, reuse_results: false });
+    drop(store);
+    let records = PgStore::connect(target, Some(name), None).unwrap().open_study(&identity).unwrap();
+    records.iter().map(|r| r.trial_id).collect()
+}
+
+fn done(claim: &store::Claimed, loss: f64) -> (store::Claimed, Completion) {
+    (
+        claim.clone(),
+        Completion { trial_id: claim.trial_id, outcome: Outcome::loss(loss), duration_secs: 0.0, worker: Some(0) },
+    )
+}
+
+#[test]
+fn the_queue_leases_claims_and_records_each_outcome_once() {
+    let Some(target) = fresh() else { return };
+    let ids = study_with_trials(&target, "q");
+    assert_eq!(ids.len(), 81, "stage 0 of the largest bracket");
+    let lease = Duration::from_millis(300);
+    let mut coordinator = Queue::connect(&target, "q", lease).unwrap();
+    let mut a = Queue::connect(&target, "q", lease).unwrap();
+    let mut b = Queue::connect(&target, "q", Duration::from_secs(60)).unwrap();
+    assert!(a.claim(10).unwrap().is_empty(), "nothing is claimable before it is queued");
+    coordinator.enqueue(&ids).unwrap();
+    coordinator.enqueue(&ids).unwrap(); // queueing twice changes nothing
+    let ca = a.claim(10).unwrap();
+    let cb = b.claim(100).unwrap();
+    assert_eq!(ca.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids[..10].to_vec());
+    assert_eq!(cb.len(), 71, "skip locked: b gets the rest");
+    assert!(ca.iter().chain(&cb).all(|c| c.attempt == 1));
+    let info = coordinator.info().unwrap().unwrap();
+    assert_eq!((info.queued, info.running, info.done), (0, 81, 0));
+
+    // a stops heartbeating; its lease expires and b takes its trials as second attempts.
+    std::thread::sleep(Duration::from_millis(600));
+    let again = b.claim(100).unwrap();
+    assert_eq!(again.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids[..10].to_vec());
+    assert!(again.iter().all(|c| c.attempt == 2));
+    // a's late results are discarded; b's (the current lease) are recorded.
+    let late: Vec<_> = ca.iter().map(|c| done(c, -1.0)).collect();
+    assert_eq!(a.complete(&late).unwrap(), 0, "a late result of an expired lease is never recorded");
+    let current: Vec<_> = again.iter().chain(&cb).map(|c| done(c, -2.0)).collect();
+    assert_eq!(b.complete(&current).unwrap(), 81);
+    assert_eq!(b.complete(&current).unwrap(), 0, "completing twice records nothing");
+
+    let taken = coordinator.take_done().unwrap();
+    assert_eq!(taken.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids);
+    assert!(taken.iter().all(|c| c.outcome == Outcome::loss(-2.0)));
+    assert!(coordinator.take_done().unwrap().is_empty(), "each outcome is taken once");
+    let attempts = coordinator.attempts().unwrap();
+    assert!(ids[..10].iter().all(|id| attempts[id] == (2, "ok".to_string())));
+    assert!(ids[10..].iter().all(|id| attempts[id] == (1, "ok".to_string())));
+    let info = coordinator.info().unwrap().unwrap();
+    assert_eq!((info.queued, info.running, info.done, info.best_loss), (0, 0, 81, Some(-2.0)));
+}
+
+#[test]
+fn a_heartbeat_keeps_a_lease() {
+    let Some(target) = fresh() else { return };
+    let ids = study_with_trials(&target, "h");
+    let mut a = Queue::connect(&target, "h", Duration::from_millis(400)).unwrap();
+    let mut b = Queue::connect(&target, "h", Duration::from_secs(60)).unwrap();
+    a.enqueue(&ids).unwrap();
+    let claimed = a.claim(5).unwrap();
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(150));
+        a.heartbeat(&claimed.iter().map(|c| c.trial_id).collect::<Vec<_>>()).unwrap();
+    }
+    let other = b.claim(100).unwrap();
+    assert_eq!(other.len(), 76, "b gets none of a's heartbeated trials");
+    assert_eq!(a.complete(&claimed.iter().map(|c| done(c, 0.5)).collect::<Vec<_>>()).unwrap(), 5);
+}
+
+#[test]
+fn studies_are_listed_with_their_queue_counts() {
+    let Some(target) = fresh() else { return };
+    let ids = study_with_trials(&target, "listed");
+    let mut q = Queue::connect(&target, "listed", Duration::from_secs(60)).unwrap();
+    q.enqueue(&ids[..20]).unwrap();
+    let c = q.claim(5).unwrap();
+    q.complete(&c[..2].iter().map(|c| done(c, 0.25)).collect::<Vec<_>>()).unwrap();
+    let list = store::list_studies(&target).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        list[0].to_json(),
+        serde_json::json!({"name": "listed", "state": "running", "queued": 15, "running": 3, "done": 2, "best_loss": 0.25})
+    );
+}
+
+#[test]
+fn a_server_restart_mid_study_is_survived_by_every_client() {
+    let Some(cluster) = store::testing::Cluster::start() else {
+        store::testing::skip();
+        return;
+    };
+    let url = store::testing::create_database_at(&cluster.url());
+    let target = PgTarget::parse(&url).unwrap();
+    let ids = study_with_trials(&target, "r");
+    let mut coordinator = Queue::connect(&target, "r", Duration::from_secs(60)).unwrap();
+    let mut worker = Queue::connect(&target, "r", Duration::from_secs(60)).unwrap();
+    worker.listen_queued().unwrap();
+    coordinator.enqueue(&ids).unwrap();
+    let first = worker.claim(40).unwrap();
+    cluster.restart();
+    // Both connections are gone; each operation reconnects and runs whole.
+    assert_eq!(worker.complete(&first.iter().map(|c| done(c, 1.0)).collect::<Vec<_>>()).unwrap(), 40);
+    let rest = worker.claim(100).unwrap();
+    assert_eq!(rest.len(), 41);
+    cluster.restart();
+    worker.wait(Duration::from_millis(10)).unwrap();
+    assert_eq!(worker.complete(&rest.iter().map(|c| done(c, 1.0)).collect::<Vec<_>>()).unwrap(), 41);
+    let taken = coordinator.take_done().unwrap();
+    assert_eq!(taken.len(), 81, "nothing lost, nothing twice");
+    let attempts = coordinator.attempts().unwrap();
+    assert!(attempts.values().all(|(a, s)| *a == 1 && s == "ok"), "{attempts:?}");
+}
