@@ -15,7 +15,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use crate::decide::{self, Decision, Step, Tracker, Verdict};
-use crate::stats::{Comparison, Summary, TTest};
+use crate::stats::{Comparison, SampleSummary, TTest};
 
 /// One timed run of one arm of one scenario: a row of `runs.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,9 +107,9 @@ impl Memory {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Baseline runs: n, mean, sd, 95% CI.
-    pub baseline: Summary,
+    pub baseline: SampleSummary,
     /// Candidate runs: n, mean, sd, 95% CI.
-    pub candidate: Summary,
+    pub candidate: SampleSummary,
     /// Welch's t-test, baseline − candidate.
     pub welch: TTest,
     /// Paired t-test, when the runs were paired.

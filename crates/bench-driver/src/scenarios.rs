@@ -13,7 +13,7 @@ use bench_driver::plots::{Convergence, ConvergenceSeries};
 use bench_driver::report::{Memory, MemorySample, Run, ScenarioResult};
 use bench_driver::stats;
 use engine::{Registry, RunOptions};
-use optimize::{SearchKind, SearchSpec, Space, Summary};
+use optimize::{SearchKind, SearchSpec, SearchSummary, Space};
 use runner::{BacktestTask, BacktestWorker, HandleMode, Job, JobOutput, PoolKind, SpawnLoad};
 
 use crate::{Ctx, Data, wait_single_threaded};
@@ -255,7 +255,7 @@ fn search(
     spec: &SearchSpec,
     strategy: &str,
     sessions: Option<Range<usize>>,
-) -> Result<(f64, Summary)> {
+) -> Result<(f64, SearchSummary)> {
     let mut searcher = spec.build(space)?;
     let strategies = Registry::builtin();
     let s = strategies.lookup(strategy)?.clone();
@@ -264,18 +264,18 @@ fn search(
     let id = strategies.id_of(strategy)?;
     let mut ev = runner::PoolEvaluator::new(pool, s, id, base, sessions, RunOptions::DEFAULT_FEE);
     let mut store = optimize::MemoryStore::new();
-    let options = optimize::RunOptions { deterministic: true, reuse_results: false };
+    let options = optimize::SearchOptions { deterministic: true, reuse_results: false };
     let t = Instant::now();
     let s = optimize::optimize(space, &mut *searcher, &mut ev, &mut store, options, &mut ())?;
     Ok((t.elapsed().as_secs_f64(), s))
 }
 
-fn best_sharpe(s: &Summary) -> f64 {
+fn best_sharpe(s: &SearchSummary) -> f64 {
     s.best.as_ref().map_or(f64::NEG_INFINITY, |b| -b.loss)
 }
 
 /// The best trial's sharpe, recomputed by a direct backtest in this process.
-fn recompute_best(data: &Data, strategy: &str, s: &Summary, sessions: Option<Range<usize>>) -> Result<f64> {
+fn recompute_best(data: &Data, strategy: &str, s: &SearchSummary, sessions: Option<Range<usize>>) -> Result<f64> {
     let best = s.best.as_ref().ok_or_else(|| anyhow!("the search found nothing"))?;
     let strategy = Registry::builtin().configure(strategy, &optimize::render_pairs(&best.config))?;
     let mut engine = runner::Engine::new(data.bundle.clone())?;
@@ -466,7 +466,7 @@ pub(crate) fn bohb_5m(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
 }
 
 /// Best loss at the maximum budget against cumulative budget, for a convergence plot.
-fn convergence_points(s: &Summary) -> Vec<(f64, f64)> {
+fn convergence_points(s: &SearchSummary) -> Vec<(f64, f64)> {
     let max = s.trials.iter().map(|t| t.budget).fold(0.0, f64::max);
     let (mut spent, mut best) = (0.0, f64::INFINITY);
     let mut points = Vec::new();
@@ -566,7 +566,7 @@ fn judge(pool: &mut Pool, data: &Data, space: &Space, spec: &SearchSpec) -> Resu
     let ma = strategies.lookup("ma-crossover")?.clone();
     let id = strategies.id_of("ma-crossover")?;
     let base = engine::ParamValues::defaults(ma.parameters());
-    let options = optimize::RunOptions { deterministic: true, reuse_results: false };
+    let options = optimize::SearchOptions { deterministic: true, reuse_results: false };
     let mut searcher = spec.build(space)?;
     let mut ev = runner::PoolEvaluator::new(pool, ma.clone(), id, base, None, RunOptions::DEFAULT_FEE)
         .collect_returns(1.0, overfitting::DEFAULT_MAX_TRIALS);

@@ -40,7 +40,7 @@ pub enum Error {
 
 /// Mean, sd and 95% CI of one arm's run times.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
+pub struct SampleSummary {
     /// Number of runs.
     pub n: usize,
     /// Arithmetic mean.
@@ -75,9 +75,9 @@ pub struct Speedup {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     /// The baseline's runs.
-    pub baseline: Summary,
+    pub baseline: SampleSummary,
     /// The candidate's runs.
-    pub candidate: Summary,
+    pub candidate: SampleSummary,
     /// Speed-up of the candidate over the baseline.
     pub speedup: Speedup,
     /// Welch's t-test, baseline − candidate.
@@ -167,13 +167,13 @@ fn t_and_p(diff: f64, se: f64, df: f64) -> (f64, f64) {
 }
 
 /// Mean, sd (ddof = 1) and the 95% Student-t CI of the mean.
-pub fn summarize(xs: &[f64]) -> Result<Summary, Error> {
+pub fn summarize(xs: &[f64]) -> Result<SampleSummary, Error> {
     check(xs)?;
     let (mean, var) = mean_var(xs);
     let n = xs.len();
     let sd = var.sqrt();
     let half = t_quantile(0.975, (n - 1) as f64) * sd / (n as f64).sqrt();
-    Ok(Summary { n, mean, sd, ci95: [mean - half, mean + half] })
+    Ok(SampleSummary { n, mean, sd, ci95: [mean - half, mean + half] })
 }
 
 /// Welch–Satterthwaite degrees of freedom for two variance components `v1 = s1²/n1` and

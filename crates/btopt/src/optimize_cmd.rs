@@ -233,7 +233,7 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
     };
     drop(bundle);
 
-    let options = optimize::RunOptions { deterministic: a.deterministic, reuse_results: false };
+    let options = optimize::SearchOptions { deterministic: a.deterministic, reuse_results: false };
     let mut progress = ProgressView::new(a.json);
     let mut observer = |p: &optimize::Progress<'_>| progress.update(p);
     let (summary, overfit) = match (&prep.location, a.store.as_deref()) {
@@ -380,7 +380,7 @@ const FULL_BUDGET: f64 = 1.0;
 /// (a seeded subsample of `cap` of them above the cap), or why they cannot be computed.
 fn overfitting_of(
     evaluator: &mut runner::PoolEvaluator<'_>,
-    summary: &optimize::Summary,
+    summary: &optimize::SearchSummary,
     blocks: usize,
     cap: usize,
     seed: u64,

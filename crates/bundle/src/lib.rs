@@ -39,4 +39,4 @@ pub use data::{AssetDef, BundleData, Dividend, Frequency, RawBars, Split, sessio
 pub use error::{Error, Result};
 pub use generate::{GenerateSpec, Preset};
 pub use loaded::{Asset, Bundle, Field, Handles};
-pub use summary::Summary;
+pub use summary::BundleSummary;

@@ -8,7 +8,7 @@ use crate::data::{BundleData, Frequency};
 use crate::error::{Error, Result};
 use crate::store;
 
-/// One asset in a [`Summary`].
+/// One asset in a [`BundleSummary`].
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct AssetSummary {
     /// Sid.
@@ -25,7 +25,7 @@ pub struct AssetSummary {
 
 /// The `bundle info --json` object, field for field as the command-line contract gives it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Summary {
+pub struct BundleSummary {
     /// `daily` or `minute`.
     pub frequency: Frequency,
     /// Number of sessions.
@@ -44,12 +44,12 @@ pub struct Summary {
     pub assets: Vec<AssetSummary>,
 }
 
-impl Summary {
+impl BundleSummary {
     /// Summarises canonical content, with the hash recorded for it.
-    pub fn of(data: &BundleData, content_hash: &str) -> Summary {
+    pub fn of(data: &BundleData, content_hash: &str) -> BundleSummary {
         let bounds = data.session_bounds();
         let session_of = |bar: usize| data.sessions[bounds.partition_point(|&b| b <= bar) - 1].to_string();
-        Summary {
+        BundleSummary {
             frequency: data.frequency,
             sessions: data.sessions.len(),
             first_session: data.sessions[0].to_string(),
@@ -94,15 +94,15 @@ impl Summary {
 }
 
 /// Reads the summary of the bundle at `dir`, checking its structure on the way.
-pub fn info(dir: &Path) -> Result<Summary> {
+pub fn info(dir: &Path) -> Result<BundleSummary> {
     let (meta, data) = store::read(dir)?;
     data.validate(dir)?;
-    Ok(Summary::of(&data, &meta.content_hash))
+    Ok(BundleSummary::of(&data, &meta.content_hash))
 }
 
 /// Checks a bundle completely: SQLite integrity of each file, every invariant of the format,
 /// and that the recorded content hash matches the content. Returns the summary.
-pub fn verify(dir: &Path) -> Result<Summary> {
+pub fn verify(dir: &Path) -> Result<BundleSummary> {
     let meta = store::read_metadata(dir)?;
     for name in [store::ASSETS_DB, store::ADJUSTMENTS_DB, store::bars_db(meta.frequency)] {
         let path = dir.join(name);
@@ -122,5 +122,5 @@ pub fn verify(dir: &Path) -> Result<Summary> {
             format!("content hash mismatch: metadata says {}, content hashes to {actual}", meta.content_hash),
         ));
     }
-    Ok(Summary::of(&data, &meta.content_hash))
+    Ok(BundleSummary::of(&data, &meta.content_hash))
 }

@@ -12,7 +12,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use optimize::{
-    BohbSettings, BracketSearch, CountingOnes, HyperbandSettings, InProcessEvaluator, MemoryStore, Mode, RunOptions,
+    BohbSettings, BracketSearch, CountingOnes, HyperbandSettings, InProcessEvaluator, MemoryStore, Mode, SearchOptions,
     Searcher, Space, Suggestion, optimize,
 };
 
@@ -48,7 +48,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let mut s = BracketSearch::bohb(space.clone(), settings(10), BohbSettings::default(), 1).unwrap();
             let mut ev = InProcessEvaluator::new(1, move |id, cfg, bud| co.evaluate(id, cfg, bud));
-            let opts = RunOptions { deterministic: true, reuse_results: false };
+            let opts = SearchOptions { deterministic: true, reuse_results: false };
             black_box(optimize(&space, &mut s, &mut ev, &mut MemoryStore::new(), opts, &mut ()).unwrap())
         })
     });

@@ -4,7 +4,7 @@
 
 use optimize::{
     BohbSettings, BracketSearch, CountingOnes, HyperbandSettings, InProcessEvaluator, MemoryStore, RandomSearch,
-    RunOptions, Summary, optimize,
+    SearchOptions, SearchSummary, optimize,
 };
 
 fn main() -> optimize::Result<()> {
@@ -15,14 +15,14 @@ fn main() -> optimize::Result<()> {
     for seed in 0..10u64 {
         let co = CountingOnes { n_cat: 8, n_cont: 8, max_draws: 729, seed };
         let space = co.space();
-        let run = |searcher: &mut dyn optimize::Searcher| -> optimize::Result<Summary> {
+        let run = |searcher: &mut dyn optimize::Searcher| -> optimize::Result<SearchSummary> {
             let mut ev = InProcessEvaluator::new(4, move |id, c, b| co.evaluate(id, c, b));
             optimize(
                 &space,
                 searcher,
                 &mut ev,
                 &mut MemoryStore::new(),
-                RunOptions { deterministic: true, ..RunOptions::default() },
+                SearchOptions { deterministic: true, ..SearchOptions::default() },
                 &mut (),
             )
         };

@@ -9,17 +9,17 @@
 //!
 //! Main types: [`Space`] (with [`Space::from_toml_file`]), the [`Searcher`] implementations
 //! [`GridSearch`], [`RandomSearch`], [`BracketSearch`] (Hyperband/BOHB), the [`Evaluator`]
-//! trait the glue implements, [`optimize`] and its [`Summary`].
+//! trait the glue implements, [`optimize`] and its [`SearchSummary`].
 //!
 //! Determinism: every random choice flows from one explicit seed through `ChaCha12Rng`.
-//! With [`RunOptions::deterministic`], a run is identical at any worker count; the default
+//! With [`SearchOptions::deterministic`], a run is identical at any worker count; the default
 //! asynchronous mode keeps workers busier but its results depend on completion timing.
 //!
 //! For the glue (`btopt optimize`): parse the space with [`Space::from_toml_file`], build the
 //! searcher with [`SearchSpec::build`], implement [`Evaluator`] over the worker pool (render a
 //! config with [`render_pairs`] for the engine; report loss = −sharpe and metrics), open a
 //! durable store for `--store` with `store::open` (else [`MemoryStore`]), call [`optimize`] with an
-//! [`Observer`] for the progress bar, and print [`Summary::to_json`] plus `sharpe` and
+//! [`Observer`] for the progress bar, and print [`SearchSummary::to_json`] plus `sharpe` and
 //! `wall_seconds`. Calling [`optimize`] again on the same store resumes the study.
 //!
 //! ```
@@ -47,7 +47,7 @@
 //! });
 //! let mut store = MemoryStore::new();
 //! let summary = optimize(&space, &mut searcher, &mut evaluator, &mut store,
-//!                        RunOptions { deterministic: true, ..RunOptions::default() }, &mut ())?;
+//!                        SearchOptions { deterministic: true, ..SearchOptions::default() }, &mut ())?;
 //! assert!(summary.best.is_some());
 //! # Ok::<(), optimize::Error>(())
 //! ```
@@ -68,7 +68,7 @@ pub use error::{Error, Result};
 pub use evaluator::{Completion, CountingOnes, Evaluator, InProcessEvaluator, Outcome, TrialStatus};
 pub use kde::{BohbModel, BohbSettings, Kde, KdePair, split_sizes, truncated_std_normal};
 pub use optimizer::{
-    Best, DETERMINISTIC_BATCH, Observer, Progress, RunOptions, Summary, TrialSummary, optimize, study_identity,
+    Best, DETERMINISTIC_BATCH, Observer, Progress, SearchOptions, SearchSummary, TrialSummary, optimize, study_identity,
 };
 pub use schedule::{BracketPlan, bracket_for_iteration, bracket_schedule, budgets, max_sh_iter};
 pub use searcher::{

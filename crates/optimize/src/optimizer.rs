@@ -32,7 +32,7 @@ pub const DETERMINISTIC_BATCH: usize = 4096;
 
 /// How to run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RunOptions {
+pub struct SearchOptions {
     /// Synchronous stages and in-order results (see the module docs).
     pub deterministic: bool,
     /// Reuse the outcome of an earlier successful trial with the same config and budget
@@ -66,7 +66,7 @@ pub struct TrialSummary {
     pub message: Option<String>,
     /// Evaluation wall time.
     pub duration_secs: f64,
-    /// The earlier trial whose outcome was reused (see [`RunOptions::reuse_results`]).
+    /// The earlier trial whose outcome was reused (see [`SearchOptions::reuse_results`]).
     pub reused_from: Option<u64>,
     /// Worker that ran it.
     pub worker: Option<u32>,
@@ -87,7 +87,7 @@ pub struct Best {
 
 /// The result of a search.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Summary {
+pub struct SearchSummary {
     /// Best finite loss at the largest budget that has one (HpBandSter's incumbent is the best
     /// at max budget); ties go to the earlier trial.
     pub best: Option<Best>,
@@ -103,7 +103,7 @@ pub struct Summary {
     pub trials: Vec<TrialSummary>,
 }
 
-impl Summary {
+impl SearchSummary {
     fn add(&mut self, t: TrialSummary) {
         if t.reused_from.is_some() {
             self.reused += 1;
@@ -185,7 +185,7 @@ impl<F: FnMut(&Progress<'_>)> Observer for F {
 }
 
 /// The identity stored with a study: space, searcher (with its seed) and mode.
-pub fn study_identity(space: &Space, searcher: &dyn Searcher, options: RunOptions) -> serde_json::Value {
+pub fn study_identity(space: &Space, searcher: &dyn Searcher, options: SearchOptions) -> serde_json::Value {
     serde_json::json!({
         "space": space.identity_json(),
         "searcher": searcher.identity(),
@@ -198,7 +198,7 @@ struct Run<'a> {
     searcher: &'a mut dyn Searcher,
     store: &'a mut dyn TrialStore,
     observer: &'a mut dyn Observer,
-    summary: Summary,
+    summary: SearchSummary,
     seq: u64,
     /// Suggested, not yet fed: the trial as suggested.
     outstanding: BTreeMap<u64, Trial>,
@@ -289,9 +289,9 @@ pub fn optimize(
     searcher: &mut dyn Searcher,
     evaluator: &mut dyn Evaluator,
     store: &mut dyn TrialStore,
-    options: RunOptions,
+    options: SearchOptions,
     observer: &mut dyn Observer,
-) -> Result<Summary> {
+) -> Result<SearchSummary> {
     let identity = study_identity(space, searcher, options);
     let records = store.open_study(&identity)?;
     let mode = if options.deterministic { Mode::Synchronous } else { Mode::Async };
@@ -299,7 +299,7 @@ pub fn optimize(
         searcher,
         store,
         observer,
-        summary: Summary::default(),
+        summary: SearchSummary::default(),
         seq: 0,
         outstanding: BTreeMap::new(),
         cache: BTreeMap::new(),

@@ -23,7 +23,7 @@ pub struct WalkForward<'a> {
     /// The search run in every fold (a fresh searcher per fold).
     pub spec: &'a SearchSpec,
     /// Async or deterministic.
-    pub options: optimize::RunOptions,
+    pub options: optimize::SearchOptions,
     /// Fee rate.
     pub fee: f64,
     /// What a budget below 1 means.

@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use optimize::{Completion, Evaluator, Outcome, Param, RandomSearch, RunOptions, Space};
+use optimize::{Completion, Evaluator, Outcome, Param, RandomSearch, SearchOptions, Space};
 use store::{PgStore, PgTarget, Queue};
 
 /// The coordinator's evaluator: submit queues, next_completed takes finished rows.
@@ -140,7 +140,7 @@ fn main() {
             last = Instant::now();
         }
     };
-    let options = RunOptions { deterministic: true, reuse_results: false };
+    let options = SearchOptions { deterministic: true, reuse_results: false };
     let summary =
         optimize::optimize(&space, &mut searcher, &mut ev, &mut pg, options, &mut observer).expect("optimize");
     pg.finish().expect("finish");

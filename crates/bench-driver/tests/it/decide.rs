@@ -1,13 +1,13 @@
 //! Decision rules, BOHB's criteria, cumulative tracking and the stop rule.
 
 use bench_driver::decide::{self, BohbRegime, Decision, Tracker, Verdict};
-use bench_driver::stats::{Comparison, Speedup, Summary, TTest};
+use bench_driver::stats::{Comparison, SampleSummary, Speedup, TTest};
 
 use crate::close;
 
 /// A comparison with the given speed-up and Welch p; the other fields do not enter decisions.
 fn cmp(speedup_pct: f64, p: f64) -> Comparison {
-    let arm = Summary { n: 10, mean: 1.0, sd: 0.01, ci95: [0.99, 1.01] };
+    let arm = SampleSummary { n: 10, mean: 1.0, sd: 0.01, ci95: [0.99, 1.01] };
     Comparison {
         baseline: arm,
         candidate: arm,

@@ -2,7 +2,7 @@
 //! counting-ones.
 
 use optimize::{
-    BohbModel, BohbSettings, Kde, RandomSearch, RunOptions, Searcher, optimize, split_sizes, truncated_std_normal,
+    BohbModel, BohbSettings, Kde, RandomSearch, SearchOptions, Searcher, optimize, split_sizes, truncated_std_normal,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha12Rng;
@@ -89,7 +89,7 @@ fn bohb_and_random(seed: u64, iterations: usize) -> (f64, f64, f64) {
         seed,
         iterations,
         4,
-        RunOptions { deterministic: true, ..RunOptions::default() },
+        SearchOptions { deterministic: true, ..SearchOptions::default() },
         &mut super::mem(),
         None,
     )
@@ -100,7 +100,7 @@ fn bohb_and_random(seed: u64, iterations: usize) -> (f64, f64, f64) {
     let mut random = RandomSearch::new(space.clone(), 1.0, Some(evals), seed).unwrap();
     assert_eq!(random.max_budget(), 1.0);
     let mut ev = optimize::InProcessEvaluator::new(4, move |id, c, b| co.evaluate(id, c, b));
-    let r = optimize(&space, &mut random, &mut ev, &mut super::mem(), RunOptions::default(), &mut ()).unwrap();
+    let r = optimize(&space, &mut random, &mut ev, &mut super::mem(), SearchOptions::default(), &mut ()).unwrap();
     assert!(r.total_budget <= s.total_budget);
     (s.best.unwrap().loss, r.best.unwrap().loss, s.total_budget)
 }
@@ -124,7 +124,7 @@ fn bohb_gets_within_one_of_the_optimum_in_bounded_brackets() {
             seed,
             30,
             4,
-            RunOptions { deterministic: true, ..RunOptions::default() },
+            SearchOptions { deterministic: true, ..SearchOptions::default() },
             &mut super::mem(),
             None,
         )

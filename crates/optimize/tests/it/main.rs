@@ -8,8 +8,8 @@ mod searchers;
 mod space;
 
 use optimize::{
-    BohbSettings, BracketSearch, CountingOnes, HyperbandSettings, InProcessEvaluator, MemoryStore, RunOptions, Summary,
-    TrialStore, optimize,
+    BohbSettings, BracketSearch, CountingOnes, HyperbandSettings, InProcessEvaluator, MemoryStore, SearchOptions,
+    SearchSummary, TrialStore, optimize,
 };
 
 /// The workspace's `spaces/` directory.
@@ -32,10 +32,10 @@ fn run_bohb_co(
     seed: u64,
     iterations: usize,
     capacity: usize,
-    opts: RunOptions,
+    opts: SearchOptions,
     store: &mut dyn TrialStore,
     evaluator_seed: Option<u64>,
-) -> optimize::Result<Summary> {
+) -> optimize::Result<SearchSummary> {
     let co = counting_ones(seed);
     let space = co.space();
     let mut searcher = BracketSearch::bohb(space.clone(), co_settings(iterations), BohbSettings::default(), seed)?;

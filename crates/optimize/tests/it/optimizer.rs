@@ -6,13 +6,14 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use optimize::{
-    BohbSettings, BracketSearch, InProcessEvaluator, Outcome, RunOptions, Summary, TrialStore, config_to_json, optimize,
+    BohbSettings, BracketSearch, InProcessEvaluator, Outcome, SearchOptions, SearchSummary, TrialStore, config_to_json,
+    optimize,
 };
 
-const DET: RunOptions = RunOptions { deterministic: true, reuse_results: false };
+const DET: SearchOptions = SearchOptions { deterministic: true, reuse_results: false };
 
 /// What must match between runs: every trial's id, config, budget, status and loss, and the best.
-fn fingerprint(s: &Summary) -> Vec<String> {
+fn fingerprint(s: &SearchSummary) -> Vec<String> {
     let mut v: Vec<String> = s
         .trials
         .iter()
@@ -35,7 +36,7 @@ fn deterministic_mode_is_identical_at_any_worker_count() {
 
 #[test]
 fn async_mode_keeps_workers_busy_and_completes() {
-    let s = super::run_bohb_co(4, 6, 8, RunOptions::default(), &mut super::mem(), Some(5)).unwrap();
+    let s = super::run_bohb_co(4, 6, 8, SearchOptions::default(), &mut super::mem(), Some(5)).unwrap();
     // Brackets for (1/81, 1, 3): 81+27+9+3+1, 27+9+3+1, 9+3+1, 6+2, 5, then 81+27+9+3+1.
     assert_eq!(s.evaluations as usize, 121 + 40 + 13 + 8 + 5 + 121);
     assert!(s.best.is_some());
@@ -48,7 +49,7 @@ fn async_mode_starts_the_next_bracket_at_a_barrier() {
     let space = co.space();
     let mut searcher = BracketSearch::hyperband(space.clone(), super::co_settings(3), 1).unwrap();
     let mut ev = InProcessEvaluator::new(200, move |id, c, b| co.evaluate(id, c, b));
-    let s = optimize(&space, &mut searcher, &mut ev, &mut super::mem(), RunOptions::default(), &mut ()).unwrap();
+    let s = optimize(&space, &mut searcher, &mut ev, &mut super::mem(), SearchOptions::default(), &mut ()).unwrap();
     // With 200 workers, bracket 1 and 2 are started before bracket 0 finishes stage 0, so the
     // first 81 + 27 + 9 trial ids are all stage-0 trials of the three brackets.
     let first: BTreeSet<u32> = s.trials.iter().filter(|t| t.trial_id < 117).map(|t| t.bracket.unwrap()).collect();
@@ -79,11 +80,11 @@ fn ma_objective(_id: u64, c: &optimize::Config, budget: f64) -> Outcome {
 }
 
 fn run_ma(
-    opts: RunOptions,
+    opts: SearchOptions,
     store: &mut dyn TrialStore,
     capacity: usize,
     fail_after: Option<usize>,
-) -> (optimize::Result<Summary>, usize) {
+) -> (optimize::Result<SearchSummary>, usize) {
     let space = optimize::Space::from_toml_file(&super::spaces_dir().join("ma-1100.toml")).unwrap();
     let settings = optimize::HyperbandSettings { min_budget: 0.05, max_budget: 1.0, eta: 3.0, iterations: 20 };
     let mut searcher = BracketSearch::bohb(space.clone(), settings, BohbSettings::default(), 7).unwrap();
@@ -105,10 +106,10 @@ fn run_ma(
 #[test]
 fn reusing_results_skips_repeats_without_changing_the_search() {
     let plain = run_ma(DET, &mut super::mem(), 2, None).0.unwrap();
-    let reuse = RunOptions { deterministic: true, reuse_results: true };
+    let reuse = SearchOptions { deterministic: true, reuse_results: true };
     let (cached, calls) = run_ma(reuse, &mut super::mem(), 2, None);
     let cached = cached.unwrap();
-    let strip = |s: &Summary| -> Vec<String> {
+    let strip = |s: &SearchSummary| -> Vec<String> {
         s.trials
             .iter()
             .map(|t| format!("{} {} {} {:?}", t.trial_id, config_to_json(&t.config), t.budget, t.loss))

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use optimize::{
-    BracketSearch, Config, GridSearch, HyperbandSettings, InProcessEvaluator, Mode, Outcome, RandomSearch, RunOptions,
-    Searcher, Space, Suggestion, TrialStatus, config_to_json, optimize,
+    BracketSearch, Config, GridSearch, HyperbandSettings, InProcessEvaluator, Mode, Outcome, RandomSearch,
+    SearchOptions, Searcher, Space, Suggestion, TrialStatus, config_to_json, optimize,
 };
 
 fn ma36() -> Space {
@@ -50,7 +50,7 @@ fn hyperband_run(
     max: f64,
     iterations: usize,
     objective: impl FnMut(u64, &Config, f64) -> Outcome + 'static,
-) -> (BTreeMap<(u32, u32), usize>, optimize::Summary) {
+) -> (BTreeMap<(u32, u32), usize>, optimize::SearchSummary) {
     let space = super::counting_ones(0).space();
     let mut s = BracketSearch::hyperband(
         space.clone(),
@@ -59,7 +59,7 @@ fn hyperband_run(
     )
     .unwrap();
     let mut ev = InProcessEvaluator::new(3, objective).shuffled(11);
-    let summary = optimize(&space, &mut s, &mut ev, &mut super::mem(), RunOptions::default(), &mut ()).unwrap();
+    let summary = optimize(&space, &mut s, &mut ev, &mut super::mem(), SearchOptions::default(), &mut ()).unwrap();
     let mut counts = BTreeMap::new();
     for t in &summary.trials {
         *counts.entry((t.bracket.unwrap(), t.stage.unwrap())).or_insert(0) += 1;
@@ -174,7 +174,8 @@ fn search_specs_build_every_searcher() {
         };
         let mut searcher = spec.build(&space).unwrap();
         let mut ev = InProcessEvaluator::new(2, objective);
-        let s = optimize(&space, &mut *searcher, &mut ev, &mut super::mem(), RunOptions::default(), &mut ()).unwrap();
+        let s =
+            optimize(&space, &mut *searcher, &mut ev, &mut super::mem(), SearchOptions::default(), &mut ()).unwrap();
         if want > 0 {
             assert_eq!(s.evaluations, want, "{name}");
         } else {
@@ -198,7 +199,7 @@ fn search_specs_build_every_searcher() {
 }
 
 mod worker_count {
-    use optimize::{BohbSettings, BracketSearch, InProcessEvaluator, RunOptions, config_to_json, optimize};
+    use optimize::{BohbSettings, BracketSearch, InProcessEvaluator, SearchOptions, config_to_json, optimize};
     use proptest::prelude::*;
 
     proptest! {
@@ -216,7 +217,7 @@ mod worker_count {
                 if let Some(o) = order {
                     ev = ev.shuffled(o);
                 }
-                let opts = RunOptions { deterministic: true, reuse_results: false };
+                let opts = SearchOptions { deterministic: true, reuse_results: false };
                 let sum = optimize(&space, &mut s, &mut ev, &mut optimize::MemoryStore::new(), opts, &mut ()).unwrap();
                 sum.trials.iter().map(|t| format!("{} {} {} {:?}", t.trial_id, config_to_json(&t.config), t.budget, t.loss)).collect::<Vec<_>>()
             };

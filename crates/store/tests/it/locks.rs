@@ -1,6 +1,6 @@
 //! One holder per study: a second opener is refused with a line naming the holder.
 
-use optimize::{InProcessEvaluator, RunOptions, TrialStore, optimize};
+use optimize::{InProcessEvaluator, SearchOptions, TrialStore, optimize};
 
 fn holder_line() -> String {
     format!("pid {} on {}", std::process::id(), store::hostname())
@@ -24,7 +24,7 @@ fn a_second_postgres_coordinator_is_told_who_holds_the_study() {
     let target = store::PgTarget::parse(&server.create_database()).unwrap();
     let co = crate::counting_ones(1);
     let space = co.space();
-    let identity = |s: &optimize::BracketSearch| optimize::study_identity(&space, s, RunOptions::default());
+    let identity = |s: &optimize::BracketSearch| optimize::study_identity(&space, s, SearchOptions::default());
     let searcher = optimize::BracketSearch::hyperband(space.clone(), crate::co_settings(1), 1).unwrap();
     let mut first = store::PgStore::connect(&target, Some("busy"), None).unwrap();
     first.open_study(&identity(&searcher)).unwrap();
@@ -37,5 +37,6 @@ fn a_second_postgres_coordinator_is_told_who_holds_the_study() {
     drop(first);
     let mut searcher = optimize::BracketSearch::hyperband(space.clone(), crate::co_settings(1), 1).unwrap();
     let mut ev = InProcessEvaluator::new(2, move |id, c, b| co.evaluate(id, c, b));
-    optimize(&space, &mut searcher, &mut ev, &mut second, RunOptions::default(), &mut ()).expect("free once dropped");
+    optimize(&space, &mut searcher, &mut ev, &mut second, SearchOptions::default(), &mut ())
+        .expect("free once dropped");
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use optimize::{Completion, InProcessEvaluator, Outcome, RunOptions, TrialStore, optimize};
+use optimize::{Completion, InProcessEvaluator, Outcome, SearchOptions, TrialStore, optimize};
 use store::{PgStore, PgTarget, Queue};
 
 fn fresh() -> Option<PgTarget> {
@@ -43,12 +43,12 @@ fn study_with_trials(target: &PgTarget, name: &str) -> Vec<u64> {
         &mut searcher,
         &mut ev,
         &mut store,
-        RunOptions { deterministic: true, reuse_results: false },
+        SearchOptions { deterministic: true, reuse_results: false },
         &mut (),
     )
     .unwrap_err();
     let identity =
-        optimize::study_identity(&space, &searcher, RunOptions { deterministic: true, reuse_results: false });
+        optimize::study_identity(&space, &searcher, SearchOptions { deterministic: true, reuse_results: false });
     drop(store);
     let records = PgStore::connect(target, Some(name), None).unwrap().open_study(&identity).unwrap();
     records.iter().map(|r| r.trial_id).collect()

@@ -5,16 +5,16 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use optimize::{
-    BohbSettings, BracketSearch, Error, InProcessEvaluator, MemoryStore, Outcome, Progress, RunOptions, Summary,
-    TrialStatus, TrialStore, config_to_json, optimize,
+    BohbSettings, BracketSearch, Error, InProcessEvaluator, MemoryStore, Outcome, Progress, SearchOptions,
+    SearchSummary, TrialStatus, TrialStore, config_to_json, optimize,
 };
 
 use crate::Place;
 
-const DET: RunOptions = RunOptions { deterministic: true, reuse_results: false };
+const DET: SearchOptions = SearchOptions { deterministic: true, reuse_results: false };
 
 /// What must match between runs: every trial's id, config, budget, status and loss, and the best.
-fn fingerprint(s: &Summary) -> Vec<String> {
+fn fingerprint(s: &SearchSummary) -> Vec<String> {
     let mut v: Vec<String> = s
         .trials
         .iter()
@@ -46,9 +46,9 @@ fn every_store_records_every_trial_with_status() {
         };
         let s = {
             let mut store = place.open();
-            optimize(&space, &mut searcher, &mut ev, &mut *store, RunOptions::default(), &mut obs).unwrap()
+            optimize(&space, &mut searcher, &mut ev, &mut *store, SearchOptions::default(), &mut obs).unwrap()
         };
-        let identity = optimize::study_identity(&space, &searcher, RunOptions::default());
+        let identity = optimize::study_identity(&space, &searcher, SearchOptions::default());
         let records = place.open().open_study(&identity).unwrap();
         assert_eq!(records.len() as u64, s.evaluations, "{}", place.name());
         let crashed: Vec<_> = records
@@ -74,11 +74,11 @@ fn counting_searcher(seed: u64, iterations: usize) -> (optimize::Space, BracketS
 /// Run against `store`, dying after `fail_after` completions; records the evaluated trial ids.
 fn run_into(
     store: &mut dyn TrialStore,
-    opts: RunOptions,
+    opts: SearchOptions,
     capacity: usize,
     fail_after: Option<usize>,
     evaluated: Rc<RefCell<Vec<u64>>>,
-) -> optimize::Result<Summary> {
+) -> optimize::Result<SearchSummary> {
     let (space, mut searcher, co) = counting_searcher(8, 5);
     let mut ev = InProcessEvaluator::new(capacity, move |id, c, b| {
         evaluated.borrow_mut().push(id);
@@ -144,9 +144,9 @@ fn resume_in_deterministic_mode_matches_an_uninterrupted_run() {
 fn resume_in_async_mode_continues_without_reevaluating() {
     for place in Place::all() {
         let first = Rc::new(RefCell::new(Vec::new()));
-        run_into(&mut *place.open(), RunOptions::default(), 6, Some(100), first.clone()).unwrap_err();
+        run_into(&mut *place.open(), SearchOptions::default(), 6, Some(100), first.clone()).unwrap_err();
         let second = Rc::new(RefCell::new(Vec::new()));
-        let s = run_into(&mut *place.open(), RunOptions::default(), 6, None, second.clone()).unwrap();
+        let s = run_into(&mut *place.open(), SearchOptions::default(), 6, None, second.clone()).unwrap();
         assert_eq!(s.replayed, 100, "{}", place.name());
         let done_first: BTreeSet<u64> = first.borrow()[..100].iter().copied().collect();
         assert!(second.borrow().iter().all(|id| !done_first.contains(id)));
@@ -183,7 +183,8 @@ fn a_resume_with_different_settings_is_refused() {
         assert!(e.to_string().contains("searcher.seed: stored 8, requested 9"), "{e}");
         let (space, mut same, co) = counting_searcher(8, 5);
         let mut ev = InProcessEvaluator::new(2, move |id, c, b| co.evaluate(id, c, b));
-        let e = optimize(&space, &mut same, &mut ev, &mut *place.open(), RunOptions::default(), &mut ()).unwrap_err();
+        let e =
+            optimize(&space, &mut same, &mut ev, &mut *place.open(), SearchOptions::default(), &mut ()).unwrap_err();
         assert!(e.to_string().contains("mode differs"), "{e}");
     }
 }
@@ -198,11 +199,11 @@ fn ma_objective(_id: u64, c: &optimize::Config, budget: f64) -> Outcome {
 }
 
 fn run_ma(
-    opts: RunOptions,
+    opts: SearchOptions,
     store: &mut dyn TrialStore,
     capacity: usize,
     fail_after: Option<usize>,
-) -> optimize::Result<Summary> {
+) -> optimize::Result<SearchSummary> {
     let space = optimize::Space::from_toml_file(&crate::spaces_dir().join("ma-1100.toml")).unwrap();
     let settings = optimize::HyperbandSettings { min_budget: 0.05, max_budget: 1.0, eta: 3.0, iterations: 20 };
     let mut searcher = BracketSearch::bohb(space.clone(), settings, BohbSettings::default(), 7).unwrap();
@@ -215,7 +216,7 @@ fn run_ma(
 
 #[test]
 fn a_resume_with_reused_results_ends_where_an_uninterrupted_run_ends() {
-    let reuse = RunOptions { deterministic: true, reuse_results: true };
+    let reuse = SearchOptions { deterministic: true, reuse_results: true };
     let cached = run_ma(reuse, &mut MemoryStore::new(), 2, None).unwrap();
     assert!(cached.reused > 0, "BOHB repeats configs on a small grid");
     for place in Place::all() {
@@ -240,7 +241,7 @@ fn crashed_and_nonfinite_trials_survive_a_resume_as_failures() {
             if let Some(k) = fail_after {
                 ev = ev.fail_after(k);
             }
-            optimize(&space, &mut searcher, &mut ev, &mut *place.open(), RunOptions::default(), &mut ())
+            optimize(&space, &mut searcher, &mut ev, &mut *place.open(), SearchOptions::default(), &mut ())
         };
         assert!(run(Some(50)).is_err());
         let s = run(None).unwrap();
