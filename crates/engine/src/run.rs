@@ -141,4 +141,99 @@ impl<'m> Run<'_, 'm> {
         *self.equity = equity;
         metrics
     }
+
+    /// The shared-cash portfolio, as the built-in momentum trades: one cash account for all
+    /// assets, starting at 1.0. On the close of each bar `t` of W (but W's last, whose fill
+    /// would fall outside W), `decide(t, weights)` may set target weights per asset position
+    /// (`weights` holds the previous targets; return `true` to rebalance). The targets fill at
+    /// the open of `t + 1`: with V the portfolio value at those opens, each asset's target is
+    /// `w·V/open` shares; sells go first, then buys, the fee is taken on traded notional, and if
+    /// the buys and their fees exceed the cash, every buy is scaled by one common factor (the
+    /// cash then ends at exactly 0). An asset that does not trade on the fill bar keeps its
+    /// position; after its last bar a position is valued at its last close. Equity is marked at
+    /// every close of W. Buffers come from `scratch`, reused across backtests.
+    pub fn shared_cash(
+        &mut self,
+        scratch: &mut SharedCash,
+        mut decide: impl FnMut(usize, &mut [f64]) -> bool,
+    ) -> Metrics {
+        let n = self.order.len();
+        let (w0, w1) = (self.window.start, self.window.end);
+        let fee = self.fee;
+        let SharedCash { shares, weights, target, equity } = scratch;
+        for v in [&mut *shares, &mut *weights, &mut *target] {
+            v.clear();
+            v.resize(n, 0.0);
+        }
+        equity.clear();
+        let mut cash = 1.0_f64;
+        let mut trades = 0_u64;
+        let mut pending = false;
+        for t in w0..w1 {
+            if pending {
+                pending = false;
+                let mut value = cash;
+                for (k, &q) in shares.iter().enumerate() {
+                    if q > 0.0 {
+                        let a = self.asset(k);
+                        value += q * if t < a.end_bar { a.open[t] } else { a.close[a.end_bar - 1] };
+                    }
+                }
+                let mut cost = 0.0;
+                for k in 0..n {
+                    let a = self.asset(k);
+                    if !(a.first_bar <= t && t < a.end_bar) {
+                        target[k] = shares[k];
+                        continue;
+                    }
+                    let o = a.open[t];
+                    target[k] = weights[k] * value / o;
+                    if target[k] < shares[k] {
+                        cash += (shares[k] - target[k]) * o * (1.0 - fee);
+                        shares[k] = target[k];
+                        trades += 1;
+                    } else if target[k] > shares[k] {
+                        cost += (target[k] - shares[k]) * o * (1.0 + fee);
+                    }
+                }
+                let scale = if cost > cash { cash / cost } else { 1.0 };
+                for k in 0..n {
+                    let dq = (target[k] - shares[k]) * scale;
+                    if dq > 0.0 {
+                        shares[k] += dq;
+                        cash -= dq * self.asset(k).open[t] * (1.0 + fee);
+                        trades += 1;
+                    }
+                }
+                if scale < 1.0 {
+                    cash = 0.0;
+                }
+            }
+            let mut e = cash;
+            for (k, &q) in shares.iter().enumerate() {
+                if q > 0.0 {
+                    let a = self.asset(k);
+                    e += q * a.close[t.min(a.end_bar - 1)];
+                }
+            }
+            equity.push(e);
+            if t + 1 < w1 && decide(t, weights) {
+                pending = true;
+            }
+        }
+        let equity = std::mem::take(equity);
+        let metrics = self.finish(&equity, trades);
+        scratch.equity = equity;
+        metrics
+    }
+}
+
+/// Buffers of [`Run::shared_cash`], reused across backtests (keep one in a strategy's
+/// scratch).
+#[derive(Debug, Default)]
+pub struct SharedCash {
+    shares: Vec<f64>,
+    weights: Vec<f64>,
+    target: Vec<f64>,
+    equity: Vec<f64>,
 }

@@ -86,3 +86,50 @@ fn registries_refuse_duplicates_and_list_names() {
     let again = std::panic::catch_unwind(|| Registry::builtin().with(PlainMa).with(PlainMa));
     assert!(again.is_err(), "a second registration of one name is a bug");
 }
+
+/// Equal weights bought once, on W's first close, through `Run::shared_cash`.
+struct BuyAll;
+
+impl Strategy for BuyAll {
+    type Params = ();
+    type Scratch = engine::SharedCash;
+    fn name(&self) -> &'static str {
+        "buy-all"
+    }
+    fn parameters(&self) -> &'static [ParamSpec] {
+        &[]
+    }
+    fn build(&self, _: &ParamValues) -> Result<(), Error> {
+        Ok(())
+    }
+    fn run(&self, _: &(), run: &mut Run<'_, '_>, cash: &mut Self::Scratch) -> Result<Metrics, Error> {
+        let first = run.window().start;
+        Ok(run.shared_cash(cash, |t, w| {
+            let k = w.len() as f64;
+            w.iter_mut().for_each(|x| *x = 1.0 / k);
+            t == first
+        }))
+    }
+}
+
+#[test]
+fn shared_cash_fills_at_the_next_open_with_one_scale_for_all_buys() {
+    let mut data = Data::daily(&[10.0, 11.0, 12.0, 13.0], &[10.0, 12.0, 11.0, 14.0]);
+    let mut b = data.assets[0].clone();
+    (b.sid, b.open, b.close) = (1, vec![20.0, 20.0, 22.0, 21.0], vec![20.0, 21.0, 20.0, 22.0]);
+    data.assets.push(b);
+    let market = data.market();
+    let s = Registry::new().with(BuyAll).configure("buy-all", &[]).unwrap();
+    let mut eq = Vec::new();
+    let m = engine::Backtester::new(&market).unwrap().run_with_equity(&s, &opts(1.0, None, 0.001), &mut eq).unwrap();
+    // Decided on close 0, filled at the opens of bar 1 (11 and 20) with V = 1: the buys cost
+    // 0.5·1.001 each, more than the cash, so both are scaled by 1/1.001.
+    let fee = 1.001;
+    let (a, b) = (0.5 / 11.0 / fee, 0.5 / 20.0 / fee);
+    let want = [1.0, a * 12.0 + b * 21.0, a * 11.0 + b * 20.0, a * 14.0 + b * 22.0];
+    for (got, want) in eq.iter().zip(want) {
+        crate::assert_close(*got, want, 1e-14, "equity");
+    }
+    assert_eq!((m.trades, m.bars), (2, 4));
+    crate::assert_close(m.final_equity, want[3], 1e-14, "final equity");
+}
