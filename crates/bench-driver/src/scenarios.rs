@@ -572,16 +572,10 @@ fn judge(pool: &mut Pool, data: &Data, space: &Space, spec: &SearchSpec) -> Resu
         .collect_returns(1.0, overfitting::DEFAULT_MAX_TRIALS);
     let summary =
         optimize::optimize(space, &mut *searcher, &mut ev, &mut optimize::MemoryStore::new(), options, &mut ())?;
-    let mut full: Vec<(u64, optimize::Config)> = summary
-        .trials
-        .iter()
-        .filter(|t| t.budget == 1.0 && t.status == optimize::TrialStatus::Ok)
-        .map(|t| (t.trial_id, t.config.clone()))
-        .collect();
-    full.sort_by_key(|t| t.0);
-    let returns = ev.returns_of(&full, 1.0).map_err(|e| anyhow!("returns: {e}"))?;
-    let matrix = overfitting::ReturnMatrix::from_trials(full.iter().map(|(i, _)| returns[i].as_slice()))?;
-    let stats = overfitting::compute(&matrix, overfitting::DEFAULT_CSCV_BLOCKS)?;
+    let stats = ev
+        .overfitting(&summary, 1.0, overfitting::DEFAULT_CSCV_BLOCKS, overfitting::DEFAULT_MAX_TRIALS, 0)
+        .map_err(|e| anyhow!("returns: {e}"))?
+        .map_err(|reason| anyhow!("overfitting statistics: {reason}"))?;
     let sessions = data.bundle.sessions().len();
     let warmup = runner::max_warmup(&*ma, &base, space)?;
     let folds = overfitting::segments(sessions, 3, false, warmup)?;

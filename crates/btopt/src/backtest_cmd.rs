@@ -21,13 +21,7 @@ pub(crate) fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>> {
 /// value is a usage error naming the parameter and listing the strategy's parameters.
 pub(crate) fn configure(strategies: &Registry, name: &str, sets: &[String]) -> Result<engine::Configured> {
     let strategy = strategies.lookup(name).map_err(|e| usage(e.to_string()))?;
-    strategies.configure(name, &parse_sets(sets)?).map_err(|e| usage(format!("{e} ({})", listing(&**strategy))))
-}
-
-/// `ma-crossover parameters: short_window, long_window, threshold`.
-pub(crate) fn listing(strategy: &dyn DynStrategy) -> String {
-    let names: Vec<&str> = strategy.parameters().iter().map(|p| p.name).collect();
-    format!("{} parameters: {}", strategy.name(), names.join(", "))
+    strategies.configure(name, &parse_sets(sets)?).map_err(|e| usage(format!("{e} ({})", runner::listing(&**strategy))))
 }
 
 /// Refuses a bundle whose frequency the strategy's table does not list.

@@ -296,7 +296,9 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             let overfit = if a.no_overfitting {
                 Err("disabled by --no-overfitting".to_string())
             } else {
-                overfitting_of(&mut evaluator, &summary, blocks, a.overfitting_max_trials, a.seed)?
+                evaluator
+                    .overfitting(&summary, FULL_BUDGET, blocks, a.overfitting_max_trials, a.seed)
+                    .map_err(|e| anyhow::anyhow!("failed to collect returns: {e}"))?
             };
             (summary, overfit)
         }
@@ -375,37 +377,6 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
 
 /// The budget whose trials the overfitting statistics use (design-notes section 9).
 const FULL_BUDGET: f64 = 1.0;
-
-/// The overfitting statistics over the full-budget trials that ended ok, in trial-id order
-/// (a seeded subsample of `cap` of them above the cap), or why they cannot be computed.
-fn overfitting_of(
-    evaluator: &mut runner::PoolEvaluator<'_>,
-    summary: &optimize::SearchSummary,
-    blocks: usize,
-    cap: usize,
-    seed: u64,
-) -> Result<Result<overfitting::Overfitting, String>> {
-    let mut full: Vec<(u64, optimize::Config)> = summary
-        .trials
-        .iter()
-        .filter(|t| t.budget == FULL_BUDGET && t.status == optimize::TrialStatus::Ok)
-        .map(|t| (t.trial_id, t.config.clone()))
-        .collect();
-    full.sort_by_key(|t| t.0);
-    if full.len() < 2 {
-        return Ok(Err(format!("{} full-budget trials ended ok, the statistics need at least 2", full.len())));
-    }
-    let chosen: Vec<(u64, optimize::Config)> =
-        overfitting::subsample(full.len(), cap, seed).into_iter().map(|i| full[i].clone()).collect();
-    let returns =
-        evaluator.returns_of(&chosen, FULL_BUDGET).map_err(|e| anyhow::anyhow!("failed to collect returns: {e}"))?;
-    let series = chosen.iter().map(|(id, _)| returns[id].as_slice());
-    let matrix = match overfitting::ReturnMatrix::from_trials(series) {
-        Ok(m) => m,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    Ok(overfitting::compute(&matrix, blocks).map_err(|e| e.to_string()))
-}
 
 /// The pool backend for `--pool` (default: fork on unix, spawn elsewhere).
 pub(crate) fn pool_kind(pool: Option<PoolArg>, h: HandlesArg, s: SpawnLoadArg) -> PoolKind {

@@ -108,6 +108,39 @@ impl<'p> PoolEvaluator<'p> {
         Ok(have)
     }
 
+    /// The overfitting statistics (design-notes section 9) over the trials of `summary` that
+    /// ran at `budget` and ended ok, in trial-id order, or a seeded subsample of `cap` of them
+    /// (`overfitting::subsample` with `seed`); their returns come from
+    /// [`PoolEvaluator::returns_of`]. `Ok(Err(reason))` when the statistics cannot be
+    /// computed; `Err` when the pool failed to produce returns.
+    pub fn overfitting(
+        &mut self,
+        summary: &optimize::SearchSummary,
+        budget: f64,
+        blocks: usize,
+        cap: usize,
+        seed: u64,
+    ) -> Result<Result<overfitting::Overfitting, String>, String> {
+        let mut full: Vec<(u64, Config)> = summary
+            .trials
+            .iter()
+            .filter(|t| t.budget == budget && t.status == optimize::TrialStatus::Ok)
+            .map(|t| (t.trial_id, t.config.clone()))
+            .collect();
+        full.sort_by_key(|t| t.0);
+        if full.len() < 2 {
+            return Ok(Err(format!("{} full-budget trials ended ok, the statistics need at least 2", full.len())));
+        }
+        let chosen: Vec<(u64, Config)> =
+            overfitting::subsample(full.len(), cap, seed).into_iter().map(|i| full[i].clone()).collect();
+        let returns = self.returns_of(&chosen, budget)?;
+        let matrix = match overfitting::ReturnMatrix::from_trials(chosen.iter().map(|(id, _)| returns[id].as_slice())) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        Ok(overfitting::compute(&matrix, blocks).map_err(|e| e.to_string()))
+    }
+
     fn task(&self, config: &Config, budget: f64) -> Result<BacktestTask, String> {
         let params = params_of(&*self.strategy, &self.base, config).map_err(|e| e.to_string())?;
         let options = RunOptions::new_checked(budget, self.sessions.clone(), self.fee)

@@ -30,7 +30,7 @@ pub mod walkforward;
 mod worker;
 
 pub use evaluator::{PoolEvaluator, metrics_map};
-pub use params::{check_space, max_warmup, params_of};
+pub use params::{check_space, listing, max_warmup, params_of};
 pub use worker::{
     BacktestWorker, HandleMode, Job, JobOutput, PoolKind, SpawnInit, SpawnLoad, build_pool, worker_main_if_requested,
 };

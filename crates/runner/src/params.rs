@@ -68,8 +68,8 @@ pub fn check_space(strategy: &dyn DynStrategy, space: &Space) -> Result<(), Erro
     Ok(())
 }
 
-/// `its parameters: a, b, c` for error lines.
-pub(crate) fn listing(strategy: &dyn DynStrategy) -> String {
+/// `ma-crossover parameters: short_window, long_window, threshold`, for error lines.
+pub fn listing(strategy: &dyn DynStrategy) -> String {
     let names: Vec<&str> = strategy.parameters().iter().map(|p| p.name).collect();
     format!("{} parameters: {}", strategy.name(), names.join(", "))
 }
