@@ -264,7 +264,7 @@ fn search(
     let id = strategies.id_of(strategy)?;
     let mut ev = runner::PoolEvaluator::new(pool, s, id, base, sessions, RunOptions::DEFAULT_FEE);
     let mut store = optimize::MemoryStore::new();
-    let options = optimize::SearchOptions { deterministic: true, reuse_results: false };
+    let options = optimize::SearchOptions { deterministic: true, reuse_results: false, streaming: false };
     let t = Instant::now();
     let s = optimize::optimize(space, &mut *searcher, &mut ev, &mut store, options, &mut ())?;
     Ok((t.elapsed().as_secs_f64(), s))
@@ -566,14 +566,16 @@ fn judge(pool: &mut Pool, data: &Data, space: &Space, spec: &SearchSpec) -> Resu
     let ma = strategies.lookup("ma-crossover")?.clone();
     let id = strategies.id_of("ma-crossover")?;
     let base = engine::ParamValues::defaults(ma.parameters());
-    let options = optimize::SearchOptions { deterministic: true, reuse_results: false };
+    let options = optimize::SearchOptions { deterministic: true, reuse_results: false, streaming: false };
     let mut searcher = spec.build(space)?;
     let mut ev = runner::PoolEvaluator::new(pool, ma.clone(), id, base, None, RunOptions::DEFAULT_FEE)
         .collect_returns(1.0, overfitting::DEFAULT_MAX_TRIALS);
     let summary =
         optimize::optimize(space, &mut *searcher, &mut ev, &mut optimize::MemoryStore::new(), options, &mut ())?;
+    let mut sample = runner::TrialSample::new(1.0, overfitting::DEFAULT_MAX_TRIALS, 0);
+    summary.trials.iter().for_each(|t| sample.offer(t));
     let stats = ev
-        .overfitting(&summary, 1.0, overfitting::DEFAULT_CSCV_BLOCKS, overfitting::DEFAULT_MAX_TRIALS, 0)
+        .overfitting(sample, overfitting::DEFAULT_CSCV_BLOCKS)
         .map_err(|e| anyhow!("returns: {e}"))?
         .map_err(|reason| anyhow!("overfitting statistics: {reason}"))?;
     let sessions = data.bundle.sessions().len();

@@ -233,9 +233,15 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
     };
     drop(bundle);
 
-    let options = optimize::SearchOptions { deterministic: a.deterministic, reuse_results: false };
+    // Trials stream: the optimizer keeps none, and the sink writes or keeps what the output
+    // needs, so memory is bounded whatever the size of the search.
+    let options = optimize::SearchOptions { deterministic: a.deterministic, reuse_results: false, streaming: true };
+    let mut sink = TrialSink::new(a, space, prep.spec.seed)?;
     let mut progress = ProgressView::new(a.json);
-    let mut observer = |p: &optimize::Progress<'_>| progress.update(p);
+    let mut observer = |p: &optimize::Progress<'_>| {
+        sink.offer(p.trial);
+        progress.update(p);
+    };
     let (summary, overfit) = match (&prep.location, a.store.as_deref()) {
         (Some(store::Location::Postgres(target)), Some(url)) => {
             let spec = TaskSpec {
@@ -277,10 +283,10 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
                 .map(|s| store::open(s, None, None))
                 .transpose()
                 .context("failed to open the trial store")?;
-            let mut memory = optimize::MemoryStore::new();
+            let mut nothing = optimize::NullStore;
             let store: &mut dyn optimize::TrialStore = match &mut opened {
                 Some(o) => o.trial_store(),
-                None => &mut memory,
+                None => &mut nothing,
             };
             let pool = pool.as_mut().expect("workers > 0 without a PostgreSQL store");
             let id = strategies.id_of(strategy.name())?;
@@ -293,12 +299,11 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             let summary = optimize::optimize(space, &mut *searcher, &mut evaluator, store, options, &mut observer)
                 .context("optimization failed")?;
             progress.finish();
-            let overfit = if a.no_overfitting {
-                Err("disabled by --no-overfitting".to_string())
-            } else {
-                evaluator
-                    .overfitting(&summary, FULL_BUDGET, blocks, a.overfitting_max_trials, a.seed)
-                    .map_err(|e| anyhow::anyhow!("failed to collect returns: {e}"))?
+            let overfit = match sink.sample.take() {
+                None => Err("disabled by --no-overfitting".to_string()),
+                Some(sample) => evaluator
+                    .overfitting(sample, blocks)
+                    .map_err(|e| anyhow::anyhow!("failed to collect returns: {e}"))?,
             };
             (summary, overfit)
         }
@@ -307,8 +312,7 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
 
     // HpBandSter's advice: below ρ = 0.2 between budgets, low budgets say little about high
     // ones, and Hyperband or BOHB should not be expected to help.
-    let bracketed = summary.trials.iter().any(|t| t.bracket.is_some());
-    let fidelity = if bracketed { optimize::fidelity(&summary.trials) } else { Vec::new() };
+    let fidelity = if sink.bracketed.is_empty() { Vec::new() } else { optimize::fidelity(&sink.bracketed) };
     for p in &fidelity {
         if let Some(rho) = p.spearman.filter(|r| *r < optimize::WEAK_RANK_CORRELATION) {
             eprintln!(
@@ -321,15 +325,22 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             );
         }
     }
-    if let Some(path) = &a.trials_out {
-        crate::trials_out::write(space, &summary.trials, path)
-            .with_context(|| format!("failed to write {}", path.display()))?;
-    }
+    let spool = sink.finish()?;
     if a.json {
         let mut json = summary.to_json();
+        json.as_object_mut().map(|o| o.remove("trials"));
         if let Some(path) = &a.trials_out {
-            json.as_object_mut().map(|o| o.remove("trials"));
             json["trials_file"] = serde_json::json!(path.display().to_string());
+        }
+        if !fidelity.is_empty() {
+            json["fidelity"] = serde_json::Value::Array(
+                fidelity
+                    .iter()
+                    .map(
+                        |p| serde_json::json!({"low": p.low, "high": p.high, "pairs": p.pairs, "spearman": p.spearman}),
+                    )
+                    .collect(),
+            );
         }
         if let Some(best) = json.get_mut("best").and_then(|b| b.as_object_mut()) {
             let loss = best.get("loss").and_then(|l| l.as_f64()).unwrap_or(f64::NAN);
@@ -349,7 +360,7 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
                 json["overfitting_skipped"] = serde_json::json!(reason);
             }
         }
-        println!("{}", serde_json::to_string(&json)?);
+        print_json(&json, spool)?;
     } else {
         match &summary.best {
             Some(b) => {
@@ -405,12 +416,117 @@ fn spawn_load(s: SpawnLoadArg) -> SpawnLoad {
     }
 }
 
-/// A progress bar on a terminal, plain lines (at most one a second) otherwise, nothing with
-/// `--json` when stderr is not a terminal.
+/// Where finished trials go as the search streams them: the Parquet file (`--trials-out`),
+/// the spool of `--json`'s `trials` (a temporary file, so the array never sits in memory),
+/// the bracket trials the fidelity diagnostics read (a bracket search is bounded by its
+/// schedule), and the overfitting statistics' sample.
+struct TrialSink {
+    parquet: Option<crate::trials_out::Writer>,
+    spool: Option<std::io::BufWriter<std::fs::File>>,
+    spooled: u64,
+    bracketed: Vec<optimize::TrialSummary>,
+    sample: Option<runner::TrialSample>,
+    /// The first write error; the observer cannot fail, so the run reports it at the end.
+    error: Option<anyhow::Error>,
+}
+
+impl TrialSink {
+    fn new(a: &OptimizeArgs, space: &optimize::Space, seed: u64) -> Result<TrialSink> {
+        let parquet = match &a.trials_out {
+            Some(path) => Some(
+                crate::trials_out::Writer::create(space, path)
+                    .with_context(|| format!("failed to write {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let spool = match a.json && a.trials_out.is_none() {
+            true => Some(std::io::BufWriter::new(
+                tempfile::tempfile().context("failed to create a temporary file for the trials")?,
+            )),
+            false => None,
+        };
+        let sample = (!a.no_overfitting).then(|| runner::TrialSample::new(FULL_BUDGET, a.overfitting_max_trials, seed));
+        Ok(TrialSink { parquet, spool, spooled: 0, bracketed: Vec::new(), sample, error: None })
+    }
+
+    fn offer(&mut self, t: &optimize::TrialSummary) {
+        if let Some(s) = &mut self.sample {
+            s.offer(t);
+        }
+        if t.bracket.is_some() {
+            self.bracketed.push(t.clone());
+        }
+        if self.error.is_some() {
+            return;
+        }
+        if let Some(w) = &mut self.parquet
+            && let Err(e) = w.push(t)
+        {
+            self.error = Some(e.context("failed to write the trials file"));
+        }
+        if let Some(spool) = &mut self.spool {
+            use std::io::Write;
+            let line = serde_json::json!({
+                "params": optimize::config_to_json(&t.config), "budget": t.budget, "loss": t.loss,
+                "status": t.status.as_str(), "trial_id": t.trial_id, "bracket": t.bracket, "stage": t.stage});
+            let sep = if self.spooled == 0 { "" } else { "," };
+            if let Err(e) = write!(spool, "{sep}{line}") {
+                self.error = Some(anyhow::Error::new(e).context("failed to spool the trials"));
+            }
+            self.spooled += 1;
+        }
+    }
+
+    /// Closes the Parquet file (moving it into place) and returns the JSON spool, rewound.
+    fn finish(mut self) -> Result<Option<std::fs::File>> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if let Some(w) = self.parquet.take() {
+            w.finish()?;
+        }
+        match self.spool.take() {
+            Some(spool) => {
+                use std::io::Seek;
+                let mut file = spool.into_inner().map_err(|e| e.into_error()).context("failed to spool the trials")?;
+                file.rewind()?;
+                Ok(Some(file))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// Prints `json` as one line, with the spooled trials as its `trials` array.
+fn print_json(json: &serde_json::Value, spool: Option<std::fs::File>) -> Result<()> {
+    use std::io::Write;
+    let text = serde_json::to_string(json)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match spool {
+        Some(mut trials) => {
+            // `{"trials":[…],` then the rest of the object without its opening brace.
+            let rest = text.strip_prefix('{').context("the summary is not a JSON object")?;
+            write!(out, "{{\"trials\":[")?;
+            std::io::copy(&mut trials, &mut out)?;
+            write!(out, "]{}{rest}", if rest == "}" { "" } else { "," })?;
+        }
+        None => write!(out, "{text}")?,
+    }
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A progress bar on a terminal (position, rate and ETA when the searcher knows how many
+/// trials it plans), plain lines (at most one a second) otherwise, nothing with `--json`
+/// when stderr is not a terminal.
 struct ProgressView {
     bar: Option<indicatif::ProgressBar>,
     plain: bool,
     last_line: Instant,
+    started: Instant,
+    finished: u64,
 }
 
 impl ProgressView {
@@ -424,10 +540,12 @@ impl ProgressView {
             );
             bar
         });
-        ProgressView { bar, plain: !tty && !json, last_line: Instant::now() }
+        let now = Instant::now();
+        ProgressView { bar, plain: !tty && !json, last_line: now, started: now, finished: 0 }
     }
 
     fn update(&mut self, p: &optimize::Progress<'_>) {
+        self.finished += 1;
         // At most one message every 100 ms (a line a second without a terminal): rendering
         // one per trial cost more than a cheap backtest.
         let every = if self.bar.is_some() { Duration::from_millis(100) } else { Duration::from_secs(1) };
@@ -439,10 +557,19 @@ impl ProgressView {
         let msg = format!("best sharpe {best} | evaluations {} | budget spent {:.3}", p.evaluations, p.total_budget);
         match &self.bar {
             Some(bar) => {
+                if let Some(planned) = p.planned.filter(|_| bar.length().is_none()) {
+                    bar.set_length(planned);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "[{elapsed_precise}] {wide_bar} {human_pos}/{human_len} {per_sec} eta {eta} | {msg}",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    );
+                }
+                bar.set_position(self.finished);
                 bar.set_message(msg);
-                bar.tick();
             }
-            None => eprintln!("{msg}"),
+            None => eprintln!("{} | {msg}", plain_progress(self.finished, p.planned, self.started.elapsed())),
         }
     }
 
@@ -450,5 +577,17 @@ impl ProgressView {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// The position, rate and ETA of a plain progress line: `trials 120/1000 | 60/s | eta 15 s`.
+fn plain_progress(finished: u64, planned: Option<u64>, elapsed: Duration) -> String {
+    let rate = finished as f64 / elapsed.as_secs_f64().max(1e-9);
+    match planned {
+        Some(n) => {
+            let eta = n.saturating_sub(finished) as f64 / rate.max(1e-9);
+            format!("trials {finished}/{n} | {rate:.0}/s | eta {eta:.0} s")
+        }
+        None => format!("trials {finished} | {rate:.0}/s"),
     }
 }

@@ -58,7 +58,7 @@ pub(crate) fn run(w: &WalkforwardArgs, strategies: &Arc<engine::Registry>) -> Re
         base: *prep.base.values(),
         space: &prep.space,
         spec: &prep.spec,
-        options: optimize::SearchOptions { deterministic: a.deterministic, reuse_results: false },
+        options: optimize::SearchOptions { deterministic: a.deterministic, reuse_results: false, streaming: false },
         fee: a.range.fee,
         fidelity: a.fidelity.parse().map_err(|e| crate::usage(format!("{e}")))?,
     };

@@ -48,7 +48,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let mut s = BracketSearch::bohb(space.clone(), settings(10), BohbSettings::default(), 1).unwrap();
             let mut ev = InProcessEvaluator::new(1, move |id, cfg, bud| co.evaluate(id, cfg, bud));
-            let opts = SearchOptions { deterministic: true, reuse_results: false };
+            let opts = SearchOptions { deterministic: true, reuse_results: false, streaming: false };
             black_box(optimize(&space, &mut s, &mut ev, &mut MemoryStore::new(), opts, &mut ()).unwrap())
         })
     });

@@ -98,6 +98,11 @@ pub trait Evaluator {
     /// Block until some submitted trial completes. Completions may come in any order.
     /// An `Err` aborts the search (the store keeps what completed; resume continues).
     fn next_completed(&mut self) -> Result<Completion>;
+    /// Whether [`Evaluator::next_completed`] would return at once, without waiting (`false`
+    /// when unsure). Before it waits, the optimizer makes its store durable.
+    fn has_completed(&self) -> bool {
+        false
+    }
 }
 
 type Objective = Box<dyn FnMut(u64, &Config, f64) -> Outcome>;

@@ -76,5 +76,5 @@ pub use searcher::{
     Trial,
 };
 pub use space::{Constraint, Grid, Param, ParamKind, Space};
-pub use store::{MemoryStore, TrialRecord, TrialStore, identity_hash, study_mismatch};
+pub use store::{MemoryStore, NullStore, TrialRecord, TrialStore, identity_hash, study_mismatch};
 pub use value::{Config, Value, config_from_json, config_to_json, render_pairs};

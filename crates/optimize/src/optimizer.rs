@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::evaluator::{Completion, Evaluator, Outcome, TrialStatus};
 use crate::searcher::{Mode, Searcher, Suggestion, Trial};
 use crate::space::Space;
-use crate::store::TrialStore;
+use crate::store::{TrialRecord, TrialStore};
 use crate::value::{Config, config_to_json};
 
 /// Upper bound on the trials suggested before a deterministic-mode barrier. A constant (not
@@ -41,6 +41,11 @@ pub struct SearchOptions {
     /// budget, as a backtest is; BOHB on a grid-valued space proposes repeats often.
     /// HpBandSter has no such cache, so it is off by default.
     pub reuse_results: bool,
+    /// Do not keep finished trials in [`SearchSummary::trials`]: the [`Observer`] sees each
+    /// one as it is fed, and the summary keeps only counts and the incumbent. Memory then
+    /// stays bounded however many trials the search runs (a 5.4M-point grid), given a store
+    /// that does not hold them either ([`crate::NullStore`], or a durable store).
+    pub streaming: bool,
 }
 
 /// One finished trial, as reported in the summary.
@@ -99,12 +104,14 @@ pub struct SearchSummary {
     pub total_budget: f64,
     /// Finished trials replayed from the store rather than evaluated in this run.
     pub replayed: u64,
-    /// Every finished trial, in the order fed to the searcher.
+    /// Every finished trial, in the order fed to the searcher; empty with
+    /// [`SearchOptions::streaming`].
     pub trials: Vec<TrialSummary>,
 }
 
 impl SearchSummary {
-    fn add(&mut self, t: TrialSummary) {
+    /// Counts `t` and updates the incumbent (the caller keeps `t` in `trials`, or not).
+    fn count(&mut self, t: &TrialSummary) {
         if t.reused_from.is_some() {
             self.reused += 1;
         } else {
@@ -120,7 +127,6 @@ impl SearchSummary {
                 self.best = Some(Best { trial_id: t.trial_id, config: t.config.clone(), loss, budget: t.budget });
             }
         }
-        self.trials.push(t);
     }
 
     /// The summary in the CLI's JSON shape, minus what the glue adds (`sharpe`, `wall_seconds`):
@@ -166,6 +172,9 @@ pub struct Progress<'a> {
     pub total_budget: f64,
     /// Incumbent so far.
     pub best: Option<&'a Best>,
+    /// The trials the searcher will suggest at most, when it knows ([`Searcher::planned`]),
+    /// counting those replayed from the store.
+    pub planned: Option<u64>,
 }
 
 /// Receives progress; the CLI draws its bar from it. The library never prints.
@@ -196,7 +205,6 @@ pub fn study_identity(space: &Space, searcher: &dyn Searcher, options: SearchOpt
 
 struct Run<'a> {
     searcher: &'a mut dyn Searcher,
-    store: &'a mut dyn TrialStore,
     observer: &'a mut dyn Observer,
     summary: SearchSummary,
     seq: u64,
@@ -205,6 +213,8 @@ struct Run<'a> {
     /// Successful fed outcomes by (config JSON, budget bits), for `reuse_results`.
     cache: BTreeMap<(String, u64), (u64, Outcome)>,
     reuse: bool,
+    streaming: bool,
+    planned: Option<u64>,
 }
 
 /// A completion not yet fed, with the trial it reused, if any.
@@ -230,14 +240,14 @@ impl Run<'_> {
             .remove(&c.trial_id)
             .ok_or_else(|| Error::Evaluator(format!("completion for unknown trial {}", c.trial_id)))?;
         self.searcher.observe(c.trial_id, &c.outcome)?;
-        if c.outcome.status() == TrialStatus::Ok {
+        if self.reuse && c.outcome.status() == TrialStatus::Ok {
             self.cache.entry(cache_key(&trial)).or_insert((reused_from.unwrap_or(c.trial_id), c.outcome.clone()));
         }
         let (metrics, message) = match &c.outcome {
             Outcome::Ok { metrics, .. } => (metrics.clone(), None),
             Outcome::Crashed { message } => (BTreeMap::new(), Some(message.clone())),
         };
-        self.summary.add(TrialSummary {
+        let summary = TrialSummary {
             trial_id: c.trial_id,
             config: trial.config,
             budget: trial.budget,
@@ -250,18 +260,23 @@ impl Run<'_> {
             duration_secs: c.duration_secs,
             worker: c.worker,
             reused_from,
-        });
+        };
+        self.summary.count(&summary);
         if replayed {
             self.summary.replayed += 1;
         }
         let s = &self.summary;
         self.observer.on_trial(&Progress {
-            trial: s.trials.last().expect("just pushed"),
+            trial: &summary,
             replayed,
             evaluations: s.evaluations,
             total_budget: s.total_budget,
             best: s.best.as_ref(),
+            planned: self.planned,
         });
+        if !self.streaming {
+            self.summary.trials.push(summary);
+        }
         Ok(())
     }
 
@@ -293,75 +308,82 @@ pub fn optimize(
     observer: &mut dyn Observer,
 ) -> Result<SearchSummary> {
     let identity = study_identity(space, searcher, options);
-    let records = store.open_study(&identity)?;
     let mode = if options.deterministic { Mode::Synchronous } else { Mode::Async };
+    let planned = searcher.planned();
     let mut run = Run {
         searcher,
-        store,
         observer,
         summary: SearchSummary::default(),
         seq: 0,
         outstanding: BTreeMap::new(),
         cache: BTreeMap::new(),
         reuse: options.reuse_results,
+        streaming: options.streaming,
+        planned,
     };
 
-    // Replay the event log.
-    enum Event {
-        Suggest(usize),
-        Feed(usize),
-    }
-    let mut events: Vec<(u64, Event)> = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        events.push((r.suggest_seq, Event::Suggest(i)));
-        if let Some(f) = r.feed_seq {
-            if r.completion.is_none() {
-                return Err(Error::Store(format!("trial {} was fed but has no outcome", r.trial_id)));
-            }
-            events.push((f, Event::Feed(i)));
-        }
-    }
-    events.sort_by_key(|e| e.0);
-    run.seq = events.last().map_or(0, |e| e.0 + 1);
-    for (_, event) in &events {
-        match event {
-            Event::Suggest(i) => {
-                let r = &records[*i];
-                match run.searcher.suggest(mode)? {
-                    Suggestion::Trial(t)
-                        if t.id == r.trial_id
-                            && t.budget == r.budget
-                            && same_json(&config_to_json(&t.config), &r.config_json) =>
-                    {
-                        run.outstanding.insert(t.id, t);
-                    }
-                    other => {
-                        return Err(Error::StudyMismatch(format!(
-                            "replay diverged at trial {}: the store has {} at budget {}, the searcher now gives {other:?}",
-                            r.trial_id, r.config_json, r.budget
-                        )));
-                    }
-                }
-            }
-            Event::Feed(i) => {
-                let c = records[*i].completion.clone().expect("checked above");
-                run.feed(&c, true, records[*i].reused_from)?;
-            }
-        }
-    }
+    // Replay the event log as the store streams it, in suggestion order. A trial's feed event
+    // comes after its suggestion, so the events in sequence order are the suggestions in
+    // stream order with each feed slotted in before the first suggestion that followed it:
+    // `feeds` holds the feeds not yet due, never more than were outstanding at one time.
+    let mut feeds: BTreeMap<u64, (Completion, Option<u64>)> = BTreeMap::new();
     // Outstanding after replay: completed-but-unfed trials are ready; the rest were in flight.
     let mut ready: Ready = BTreeMap::new();
-    let mut pending: VecDeque<Trial> = VecDeque::new();
-    for r in &records {
-        if r.feed_seq.is_none() {
-            match &r.completion {
-                Some(c) => {
-                    ready.insert(r.trial_id, (c.clone(), r.reused_from));
-                }
-                None => pending.push_back(run.outstanding[&r.trial_id].clone()),
+    let mut unfinished: Vec<u64> = Vec::new();
+    let mut next_seq: u64 = 0;
+    let mut last_suggest: Option<u64> = None;
+    store.open_study(&identity, &mut |r: TrialRecord| {
+        if let Some(last) = last_suggest.filter(|&l| l >= r.suggest_seq) {
+            return Err(Error::Store(format!(
+                "trial {} was suggested at event {}, not after the previous trial's event {last}: \
+                 the store's trials are not in suggestion order",
+                r.trial_id, r.suggest_seq
+            )));
+        }
+        last_suggest = Some(r.suggest_seq);
+        while let Some(entry) = feeds.first_entry() {
+            if *entry.key() > r.suggest_seq {
+                break;
+            }
+            let (c, reused) = entry.remove();
+            run.feed(&c, true, reused)?;
+        }
+        match run.searcher.suggest(mode)? {
+            Suggestion::Trial(t)
+                if t.id == r.trial_id
+                    && t.budget == r.budget
+                    && same_json(&config_to_json(&t.config), &r.config_json) =>
+            {
+                run.outstanding.insert(t.id, t);
+            }
+            other => {
+                return Err(Error::StudyMismatch(format!(
+                    "replay diverged at trial {}: the store has {} at budget {}, the searcher now gives {other:?}",
+                    r.trial_id, r.config_json, r.budget
+                )));
             }
         }
+        next_seq = next_seq.max(r.suggest_seq + 1);
+        match (r.feed_seq, r.completion) {
+            (Some(f), Some(c)) => {
+                if f <= r.suggest_seq || feeds.insert(f, (c, r.reused_from)).is_some() {
+                    return Err(Error::Store(format!("trial {}: feed event {f} out of place", r.trial_id)));
+                }
+                next_seq = next_seq.max(f + 1);
+            }
+            (Some(_), None) => return Err(Error::Store(format!("trial {} was fed but has no outcome", r.trial_id))),
+            (None, Some(c)) => {
+                ready.insert(r.trial_id, (c, r.reused_from));
+            }
+            (None, None) => unfinished.push(r.trial_id),
+        }
+        Ok(())
+    })?;
+    for (_, (c, reused)) in std::mem::take(&mut feeds) {
+        run.feed(&c, true, reused)?;
     }
+    run.seq = next_seq;
+    let mut pending: VecDeque<Trial> = unfinished.iter().map(|id| run.outstanding[id].clone()).collect();
 
     // Capacity is read afresh each time: a pool that batches tasks into chunks wants more in
     // flight as its chunks grow. Deterministic results do not depend on it (outcomes are fed
@@ -386,7 +408,7 @@ pub fn optimize(
                 if batch.is_empty() {
                     break;
                 }
-                run.store.record_suggested(&batch)?;
+                store.record_suggested(&batch)?;
                 for (t, _) in batch {
                     run.outstanding.insert(t.id, t.clone());
                     pending.push_back(t);
@@ -396,7 +418,7 @@ pub fn optimize(
                 while in_flight < evaluator.capacity().max(1) {
                     let Some(t) = pending.pop_front() else { break };
                     if let Some((c, orig)) = run.reuse_for(&t) {
-                        run.store.record_completed(&c, Some(orig), None)?;
+                        store.record_completed(&c, Some(orig), None)?;
                         ready.insert(c.trial_id, (c, Some(orig)));
                         continue;
                     }
@@ -406,12 +428,15 @@ pub fn optimize(
                 if in_flight == 0 {
                     continue;
                 }
+                if !evaluator.has_completed() {
+                    store.flush()?;
+                }
                 let c = evaluator.next_completed()?;
                 if !run.outstanding.contains_key(&c.trial_id) || ready.contains_key(&c.trial_id) {
                     return Err(Error::Evaluator(format!("unexpected completion for trial {}", c.trial_id)));
                 }
                 in_flight -= 1;
-                run.store.record_completed(&c, None, None)?;
+                store.record_completed(&c, None, None)?;
                 ready.insert(c.trial_id, (c, None));
             }
             let mut fed = Vec::with_capacity(ready.len());
@@ -420,14 +445,14 @@ pub fn optimize(
                 let seq = run.next_seq();
                 fed.push((id, seq));
             }
-            run.store.record_fed(&fed)?;
+            store.record_fed(&fed)?;
         }
     } else {
         // Recovered completions first, in id order.
         for (id, (c, orig)) in std::mem::take(&mut ready) {
             run.feed(&c, false, orig)?;
             let seq = run.next_seq();
-            run.store.record_fed(&[(id, seq)])?;
+            store.record_fed(&[(id, seq)])?;
         }
         loop {
             let mut last = Suggestion::Wait;
@@ -437,7 +462,7 @@ pub fn optimize(
                     None => match run.searcher.suggest(mode)? {
                         Suggestion::Trial(t) => {
                             let seq = run.next_seq();
-                            run.store.record_suggested(&[(t.clone(), seq)])?;
+                            store.record_suggested(&[(t.clone(), seq)])?;
                             run.outstanding.insert(t.id, t.clone());
                             t
                         }
@@ -449,7 +474,7 @@ pub fn optimize(
                 };
                 if let Some((c, orig)) = run.reuse_for(&t) {
                     let seq = run.next_seq();
-                    run.store.record_completed(&c, Some(orig), Some(seq))?;
+                    store.record_completed(&c, Some(orig), Some(seq))?;
                     run.feed(&c, false, Some(orig))?;
                     continue;
                 }
@@ -462,15 +487,19 @@ pub fn optimize(
                     _ => return Err(Error::Stalled("searcher waits with nothing running".into())),
                 }
             }
+            if !evaluator.has_completed() {
+                store.flush()?;
+            }
             let c = evaluator.next_completed()?;
             if !run.outstanding.contains_key(&c.trial_id) {
                 return Err(Error::Evaluator(format!("unexpected completion for trial {}", c.trial_id)));
             }
             in_flight -= 1;
             let seq = run.next_seq();
-            run.store.record_completed(&c, None, Some(seq))?;
+            store.record_completed(&c, None, Some(seq))?;
             run.feed(&c, false, None)?;
         }
     }
+    store.flush()?;
     Ok(run.summary)
 }

@@ -65,6 +65,11 @@ pub trait Searcher {
     fn identity(&self) -> serde_json::Value;
     /// The largest budget it evaluates; the incumbent is the best loss at this budget.
     fn max_budget(&self) -> f64;
+    /// The number of trials it will suggest at most, when it knows (for a progress bar's
+    /// ETA); an upper bound where constraints may skip configs.
+    fn planned(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Exhaustive grid search in bijection order, skipping infeasible configs.
@@ -126,6 +131,11 @@ impl Searcher for GridSearch {
 
     fn max_budget(&self) -> f64 {
         self.budget
+    }
+
+    fn planned(&self) -> Option<u64> {
+        let card = u64::try_from(self.space.cardinality()?).unwrap_or(u64::MAX);
+        Some(self.max_evaluations.map_or(card, |m| m.min(card)))
     }
 }
 
@@ -254,6 +264,14 @@ impl Searcher for RandomSearch {
 
     fn max_budget(&self) -> f64 {
         self.budget
+    }
+
+    fn planned(&self) -> Option<u64> {
+        let card = self.perm.as_ref().map(|p| u64::try_from(p.n).unwrap_or(u64::MAX));
+        match (card, self.max_evaluations) {
+            (Some(c), Some(m)) => Some(c.min(m)),
+            (c, m) => c.or(m),
+        }
     }
 }
 
@@ -509,6 +527,16 @@ impl Searcher for BracketSearch {
 
     fn max_budget(&self) -> f64 {
         self.settings.max_budget
+    }
+
+    fn planned(&self) -> Option<u64> {
+        let h = &self.settings;
+        let mut n = 0u64;
+        for i in 0..h.iterations {
+            let plan = crate::schedule::bracket_for_iteration(h.min_budget, h.max_budget, h.eta, i).ok()?;
+            n += plan.num_configs.iter().map(|&c| c as u64).sum::<u64>();
+        }
+        Some(n)
     }
 }
 

@@ -41,8 +41,24 @@ pub struct TrialRecord {
 /// Where a study's trials live.
 pub trait TrialStore {
     /// Create the study, or check that the stored one has the same identity (else
-    /// [`Error::StudyMismatch`]); returns the stored trials in id order.
-    fn open_study(&mut self, identity: &serde_json::Value) -> Result<Vec<TrialRecord>>;
+    /// [`Error::StudyMismatch`]); then hand `visit` every stored trial, one at a time, in id
+    /// order (which is the order they were suggested in). A store streams them rather than
+    /// holding them, so that resuming a study of millions of trials takes bounded memory.
+    fn open_study(
+        &mut self,
+        identity: &serde_json::Value,
+        visit: &mut dyn FnMut(TrialRecord) -> Result<()>,
+    ) -> Result<()>;
+
+    /// [`TrialStore::open_study`], collecting the stored trials (for tests and small studies).
+    fn load_study(&mut self, identity: &serde_json::Value) -> Result<Vec<TrialRecord>> {
+        let mut records = Vec::new();
+        self.open_study(identity, &mut |r| {
+            records.push(r);
+            Ok(())
+        })?;
+        Ok(records)
+    }
     /// Record suggested trials with their suggestion sequence numbers, atomically.
     fn record_suggested(&mut self, trials: &[(Trial, u64)]) -> Result<()>;
     /// Record a completion (answered from trial `reused_from`, if set); `feed_seq` when it is
@@ -55,6 +71,13 @@ pub trait TrialStore {
     ) -> Result<()>;
     /// Record that these `(trial_id, feed_seq)` outcomes were fed, atomically.
     fn record_fed(&mut self, fed: &[(u64, u64)]) -> Result<()>;
+    /// Make everything recorded so far durable (a store may group its writes; each call's
+    /// writes must still land whole, so that a crash leaves a prefix of the event log). The
+    /// optimizer calls it before it waits for a result (see [`crate::Evaluator::has_completed`])
+    /// and when a search ends.
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// FNV-1a 64 of the canonical identity JSON, shown to users as the study id.
@@ -115,18 +138,21 @@ impl MemoryStore {
 }
 
 impl TrialStore for MemoryStore {
-    fn open_study(&mut self, identity: &serde_json::Value) -> Result<Vec<TrialRecord>> {
+    fn open_study(
+        &mut self,
+        identity: &serde_json::Value,
+        visit: &mut dyn FnMut(TrialRecord) -> Result<()>,
+    ) -> Result<()> {
         match &self.identity {
             Some(old) if old != identity => return Err(study_mismatch(old, identity)),
             Some(_) => {}
             None => self.identity = Some(identity.clone()),
         }
         // The JSON text is rendered here, on the rare replay, not once per trial as it runs.
-        Ok(self
-            .trials
-            .values()
-            .map(|r| TrialRecord { config_json: config_to_json(&r.config).to_string(), ..r.clone() })
-            .collect())
+        for r in self.trials.values() {
+            visit(TrialRecord { config_json: config_to_json(&r.config).to_string(), ..r.clone() })?;
+        }
+        Ok(())
     }
 
     fn record_suggested(&mut self, trials: &[(Trial, u64)]) -> Result<()> {
@@ -172,6 +198,38 @@ impl TrialStore for MemoryStore {
                 r.feed_seq = Some(*seq);
             }
         }
+        Ok(())
+    }
+}
+
+/// A store that records nothing: a run that cannot be resumed, in constant memory whatever
+/// its size (btopt's default without `--store`). Opening it always finds an empty study.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullStore;
+
+impl TrialStore for NullStore {
+    fn open_study(
+        &mut self,
+        _identity: &serde_json::Value,
+        _visit: &mut dyn FnMut(TrialRecord) -> Result<()>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn record_suggested(&mut self, _trials: &[(Trial, u64)]) -> Result<()> {
+        Ok(())
+    }
+
+    fn record_completed(
+        &mut self,
+        _completion: &Completion,
+        _reused_from: Option<u64>,
+        _feed_seq: Option<u64>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn record_fed(&mut self, _fed: &[(u64, u64)]) -> Result<()> {
         Ok(())
     }
 }

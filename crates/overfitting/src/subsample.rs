@@ -1,35 +1,141 @@
-//! A seeded, documented subsample of trial ids, for the `--overfitting-max-trials` cap.
+//! A seeded, documented subsample of trials, for the `--overfitting-max-trials` cap, chosen
+//! while the trials stream by.
 
-use std::collections::BTreeSet;
-
-use rand_chacha::ChaCha12Rng;
-use rand_chacha::rand_core::{Rng, SeedableRng};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 /// The default cap on the number of trials the statistics use (`--overfitting-max-trials`).
 pub const DEFAULT_MAX_TRIALS: usize = 20_000;
 
-/// The trial ids (positions 0..trials) the statistics use under a cap of `cap`, sorted.
+/// The splitmix64 finalizer: a bijection of `u64`.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The key that decides whether trial `id` is kept under `seed`: `mix(id ^ mix(seed ^ C))`
+/// with `mix` the splitmix64 finalizer and `C = 0x9e37_79b9_7f4a_7c15`. For one seed it is a
+/// bijection of the id, so two trials never tie.
+pub fn sample_key(seed: u64, id: u64) -> u64 {
+    mix(id ^ mix(seed ^ 0x9e37_79b9_7f4a_7c15))
+}
+
+/// The trials kept under a cap, chosen as they stream by, in any order: the `cap` trials with
+/// the smallest [`sample_key`] ("bottom-k" sampling). Over seeds every subset of `cap` trials
+/// is equally likely; for one seed the subset depends on the set of ids alone, never on the
+/// order they arrive in, so an asynchronous search, a resumed one and a deterministic one keep
+/// the same trials. With at most `cap` trials, every one is kept.
 ///
-/// - `trials <= cap`: every id, 0..trials, and no random draw.
-/// - Otherwise a uniformly random subset of `cap` ids by Robert Floyd's algorithm, drawing
-///   from `ChaCha12Rng::seed_from_u64(seed)`: for j = trials−cap, …, trials−1 in turn, draw t
-///   uniform in 0..=j and keep t, or j if t is already kept. A uniform draw in 0..m is
-///   `(next_u64 · m) >> 64` (Lemire's multiply without rejection: its bias is below m/2⁶⁴,
-///   far under any statistical effect here). Everything is spelled out so that the subset
-///   depends on the seed alone, never on the version of the `rand` crates.
+/// Memory is O(cap) whatever the number of trials.
 ///
-/// Memory is O(cap) whatever `trials` is.
-pub fn subsample(trials: usize, cap: usize, seed: u64) -> Vec<usize> {
-    if trials <= cap {
-        return (0..trials).collect();
+/// ```
+/// let mut s = overfitting::Sample::new(2, 7);
+/// for id in [5u64, 1, 9, 3] {
+///     s.push(id, id * 10);
+/// }
+/// assert_eq!(s.seen(), 4);
+/// let kept = s.into_sorted();
+/// assert_eq!(kept.len(), 2);
+/// assert!(kept.windows(2).all(|w| w[0].0 < w[1].0));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sample<T> {
+    cap: usize,
+    seed: u64,
+    seen: usize,
+    heap: BinaryHeap<Entry<T>>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry<T> {
+    key: u64,
+    id: u64,
+    item: T,
+}
+
+impl<T> PartialEq for Entry<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
     }
-    let mut rng = ChaCha12Rng::seed_from_u64(seed);
-    let mut kept = BTreeSet::new();
-    for j in trials - cap..trials {
-        let t = ((u128::from(rng.next_u64()) * (j as u128 + 1)) >> 64) as usize;
-        if !kept.insert(t) {
-            kept.insert(j);
+}
+
+impl<T> Eq for Entry<T> {}
+
+impl<T> PartialOrd for Entry<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T> Ord for Entry<T> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+impl<T> Sample<T> {
+    /// An empty sample keeping at most `cap` trials, chosen by `seed`.
+    pub fn new(cap: usize, seed: u64) -> Sample<T> {
+        Sample { cap, seed, seen: 0, heap: BinaryHeap::new() }
+    }
+
+    /// Offers trial `id` (each id once) with what to keep of it.
+    pub fn push(&mut self, id: u64, item: T) {
+        self.seen += 1;
+        if self.cap == 0 {
+            return;
+        }
+        let key = sample_key(self.seed, id);
+        if self.heap.len() < self.cap {
+            self.heap.push(Entry { key, id, item });
+        } else if self.heap.peek().is_some_and(|top| key < top.key) {
+            self.heap.pop();
+            self.heap.push(Entry { key, id, item });
         }
     }
-    kept.into_iter().collect()
+
+    /// Whether [`Sample::push`] would keep trial `id` now (so a caller can skip building an
+    /// item it would drop).
+    pub fn would_keep(&self, id: u64) -> bool {
+        self.cap > 0
+            && (self.heap.len() < self.cap || self.heap.peek().is_some_and(|top| sample_key(self.seed, id) < top.key))
+    }
+
+    /// Offers trial `id` without an item, when [`Sample::would_keep`] said no: it only counts.
+    pub fn skip(&mut self) {
+        self.seen += 1;
+    }
+
+    /// Trials offered so far.
+    pub fn seen(&self) -> usize {
+        self.seen
+    }
+
+    /// Trials kept so far (at most the cap).
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Whether nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// The kept trials, in id order.
+    pub fn into_sorted(self) -> Vec<(u64, T)> {
+        let mut kept: Vec<(u64, T)> = self.heap.into_iter().map(|e| (e.id, e.item)).collect();
+        kept.sort_by_key(|k| k.0);
+        kept
+    }
+}
+
+/// The positions (of trials 0..trials) kept under a cap of `cap`, sorted: [`Sample`] over the
+/// ids 0..trials. With `trials <= cap`, every position.
+pub fn subsample(trials: usize, cap: usize, seed: u64) -> Vec<usize> {
+    let mut s = Sample::new(cap, seed);
+    for id in 0..trials as u64 {
+        s.push(id, ());
+    }
+    s.into_sorted().into_iter().map(|(id, ())| id as usize).collect()
 }

@@ -363,6 +363,16 @@ impl<W: Worker> Pool<W> {
             }
     }
 
+    /// Whether [`Pool::recv`] has a result at hand, so that it returns without waiting
+    /// (`false` for results still in a pipe or channel, not yet read).
+    pub fn has_ready(&self) -> bool {
+        !self.stash.is_empty()
+            || match &self.inner {
+                Inner::Proc(p) => p.has_ready(),
+                Inner::Thread(t) => t.has_ready(),
+            }
+    }
+
     /// How many tasks should be in flight (submitted, not yet received) to keep every worker
     /// busy: each worker's running chunk and the next one queued behind it, at the current
     /// chunk size. It starts at `2 × workers` and follows the adaptive chunk size, so callers

@@ -662,6 +662,11 @@ impl ProcPool {
 
     /// The next finished task in completion order, with its output bytes; `None` when
     /// nothing is outstanding.
+    /// Whether [`ProcPool::next`] has a result at hand.
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.done.is_empty()
+    }
+
     pub(crate) fn next(&mut self) -> Option<(TaskId, Result<&[u8], Error>)> {
         while self.done.is_empty() {
             self.done_bytes.clear();

@@ -130,6 +130,11 @@ impl<W: Worker> ThreadPool<W> {
         self.chunker.size()
     }
 
+    /// Whether [`ThreadPool::next`] has a result at hand.
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     pub(crate) fn next(&mut self) -> Option<Done<W>> {
         if self.outstanding == 0 {
             return None;

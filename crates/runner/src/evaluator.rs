@@ -108,31 +108,20 @@ impl<'p> PoolEvaluator<'p> {
         Ok(have)
     }
 
-    /// The overfitting statistics (design-notes section 9) over the trials of `summary` that
-    /// ran at `budget` and ended ok, in trial-id order, or a seeded subsample of `cap` of them
-    /// (`overfitting::subsample` with `seed`); their returns come from
-    /// [`PoolEvaluator::returns_of`]. `Ok(Err(reason))` when the statistics cannot be
-    /// computed; `Err` when the pool failed to produce returns.
+    /// The overfitting statistics (design-notes section 9) over the trials `sample` chose,
+    /// in trial-id order; their returns come from [`PoolEvaluator::returns_of`].
+    /// `Ok(Err(reason))` when the statistics cannot be computed; `Err` when the pool failed to
+    /// produce returns.
     pub fn overfitting(
         &mut self,
-        summary: &optimize::SearchSummary,
-        budget: f64,
+        sample: TrialSample,
         blocks: usize,
-        cap: usize,
-        seed: u64,
     ) -> Result<Result<overfitting::Overfitting, String>, String> {
-        let mut full: Vec<(u64, Config)> = summary
-            .trials
-            .iter()
-            .filter(|t| t.budget == budget && t.status == optimize::TrialStatus::Ok)
-            .map(|t| (t.trial_id, t.config.clone()))
-            .collect();
-        full.sort_by_key(|t| t.0);
-        if full.len() < 2 {
-            return Ok(Err(format!("{} full-budget trials ended ok, the statistics need at least 2", full.len())));
+        let (budget, seen) = (sample.budget, sample.sample.seen());
+        if seen < 2 {
+            return Ok(Err(format!("{seen} full-budget trials ended ok, the statistics need at least 2")));
         }
-        let chosen: Vec<(u64, Config)> =
-            overfitting::subsample(full.len(), cap, seed).into_iter().map(|i| full[i].clone()).collect();
+        let chosen = sample.sample.into_sorted();
         let returns = self.returns_of(&chosen, budget)?;
         let matrix = match overfitting::ReturnMatrix::from_trials(chosen.iter().map(|(id, _)| returns[id].as_slice())) {
             Ok(m) => m,
@@ -147,6 +136,40 @@ impl<'p> PoolEvaluator<'p> {
             .map_err(|e| e.to_string())?
             .with_fidelity(self.fidelity);
         Ok(BacktestTask { strategy: self.id, params, options, returns: false })
+    }
+}
+
+/// The trials the overfitting statistics use: those at one budget that ended ok, or a seeded
+/// uniform subsample of `cap` of them ([`overfitting::Sample`], seeded by the search's seed),
+/// chosen as trials finish, so a search of millions of trials needs memory for `cap` configs
+/// only, and the choice does not depend on the order trials finish in.
+#[derive(Debug, Clone)]
+pub struct TrialSample {
+    budget: f64,
+    sample: overfitting::Sample<Config>,
+}
+
+impl TrialSample {
+    /// An empty sample of the ok trials at `budget`, at most `cap` of them, chosen by `seed`.
+    pub fn new(budget: f64, cap: usize, seed: u64) -> TrialSample {
+        TrialSample { budget, sample: overfitting::Sample::new(cap, seed) }
+    }
+
+    /// Offers a finished trial; only ok trials at the sample's budget count.
+    pub fn offer(&mut self, t: &optimize::TrialSummary) {
+        if t.budget != self.budget || t.status != optimize::TrialStatus::Ok {
+            return;
+        }
+        if self.sample.would_keep(t.trial_id) {
+            self.sample.push(t.trial_id, t.config.clone());
+        } else {
+            self.sample.skip();
+        }
+    }
+
+    /// Ok trials at the budget offered so far.
+    pub fn seen(&self) -> usize {
+        self.sample.seen()
     }
 }
 
@@ -187,6 +210,10 @@ impl Evaluator for PoolEvaluator<'_> {
             }),
         }
         Ok(())
+    }
+
+    fn has_completed(&self) -> bool {
+        !self.ready.is_empty() || self.pool.has_ready()
     }
 
     fn next_completed(&mut self) -> optimize::Result<Completion> {

@@ -29,7 +29,7 @@ mod params;
 pub mod walkforward;
 mod worker;
 
-pub use evaluator::{PoolEvaluator, metrics_map};
+pub use evaluator::{PoolEvaluator, TrialSample, metrics_map};
 pub use params::{check_space, listing, max_warmup, params_of};
 pub use worker::{
     BacktestWorker, HandleMode, Job, JobOutput, PoolKind, SpawnInit, SpawnLoad, build_pool, worker_main_if_requested,

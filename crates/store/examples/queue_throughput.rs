@@ -140,7 +140,7 @@ fn main() {
             last = Instant::now();
         }
     };
-    let options = SearchOptions { deterministic: true, reuse_results: false };
+    let options = SearchOptions { deterministic: true, reuse_results: false, streaming: false };
     let summary =
         optimize::optimize(&space, &mut searcher, &mut ev, &mut pg, options, &mut observer).expect("optimize");
     pg.finish().expect("finish");

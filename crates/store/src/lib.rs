@@ -34,7 +34,7 @@ pub use location::{Location, PgTarget};
 pub use pg::{Claimed, PgStore, Queue, RECONNECT_BOUND, StudyInfo, StudyTask, list_studies};
 pub use redact::redact;
 pub use row::hostname;
-pub use sqlite::SqliteStore;
+pub use sqlite::{COMMIT_AFTER, SqliteStore};
 
 /// An opened durable store.
 #[derive(Debug)]

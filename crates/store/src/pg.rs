@@ -440,7 +440,11 @@ impl Drop for PgStore {
 }
 
 impl TrialStore for PgStore {
-    fn open_study(&mut self, identity: &serde_json::Value) -> optimize::Result<Vec<TrialRecord>> {
+    fn open_study(
+        &mut self,
+        identity: &serde_json::Value,
+        visit: &mut dyn FnMut(TrialRecord) -> optimize::Result<()>,
+    ) -> optimize::Result<()> {
         let name = self.study_name(identity);
         self.conn.lock_study(&name)?;
         let text = identity.to_string();
@@ -487,7 +491,12 @@ impl TrialStore for PgStore {
             }
         }
         self.study = Some(name.clone());
-        Ok(self.load(&name)?)
+        // Decision: PostgreSQL hands the trials over after reading them all (a distributed
+        // study's resume holds its records once); SQLite streams them.
+        for r in self.load(&name)? {
+            visit(r)?;
+        }
+        Ok(())
     }
 
     fn record_suggested(&mut self, trials: &[(Trial, u64)]) -> optimize::Result<()> {

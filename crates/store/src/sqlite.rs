@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use optimize::{Completion, Trial, TrialRecord, TrialStore, config_to_json, identity_hash, study_mismatch};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -12,7 +13,13 @@ use crate::pg::StudyInfo;
 use crate::row::{RawTrial, columns, holder_name};
 
 /// An SQLite file in WAL mode with `synchronous = NORMAL`: a committed trial survives a
-/// SIGKILL of the process. Tables `study` (one row: identity JSON and its hash) and `trials`
+/// SIGKILL of the process. Writes are grouped: one transaction stays open across the
+/// optimizer's calls and commits at the end of the first call [`COMMIT_AFTER`] after it began,
+/// on [`TrialStore::flush`] (the optimizer calls it before it waits for a result, so nothing
+/// finished sits uncommitted while the search waits) and on drop: a fast search costs a commit
+/// per chunk of results, not three per trial. Each call's writes land whole, so what a SIGKILL
+/// leaves is a prefix of the event log, which resume replays exactly; at most the results
+/// taken in since the optimizer last waited are lost, and resume evaluates those again. Tables `study` (one row: identity JSON and its hash) and `trials`
 /// (id, config JSON, budget, bracket, stage, status, loss, metrics JSON, message, duration,
 /// worker, suggest_seq, feed_seq, reused_from). Status is `running` until the trial completes.
 ///
@@ -29,7 +36,12 @@ pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     _lock: File,
+    /// When the open write transaction began, if one is open.
+    tx: Option<Instant>,
 }
+
+/// How long the store's grouped write transaction stays open at most (while calls come).
+pub const COMMIT_AFTER: Duration = Duration::from_millis(50);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS study (
@@ -99,7 +111,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(e)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(e)?;
         conn.execute_batch(SCHEMA).map_err(e)?;
-        Ok(SqliteStore { conn, path: path.to_path_buf(), _lock: lock })
+        Ok(SqliteStore { conn, path: path.to_path_buf(), _lock: lock, tx: None })
     }
 
     /// The file's study as `study list` shows it (none if the file holds none yet). Reads
@@ -160,7 +172,8 @@ impl SqliteStore {
         Error::Sqlite { path: self.path.display().to_string(), message: e.to_string() }.into()
     }
 
-    fn load(&self) -> optimize::Result<Vec<TrialRecord>> {
+    /// Streams the stored trials to `visit` in id order.
+    fn load(&self, visit: &mut dyn FnMut(TrialRecord) -> optimize::Result<()>) -> optimize::Result<()> {
         let mut stmt = self
             .conn
             .prepare(
@@ -168,9 +181,10 @@ impl SqliteStore {
                     duration, worker, suggest_seq, feed_seq, reused_from FROM trials ORDER BY trial_id",
             )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(RawTrial {
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let raw = (|| {
+                Ok::<_, rusqlite::Error>(RawTrial {
                     id: r.get(0)?,
                     config_json: r.get(1)?,
                     budget: r.get(2)?,
@@ -186,19 +200,51 @@ impl SqliteStore {
                     feed_seq: r.get(12)?,
                     reused_from: r.get(13)?,
                 })
-            })
+            })()
             .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let raw = row.map_err(|e| self.err(e))?;
-            out.push(raw.into_record().map_err(optimize::Error::Store)?);
+            visit(raw.into_record().map_err(optimize::Error::Store)?)?;
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Opens the grouped write transaction unless one is open.
+    fn begin(&mut self) -> optimize::Result<()> {
+        if self.tx.is_none() {
+            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.err(e))?;
+            self.tx = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Ends a call: commits when the transaction has been open for [`COMMIT_AFTER`].
+    fn end(&mut self) -> optimize::Result<()> {
+        if self.tx.is_some_and(|t| t.elapsed() >= COMMIT_AFTER) {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> optimize::Result<()> {
+        if self.tx.take().is_some() {
+            self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        let _ = self.commit();
     }
 }
 
 impl TrialStore for SqliteStore {
-    fn open_study(&mut self, identity: &serde_json::Value) -> optimize::Result<Vec<TrialRecord>> {
+    fn open_study(
+        &mut self,
+        identity: &serde_json::Value,
+        visit: &mut dyn FnMut(TrialRecord) -> optimize::Result<()>,
+    ) -> optimize::Result<()> {
+        self.commit()?;
         let stored: Option<String> = self
             .conn
             .query_row("SELECT identity FROM study WHERE id = 1", [], |r| r.get(0))
@@ -222,14 +268,15 @@ impl TrialStore for SqliteStore {
                     .map_err(|e| self.err(e))?;
             }
         }
-        self.load()
+        self.load(visit)
     }
 
     fn record_suggested(&mut self, trials: &[(Trial, u64)]) -> optimize::Result<()> {
-        let tx = self.conn.transaction().map_err(|e| optimize::Error::Store(e.to_string()))?;
+        self.begin()?;
         {
-            let mut stmt = tx
-                .prepare(
+            let mut stmt = self
+                .conn
+                .prepare_cached(
                     "INSERT INTO trials (trial_id, config, budget, bracket, stage, suggest_seq)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
@@ -246,8 +293,7 @@ impl TrialStore for SqliteStore {
                 .map_err(|e| optimize::Error::Store(e.to_string()))?;
             }
         }
-        tx.commit().map_err(|e| optimize::Error::Store(e.to_string()))?;
-        Ok(())
+        self.end()
     }
 
     fn record_completed(
@@ -257,12 +303,15 @@ impl TrialStore for SqliteStore {
         feed_seq: Option<u64>,
     ) -> optimize::Result<()> {
         let cols = columns(&c.outcome);
+        self.begin()?;
         let n = self
             .conn
-            .execute(
+            .prepare_cached(
                 "UPDATE trials SET status = ?2, loss = ?3, metrics = ?4, message = ?5, duration = ?6,
                     worker = ?7, feed_seq = ?8, reused_from = ?9 WHERE trial_id = ?1",
-                params![
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
                     c.trial_id as i64,
                     cols.status,
                     cols.loss,
@@ -272,26 +321,30 @@ impl TrialStore for SqliteStore {
                     c.worker.map(i64::from),
                     feed_seq.map(|s| s as i64),
                     reused_from.map(|r| r as i64)
-                ],
-            )
+                ])
+            })
             .map_err(|e| self.err(e))?;
         if n != 1 {
             return Err(optimize::Error::Store(format!("completion for unknown trial {}", c.trial_id)));
         }
-        Ok(())
+        self.end()
     }
 
     fn record_fed(&mut self, fed: &[(u64, u64)]) -> optimize::Result<()> {
-        let tx = self.conn.transaction().map_err(|e| optimize::Error::Store(e.to_string()))?;
+        self.begin()?;
         {
-            let mut stmt = tx
-                .prepare("UPDATE trials SET feed_seq = ?2 WHERE trial_id = ?1")
+            let mut stmt = self
+                .conn
+                .prepare_cached("UPDATE trials SET feed_seq = ?2 WHERE trial_id = ?1")
                 .map_err(|e| optimize::Error::Store(e.to_string()))?;
             for (id, seq) in fed {
                 stmt.execute(params![*id as i64, *seq as i64]).map_err(|e| optimize::Error::Store(e.to_string()))?;
             }
         }
-        tx.commit().map_err(|e| optimize::Error::Store(e.to_string()))?;
-        Ok(())
+        self.end()
+    }
+
+    fn flush(&mut self) -> optimize::Result<()> {
+        self.commit()
     }
 }

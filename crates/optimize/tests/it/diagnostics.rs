@@ -27,8 +27,15 @@ fn spearman_matches_hand_computed_values() {
 /// trials: for each pair of successive budgets, the configs with a loss at both.
 #[test]
 fn bracket_search_fidelity_equals_the_hand_computation() {
-    let s =
-        run_bohb_co(4, 3, 4, SearchOptions { deterministic: true, reuse_results: false }, &mut mem(), None).unwrap();
+    let s = run_bohb_co(
+        4,
+        3,
+        4,
+        SearchOptions { deterministic: true, reuse_results: false, streaming: false },
+        &mut mem(),
+        None,
+    )
+    .unwrap();
     let got = fidelity(&s.trials);
     let mut budgets: Vec<f64> = s.trials.iter().map(|t| t.budget).collect();
     budgets.sort_by(f64::total_cmp);

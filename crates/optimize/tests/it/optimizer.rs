@@ -10,7 +10,7 @@ use optimize::{
     optimize,
 };
 
-const DET: SearchOptions = SearchOptions { deterministic: true, reuse_results: false };
+const DET: SearchOptions = SearchOptions { deterministic: true, reuse_results: false, streaming: false };
 
 /// What must match between runs: every trial's id, config, budget, status and loss, and the best.
 fn fingerprint(s: &SearchSummary) -> Vec<String> {
@@ -106,7 +106,7 @@ fn run_ma(
 #[test]
 fn reusing_results_skips_repeats_without_changing_the_search() {
     let plain = run_ma(DET, &mut super::mem(), 2, None).0.unwrap();
-    let reuse = SearchOptions { deterministic: true, reuse_results: true };
+    let reuse = SearchOptions { deterministic: true, reuse_results: true, streaming: false };
     let (cached, calls) = run_ma(reuse, &mut super::mem(), 2, None);
     let cached = cached.unwrap();
     let strip = |s: &SearchSummary| -> Vec<String> {
@@ -126,4 +126,59 @@ fn reusing_results_skips_repeats_without_changing_the_search() {
         assert!(orig.reused_from.is_none() && orig.trial_id < t.trial_id);
     }
     // Resume with reuse on is tested on every store in the store crate.
+}
+
+/// Streaming: the summary keeps no trial, the observer sees every one exactly as a kept run
+/// keeps them, and the counts and the incumbent are the same; `planned` is the bracket
+/// schedule's trial count.
+#[test]
+fn streaming_keeps_no_trial_and_the_observer_sees_them_all() {
+    let kept = super::run_bohb_co(4, 6, 3, DET, &mut super::mem(), Some(1)).unwrap();
+    let co = super::counting_ones(4);
+    let space = co.space();
+    let mut searcher = BracketSearch::bohb(space.clone(), super::co_settings(6), BohbSettings::default(), 4).unwrap();
+    let mut ev = InProcessEvaluator::new(3, move |id, c, b| co.evaluate(id, c, b)).shuffled(1);
+    let mut seen = Vec::new();
+    let mut planned = None;
+    let mut observer = |p: &optimize::Progress<'_>| {
+        seen.push(p.trial.clone());
+        planned = p.planned;
+    };
+    let streaming = SearchOptions { streaming: true, ..DET };
+    let s = optimize(&space, &mut searcher, &mut ev, &mut optimize::NullStore, streaming, &mut observer).unwrap();
+    assert!(s.trials.is_empty());
+    assert_eq!(seen, kept.trials, "the same trials in the same order");
+    assert_eq!(
+        (s.evaluations, s.total_budget.to_bits(), &s.best),
+        (kept.evaluations, kept.total_budget.to_bits(), &kept.best)
+    );
+    assert_eq!(planned, Some(kept.trials.len() as u64), "{} trials ran", kept.trials.len());
+}
+
+/// A grid's plan is its size (or the evaluation cap), which is what it runs without
+/// constraints.
+#[test]
+fn a_grid_plans_its_size() {
+    let space = optimize::Space::from_toml_str(
+        r#"
+        [[parameter]]
+        name = "a"
+        type = "discrete"
+        min = 1
+        max = 7
+        step = 1
+        [[parameter]]
+        name = "b"
+        type = "categorical"
+        choices = ["x", "y", "z"]
+        "#,
+    )
+    .unwrap();
+    for cap in [None, Some(5)] {
+        let mut grid = optimize::GridSearch::new(space.clone(), 1.0, cap).unwrap();
+        assert_eq!(optimize::Searcher::planned(&grid), Some(cap.unwrap_or(21)));
+        let mut ev = InProcessEvaluator::new(2, |_, c: &optimize::Config, _| Outcome::loss(c["a"].as_f64().unwrap()));
+        let s = optimize(&space, &mut grid, &mut ev, &mut super::mem(), DET, &mut ()).unwrap();
+        assert_eq!(s.trials.len() as u64, cap.unwrap_or(21));
+    }
 }

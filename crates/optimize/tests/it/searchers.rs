@@ -217,7 +217,7 @@ mod worker_count {
                 if let Some(o) = order {
                     ev = ev.shuffled(o);
                 }
-                let opts = SearchOptions { deterministic: true, reuse_results: false };
+                let opts = SearchOptions { deterministic: true, reuse_results: false, streaming: false };
                 let sum = optimize(&space, &mut s, &mut ev, &mut optimize::MemoryStore::new(), opts, &mut ()).unwrap();
                 sum.trials.iter().map(|t| format!("{} {} {} {:?}", t.trial_id, config_to_json(&t.config), t.budget, t.loss)).collect::<Vec<_>>()
             };

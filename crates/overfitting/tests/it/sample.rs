@@ -1,8 +1,6 @@
 //! The seeded subsample for the trial cap.
 
-use std::collections::BTreeSet;
-
-use overfitting::subsample;
+use overfitting::{Sample, sample_key, subsample};
 use rand_chacha::ChaCha12Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
@@ -24,20 +22,44 @@ fn over_the_cap_a_seeded_sorted_subset() {
 }
 
 #[test]
-fn follows_the_documented_algorithm() {
-    // Floyd's algorithm, written again from the documentation.
-    let (n, cap, seed) = (1000usize, 37usize, 9u64);
-    let mut rng = ChaCha12Rng::seed_from_u64(seed);
-    let mut kept = BTreeSet::new();
-    for j in n - cap..n {
-        let t = ((rng.next_u64() as u128 * (j as u128 + 1)) >> 64) as usize;
-        if kept.contains(&t) {
-            kept.insert(j);
-        } else {
-            kept.insert(t);
-        }
+fn follows_the_documented_rule() {
+    // The cap smallest keys, computed again from the documentation: splitmix64's finalizer.
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    };
+    let (n, cap, seed) = (1000u64, 37usize, 9u64);
+    let mut keyed: Vec<(u64, u64)> = (0..n).map(|id| (mix(id ^ mix(seed ^ 0x9e3779b97f4a7c15)), id)).collect();
+    keyed.sort();
+    let mut want: Vec<usize> = keyed[..cap].iter().map(|k| k.1 as usize).collect();
+    want.sort();
+    assert_eq!(subsample(n as usize, cap, seed), want);
+    assert_eq!(sample_key(seed, 17), keyed.iter().find(|k| k.1 == 17).unwrap().0);
+}
+
+#[test]
+fn the_subset_does_not_depend_on_the_order_trials_arrive_in() {
+    let ids: Vec<u64> = (0..5000u64).map(|i| i * 3 + 1).collect();
+    let mut forward = Sample::new(100, 4);
+    for &id in &ids {
+        forward.push(id, id);
     }
-    assert_eq!(subsample(n, cap, seed), kept.into_iter().collect::<Vec<_>>());
+    let mut shuffled = ids.clone();
+    let mut rng = ChaCha12Rng::seed_from_u64(1);
+    for i in (1..shuffled.len()).rev() {
+        let j = ((rng.next_u64() as u128 * (i as u128 + 1)) >> 64) as usize;
+        shuffled.swap(i, j);
+    }
+    let mut backward = Sample::new(100, 4);
+    for &id in &shuffled {
+        backward.push(id, id);
+    }
+    assert_eq!(forward.seen(), 5000);
+    let (a, b) = (forward.into_sorted(), backward.into_sorted());
+    assert_eq!(a.len(), 100);
+    assert_eq!(a, b);
+    assert!(a.iter().all(|(id, item)| id == item));
 }
 
 #[test]

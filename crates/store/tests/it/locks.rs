@@ -27,13 +27,13 @@ fn a_second_postgres_coordinator_is_told_who_holds_the_study() {
     let identity = |s: &optimize::BracketSearch| optimize::study_identity(&space, s, SearchOptions::default());
     let searcher = optimize::BracketSearch::hyperband(space.clone(), crate::co_settings(1), 1).unwrap();
     let mut first = store::PgStore::connect(&target, Some("busy"), None).unwrap();
-    first.open_study(&identity(&searcher)).unwrap();
+    first.load_study(&identity(&searcher)).unwrap();
     let mut second = store::PgStore::connect(&target, Some("busy"), None).unwrap();
-    let e = second.open_study(&identity(&searcher)).unwrap_err().to_string();
+    let e = second.load_study(&identity(&searcher)).unwrap_err().to_string();
     assert_eq!(e, format!("trial store: study busy is in use by {}", holder_line()));
     // Another study in the same database is free.
     let mut other = store::PgStore::connect(&target, Some("other"), None).unwrap();
-    other.open_study(&identity(&searcher)).unwrap();
+    other.load_study(&identity(&searcher)).unwrap();
     drop(first);
     let mut searcher = optimize::BracketSearch::hyperband(space.clone(), crate::co_settings(1), 1).unwrap();
     let mut ev = InProcessEvaluator::new(2, move |id, c, b| co.evaluate(id, c, b));

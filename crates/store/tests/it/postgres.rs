@@ -43,14 +43,17 @@ fn study_with_trials(target: &PgTarget, name: &str) -> Vec<u64> {
         &mut searcher,
         &mut ev,
         &mut store,
-        SearchOptions { deterministic: true, reuse_results: false },
+        SearchOptions { deterministic: true, reuse_results: false, streaming: false },
         &mut (),
     )
     .unwrap_err();
-    let identity =
-        optimize::study_identity(&space, &searcher, SearchOptions { deterministic: true, reuse_results: false });
+    let identity = optimize::study_identity(
+        &space,
+        &searcher,
+        SearchOptions { deterministic: true, reuse_results: false, streaming: false },
+    );
     drop(store);
-    let records = PgStore::connect(target, Some(name), None).unwrap().open_study(&identity).unwrap();
+    let records = PgStore::connect(target, Some(name), None).unwrap().load_study(&identity).unwrap();
     records.iter().map(|r| r.trial_id).collect()
 }
 

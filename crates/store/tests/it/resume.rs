@@ -11,7 +11,7 @@ use optimize::{
 
 use crate::Place;
 
-const DET: SearchOptions = SearchOptions { deterministic: true, reuse_results: false };
+const DET: SearchOptions = SearchOptions { deterministic: true, reuse_results: false, streaming: false };
 
 /// What must match between runs: every trial's id, config, budget, status and loss, and the best.
 fn fingerprint(s: &SearchSummary) -> Vec<String> {
@@ -49,7 +49,7 @@ fn every_store_records_every_trial_with_status() {
             optimize(&space, &mut searcher, &mut ev, &mut *store, SearchOptions::default(), &mut obs).unwrap()
         };
         let identity = optimize::study_identity(&space, &searcher, SearchOptions::default());
-        let records = place.open().open_study(&identity).unwrap();
+        let records = place.open().load_study(&identity).unwrap();
         assert_eq!(records.len() as u64, s.evaluations, "{}", place.name());
         let crashed: Vec<_> = records
             .iter()
@@ -216,7 +216,7 @@ fn run_ma(
 
 #[test]
 fn a_resume_with_reused_results_ends_where_an_uninterrupted_run_ends() {
-    let reuse = SearchOptions { deterministic: true, reuse_results: true };
+    let reuse = SearchOptions { deterministic: true, reuse_results: true, streaming: false };
     let cached = run_ma(reuse, &mut MemoryStore::new(), 2, None).unwrap();
     assert!(cached.reused > 0, "BOHB repeats configs on a small grid");
     for place in Place::all() {
