@@ -174,6 +174,53 @@ fn resume_after_sigkill_in_async_mode_completes_without_rerunning_trials() {
     assert_eq!(v["best"]["budget"].as_f64(), Some(1.0), "{v}");
 }
 
+/// A long grid killed mid-run (trial 700 of 1,100 hangs) and run again: the trials the store
+/// had finished are kept as they were, the rest are computed once, and the result is the
+/// uninterrupted grid's, trial for trial.
+#[cfg(unix)]
+#[test]
+fn a_grid_killed_mid_run_resumes_without_redoing_finished_trials() {
+    let k = 700;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("grid.sqlite");
+    let space = space_1100();
+    let args = ["--space", p(&space), "--search", "grid", "--pool", "fork", "--workers", "2", "--store", p(&store)];
+    let mut child = start(&mut optimize_cmd(&args, &format!("hang@ids={k}")));
+    let started = Instant::now();
+    let before_kill = loop {
+        let rows = try_stored_trials(&store).unwrap_or_default();
+        if rows.get(&k).is_some_and(|r| r.0 == "running") && completed(&rows).len() + 1 == rows.len() {
+            break rows;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("btopt ended ({status}) before stalling on trial {k}");
+        }
+        assert!(started.elapsed() < HANG_GUARD, "the run never reached trial {k}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+    let done_before = completed(&before_kill);
+    assert!(done_before.len() as i64 >= k, "{} completed before the kill", done_before.len());
+
+    let resumed = timeless(crate::optimize_cli::parse_summary(&wait_guarded(start(&mut optimize_cmd(&args, "")))));
+    let after = stored_trials(&store);
+    assert_eq!(after.len(), 1100);
+    assert!(after.values().all(|r| r.0 == "ok"));
+    for (id, row) in &done_before {
+        assert_eq!(&after[id], row, "trial {id} was finished before the kill and must not be evaluated again");
+    }
+    let clean = timeless(optimize(&["--space", p(&space), "--search", "grid", "--pool", "fork", "--workers", "2"], ""));
+    let by_id = |v: &Value| {
+        let mut t: Vec<String> = v["trials"].as_array().unwrap().iter().map(Value::to_string).collect();
+        t.sort();
+        t
+    };
+    assert_eq!(by_id(&resumed), by_id(&clean));
+    assert_eq!((&resumed["best"], &resumed["evaluations"]), (&clean["best"], &clean["evaluations"]));
+    assert_eq!(resumed["overfitting"], clean["overfitting"], "the same trials, the same statistics");
+}
+
 /// Which of the first `n` task ids the current fault spec makes fail on every attempt, as the
 /// pool itself decides it (echo jobs in a 1-worker process pool).
 fn failing_task_ids(n: usize, fault: &str) -> Vec<usize> {

@@ -79,3 +79,38 @@ fn the_parquet_file_holds_exactly_the_trials() {
         }
     }
 }
+
+/// A grid larger than one row group (65,536 trials) streams into several row groups and
+/// still holds every trial exactly once, with the values `--json` lists.
+#[test]
+fn a_large_grid_streams_into_several_row_groups() {
+    let tmp = tempfile::tempdir().unwrap();
+    let space = tmp.path().join("ma-70k.toml");
+    std::fs::write(
+        &space,
+        "[[parameter]]\nname = \"short_window\"\ntype = \"discrete\"\nmin = 2\nmax = 281\nstep = 1\n\
+         [[parameter]]\nname = \"long_window\"\ntype = \"discrete\"\nmin = 3\nmax = 252\nstep = 1\n",
+    )
+    .unwrap();
+    let file = tmp.path().join("grid.parquet");
+    let base = ["--space", p(&space), "--search", "grid", "--no-overfitting", "--workers", "2"];
+    let mut args = base.to_vec();
+    args.extend(["--trials-out", p(&file)]);
+    let named = optimize(&args, "");
+    assert_eq!(named["evaluations"], 70_000);
+    let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+    assert_eq!(reader.metadata().num_row_groups(), 2, "65,536 + 4,464 rows");
+    let (rows, _) = read(&file);
+    assert_eq!(rows.keys().copied().collect::<Vec<_>>(), (0..70_000).collect::<Vec<u64>>());
+    let listed = optimize(&base, "");
+    let trials = listed["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 70_000);
+    for t in trials {
+        let r = &rows[&t["trial_id"].as_u64().unwrap()];
+        assert_eq!(
+            (&r["short_window"], &r["long_window"], &r["loss"]),
+            (&t["params"]["short_window"], &t["params"]["long_window"], &t["loss"])
+        );
+    }
+    assert!(!tmp.path().join("grid.parquet.partial").exists());
+}

@@ -108,7 +108,8 @@ pub(crate) struct OptimizeArgs {
     #[arg(long)]
     pub(crate) cscv_blocks: Option<usize>,
     /// Cap on the full-budget trials the overfitting statistics use; above it they use a
-    /// seeded uniform subsample of this many (Floyd's algorithm on ChaCha12, seeded by --seed).
+    /// seeded uniform subsample of this many, chosen as trials finish: those with the smallest
+    /// keyed hash of (--seed, trial id), whatever order they finish in.
     #[arg(long, default_value_t = overfitting::DEFAULT_MAX_TRIALS)]
     pub(crate) overfitting_max_trials: usize,
     /// Write every trial to this Parquet file (one row each); `--json` then leaves out
