@@ -200,6 +200,8 @@ pub(crate) struct Ctx {
     pub(crate) progress: Progress,
     pub(crate) runs: Vec<Run>,
     pub(crate) convergence: Vec<Convergence>,
+    /// Low- against high-budget losses of the bracket scenarios, one plot each.
+    pub(crate) fidelity: Vec<plots::FidelityScatter>,
 }
 
 /// Per-scenario progress: a bar on a terminal (drawn from this thread; no ticker thread),
@@ -364,6 +366,7 @@ fn run(cli: &Cli) -> Result<()> {
         progress: Progress::new(),
         runs: Vec::new(),
         convergence: Vec::new(),
+        fidelity: Vec::new(),
     };
 
     let mut results: Vec<ScenarioResult> = Vec::new();
@@ -393,7 +396,12 @@ fn run(cli: &Cli) -> Result<()> {
 
     let args: Vec<String> = std::env::args().collect();
     let mut report = Report::new(Environment::capture(&args), ctx.profile.name, results, &tracker);
-    let plot_files = plots::write_all(&report, &ctx.convergence, &out).context("failed to write the plots")?;
+    let mut plot_files = plots::write_all(&report, &ctx.convergence, &out).context("failed to write the plots")?;
+    for f in &ctx.fidelity {
+        let path = out.join(format!("{}.svg", f.stem));
+        plots::fidelity_chart(f, &path).context("failed to write the plots")?;
+        plot_files.push(path);
+    }
     report.plots = plot_files.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
     report::write_all(&report, &ctx.runs, &out).context("failed to write the report")?;
     println!(

@@ -446,3 +446,66 @@ pub fn write_all(report: &Report, convergence: &[Convergence], dir: &Path) -> io
     }
     Ok(written)
 }
+
+/// Low- against high-budget losses of the configs a bracket search evaluated at both of two
+/// successive budgets: does the cheap evaluation rank configs as the expensive one does?
+#[derive(Debug, Clone, PartialEq)]
+pub struct FidelityScatter {
+    /// File stem, e.g. `fidelity-bohb-5m` (written as `<stem>.svg`).
+    pub stem: String,
+    /// Title after "Fidelity: ".
+    pub title: String,
+    /// One series per (fidelity, budget pair), e.g. "recent 1/9 → 1/3, ρ 0.41", with its
+    /// `(low-budget loss, high-budget loss)` points.
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+/// Draws a [`FidelityScatter`] as an SVG at `path`.
+pub fn fidelity_chart(scatter: &FidelityScatter, path: &Path) -> io::Result<()> {
+    let root = canvas(path)?;
+    let all =
+        scatter.series.iter().flat_map(|(_, p)| p.iter().copied()).filter(|(x, y)| x.is_finite() && y.is_finite());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    for (x, y) in all {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if !x0.is_finite() {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("Fidelity: {}", scatter.title), ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(padded(x0, x1), padded(y0, y1))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("loss at the lower budget")
+        .y_desc("loss at the next budget up")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    for (i, (label, points)) in scatter.series.iter().enumerate() {
+        let colour = palette(i);
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .filter(|(x, y)| x.is_finite() && y.is_finite())
+                    .map(|&(x, y)| Circle::new((x, y), 3, colour.mix(0.6).filled())),
+            )
+            .map_err(err)?
+            .label(format!("{label} ({} configs)", points.len()))
+            .legend(move |(x, y)| Circle::new((x + 9, y), 4, colour.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow};
 
 use bench_driver::decide::{self, BohbRegime, Verdict};
-use bench_driver::plots::{Convergence, ConvergenceSeries};
+use bench_driver::plots::{Convergence, ConvergenceSeries, FidelityScatter};
 use bench_driver::report::{Memory, MemorySample, Run, ScenarioResult};
 use bench_driver::stats;
 use engine::{Registry, RunOptions};
@@ -329,7 +329,7 @@ pub(crate) fn bohb_1100(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
         if p.bohb_minute { vec![("daily", false), ("minute", true)] } else { vec![("daily", false)] };
     for (label, minute) in sets {
         let name = if minute { "bohb-1100/minute" } else { "bohb-1100" };
-        ctx.progress.start(name, (4 + 2 * p.runs) as u64);
+        ctx.progress.start(name, (5 + 2 * p.runs) as u64);
         let data = if minute { &ctx.minute } else { &ctx.daily };
         let sessions = match (minute, p.minute_range) {
             (true, Some((a, b))) => Some(runner::session_range(&data.bundle, Some(a), Some(b))?),
@@ -350,6 +350,7 @@ pub(crate) fn bohb_1100(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
         let mut bests = Vec::new();
         let mut budgets = Vec::new();
         let mut percentiles = Vec::new();
+        let mut recent_runs = Vec::new();
         let secs = interleave(ctx, name, &["grid", "bohb"], |_, a, r| {
             if a == 0 {
                 let (s, g) = search(&mut pool, &space, &grid_spec, "ma-crossover", sessions.clone())?;
@@ -366,11 +367,38 @@ pub(crate) fn bohb_1100(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
                     bests.push(best);
                     budgets.push(b.total_budget);
                     percentiles.push(stats::rank_among(&scores, best).percentile);
+                    recent_runs.push(b);
                 }
                 Ok(s)
             }
         })?;
+        // The same seeds under the other fidelity (untimed): quality and rank correlations.
+        let mut blocks_runs = Vec::new();
+        for seed in 0..p.runs as u64 {
+            let spec = bohb_spec(p.iterations, seed);
+            blocks_runs.push(
+                search_with(&mut pool, &space, &spec, "ma-crossover", sessions.clone(), engine::Fidelity::Blocks)?.1,
+            );
+        }
+        ctx.progress.step("blocks fidelity");
         drop(pool);
+        let rho = |runs: &[SearchSummary]| {
+            let r: Vec<f64> =
+                runs.iter().flat_map(|s| optimize::fidelity(&s.trials)).filter_map(|f| f.spearman).collect();
+            r.iter().sum::<f64>() / r.len().max(1) as f64
+        };
+        let blocks_bests: Vec<f64> = blocks_runs.iter().map(best_sharpe).collect();
+        let blocks_mean = blocks_bests.iter().sum::<f64>() / blocks_bests.len().max(1) as f64;
+        let blocks_p = stats::welch(&bests, &blocks_bests).ok().map_or(f64::NAN, |t| t.p_value);
+        let recent_mean = bests.iter().sum::<f64>() / bests.len().max(1) as f64;
+        let fidelity_choice = if blocks_mean > recent_mean && blocks_p < 0.05 { "blocks" } else { "recent" };
+        let mut series = fidelity_series("recent", &recent_runs.iter().collect::<Vec<_>>());
+        series.extend(fidelity_series("blocks", &blocks_runs.iter().collect::<Vec<_>>()));
+        ctx.fidelity.push(FidelityScatter {
+            stem: format!("fidelity-{}", name.replace('/', "-")),
+            title: format!("BOHB on ma-1100, mag-7 {label}, seeds 0..{}", p.runs),
+            series,
+        });
         let n = grid.evaluations as f64;
         let mean_best = bests.iter().sum::<f64>() / bests.len() as f64;
         let worst_best = bests.iter().copied().fold(f64::INFINITY, f64::min);
@@ -398,6 +426,19 @@ pub(crate) fn bohb_1100(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
             .with_metric("bohb_rank_percentile_mean", percentiles.iter().sum::<f64>() / percentiles.len() as f64)
             .with_metric("bohb_budget_fraction", fraction)
             .with_metric("bohb_iterations", p.iterations)
+            .with_metric("spearman_mean_recent", rho(&recent_runs))
+            .with_metric("spearman_mean_blocks", rho(&blocks_runs))
+            .with_metric("bohb_blocks_best_sharpe_mean", blocks_mean)
+            .with_metric("quality_welch_p_blocks_vs_recent", blocks_p)
+            .with_metric("fidelity_decision", fidelity_choice)
+            .with_note(format!(
+                "fidelity: BOHB under `recent` {recent_mean:.4} vs `blocks` {blocks_mean:.4} (Welch p {}); mean Spearman \
+                 between successive budgets {:.3} (recent) vs {:.3} (blocks); decision: use `{fidelity_choice}` (blocks \
+                 replaces the default only when better with p < 0.05)",
+                decide::format_p(blocks_p),
+                rho(&recent_runs),
+                rho(&blocks_runs)
+            ))
             .with_note(format!("criterion for 1,000+ points (within 10% using ≤ 10%): {:?}: {}", within.decision, within.reason))
             .with_note(format!("criterion for 100–1,000 points (≥ 5% faster, comparable): {:?}: {}", vs_grid.decision, vs_grid.reason))
             .with_note(format!(
@@ -447,6 +488,7 @@ pub(crate) fn bohb_5m(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
     let mut bests: [Vec<f64>; 4] = Default::default();
     let mut budgets: [Vec<f64>; 4] = Default::default();
     let mut rhos: [Vec<f64>; 4] = Default::default();
+    let mut kept: [Vec<SearchSummary>; 2] = Default::default();
     let secs = interleave(ctx, "bohb-5m", &arms, |_, a, r| {
         let seed = if r == usize::MAX { 0 } else { r as u64 };
         let (spec, fidelity) = match a {
@@ -460,9 +502,19 @@ pub(crate) fn bohb_5m(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
             bests[a].push(best_sharpe(&summary));
             budgets[a].push(summary.total_budget);
             rhos[a].extend(optimize::fidelity(&summary.trials).iter().filter_map(|f| f.spearman));
+            if a >= 2 {
+                kept[a - 2].push(summary);
+            }
         }
         Ok(s)
     })?;
+    let mut series = fidelity_series("recent", &kept[0].iter().collect::<Vec<_>>());
+    series.extend(fidelity_series("blocks", &kept[1].iter().collect::<Vec<_>>()));
+    ctx.fidelity.push(FidelityScatter {
+        stem: "fidelity-5m".into(),
+        title: format!("BOHB on {file}, seeds 0..{}", p.runs),
+        series,
+    });
     // Convergence toward the guidance's ~1,000 evaluations: one long run per searcher.
     let mut series = Vec::new();
     let long_bohb = search(&mut pool, &space, &bohb_spec(p.convergence_iterations, 0), "momentum", None)?.1;
@@ -567,6 +619,54 @@ pub(crate) fn bohb_5m(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
             best_sharpe(&long_random),
         ));
     Ok(vec![row])
+}
+
+/// For each pair of successive budgets of a bracket search, the `(low, high)` losses of the
+/// configs evaluated (with a finite loss) at both, as `optimize::fidelity` pairs them; keyed by
+/// the pair's label, e.g. `1/9 → 1/3`.
+fn fidelity_points(s: &SearchSummary) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut by_config: BTreeMap<String, BTreeMap<u64, f64>> = BTreeMap::new();
+    let mut budgets: Vec<f64> = Vec::new();
+    for t in &s.trials {
+        let Some(loss) = t.loss else { continue };
+        by_config
+            .entry(optimize::config_to_json(&t.config).to_string())
+            .or_default()
+            .entry(t.budget.to_bits())
+            .or_insert(loss);
+        if !budgets.contains(&t.budget) {
+            budgets.push(t.budget);
+        }
+    }
+    budgets.sort_by(f64::total_cmp);
+    budgets
+        .windows(2)
+        .map(|w| {
+            let (lo, hi) = (w[0].to_bits(), w[1].to_bits());
+            let points = by_config.values().filter_map(|m| Some((*m.get(&lo)?, *m.get(&hi)?))).collect();
+            (format!("{:.3} → {:.3}", w[0], w[1]), points)
+        })
+        .collect()
+}
+
+/// Pools [`fidelity_points`] of several summaries under `fidelity`'s name, with each pair's
+/// mean Spearman ρ in its label.
+fn fidelity_series(fidelity: &str, summaries: &[&SearchSummary]) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut pooled: BTreeMap<String, (Vec<(f64, f64)>, Vec<f64>)> = BTreeMap::new();
+    for s in summaries {
+        for ((label, points), pair) in fidelity_points(s).into_iter().zip(optimize::fidelity(&s.trials)) {
+            let e = pooled.entry(label).or_default();
+            e.0.extend(points);
+            e.1.extend(pair.spearman);
+        }
+    }
+    pooled
+        .into_iter()
+        .map(|(label, (points, rhos))| {
+            let rho = rhos.iter().sum::<f64>() / rhos.len().max(1) as f64;
+            (format!("{fidelity} {label}, mean ρ {rho:.2}"), points)
+        })
+        .collect()
 }
 
 /// Best loss at the maximum budget against cumulative budget, for a convergence plot.
