@@ -621,10 +621,15 @@ pub(crate) fn bohb_5m(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
     Ok(vec![row])
 }
 
+/// `(low-budget loss, high-budget loss)` points.
+type Points = Vec<(f64, f64)>;
+/// A series of a fidelity plot: its label and points.
+type LabelledPoints = (String, Points);
+
 /// For each pair of successive budgets of a bracket search, the `(low, high)` losses of the
 /// configs evaluated (with a finite loss) at both, as `optimize::fidelity` pairs them; keyed by
 /// the pair's label, e.g. `1/9 → 1/3`.
-fn fidelity_points(s: &SearchSummary) -> Vec<(String, Vec<(f64, f64)>)> {
+fn fidelity_points(s: &SearchSummary) -> Vec<LabelledPoints> {
     let mut by_config: BTreeMap<String, BTreeMap<u64, f64>> = BTreeMap::new();
     let mut budgets: Vec<f64> = Vec::new();
     for t in &s.trials {
@@ -651,8 +656,8 @@ fn fidelity_points(s: &SearchSummary) -> Vec<(String, Vec<(f64, f64)>)> {
 
 /// Pools [`fidelity_points`] of several summaries under `fidelity`'s name, with each pair's
 /// mean Spearman ρ in its label.
-fn fidelity_series(fidelity: &str, summaries: &[&SearchSummary]) -> Vec<(String, Vec<(f64, f64)>)> {
-    let mut pooled: BTreeMap<String, (Vec<(f64, f64)>, Vec<f64>)> = BTreeMap::new();
+fn fidelity_series(fidelity: &str, summaries: &[&SearchSummary]) -> Vec<LabelledPoints> {
+    let mut pooled: BTreeMap<String, (Points, Vec<f64>)> = BTreeMap::new();
     for s in summaries {
         for ((label, points), pair) in fidelity_points(s).into_iter().zip(optimize::fidelity(&s.trials)) {
             let e = pooled.entry(label).or_default();
