@@ -12,6 +12,7 @@ mod optimize_recovery;
 mod overfitting_cli;
 mod planted_edge;
 mod pool_equivalence;
+mod shared_tables;
 mod support;
 mod trials_out;
 mod walkforward_cli;

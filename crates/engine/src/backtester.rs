@@ -1,13 +1,14 @@
 //! The per-worker backtester: a market, its SMA cache, every strategy's scratch buffers.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::fidelity;
 use crate::metrics::Metrics;
 use crate::options::Fidelity;
 use crate::params::ParamValues;
 use crate::run::Run;
-use crate::sma::SmaCache;
+use crate::sma::{SmaCache, SmaTables};
 use crate::strategies::momentum::MomScratch;
 use crate::strategy::{Configured, DynStrategy, ScratchStore};
 use crate::{Error, Market, Momentum, RunOptions};
@@ -15,7 +16,7 @@ use crate::{Error, Market, Momentum, RunOptions};
 /// Runs many backtests over one market, reusing work between them.
 ///
 /// Build one per worker and keep it for the whole sweep. It caches each distinct SMA per
-/// (asset, window), keeps every strategy's scratch buffers (momentum's score/volatility
+/// (asset, window) that shared [`SmaTables`] (if given) do not hold, keeps every strategy's scratch buffers (momentum's score/volatility
 /// tables per lookback and selections per (lookback, top_n, threshold) among them, bounded by
 /// the same capacity), and reuses every buffer, so after warm-up a backtest allocates nothing
 /// (under the `blocks` fidelity, a few small buffers). The cache changes speed only: every
@@ -60,12 +61,30 @@ impl<'m> Backtester<'m> {
         })
     }
 
+    /// A backtester like [`Backtester::with_cache_bytes`] that reads every SMA `tables` hold
+    /// from them (shared with other backtesters, never copied) and caches only the others
+    /// itself. Results are bit-identical to a backtester without tables. Refuses tables
+    /// built from another market.
+    pub fn with_tables(market: &'m Market<'m>, bytes: usize, tables: Arc<SmaTables>) -> Result<Self, Error> {
+        let mut bt = Self::with_cache_bytes(market, bytes)?;
+        bt.share_tables(tables)?;
+        Ok(bt)
+    }
+
+    /// From now on, reads every SMA `tables` hold from them (see [`Backtester::with_tables`]).
+    /// Refuses tables built from another market.
+    pub fn share_tables(&mut self, tables: Arc<SmaTables>) -> Result<(), Error> {
+        tables.check(self.market)?;
+        self.cache.share(tables);
+        Ok(())
+    }
+
     /// The market this backtester runs on.
     pub fn market(&self) -> &'m Market<'m> {
         self.market
     }
 
-    /// Bytes currently held by the SMA cache.
+    /// Bytes currently held by the SMA cache (shared tables not counted).
     pub fn cache_bytes(&self) -> usize {
         self.cache.bytes()
     }

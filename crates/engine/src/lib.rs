@@ -101,6 +101,7 @@ pub use metrics::Metrics;
 pub use options::{Fidelity, RunOptions};
 pub use params::{MAX_PARAMS, ParamKind, ParamSpec, ParamValue, ParamValues, ParamValuesBuilder};
 pub use run::{Run, SharedCash};
+pub use sma::SmaTables;
 pub use strategies::{MaCrossover, MaCrossoverStrategy, Momentum, MomentumStrategy, WeightingScheme};
 pub use strategy::{Configured, DynStrategy, Registry, ScratchStore, Strategy, StrategyId};
 

@@ -51,7 +51,7 @@ impl<'m> Run<'_, 'm> {
     }
 
     /// The `window`-bar SMA of the adjusted closes of the asset at position `k`, from the
-    /// per-worker cache: element `j` is the SMA on bar `first_bar + j`, NaN before a full
+    /// shared [`crate::SmaTables`] if they hold it, else from the per-worker cache: element `j` is the SMA on bar `first_bar + j`, NaN before a full
     /// window.
     pub fn sma(&mut self, k: usize, window: usize) -> &[f64] {
         let i = self.order[k];

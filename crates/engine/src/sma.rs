@@ -1,4 +1,5 @@
-//! Simple moving averages from compensated running sums, and the per-worker SMA cache.
+//! Simple moving averages from compensated running sums, the per-worker SMA cache, and the
+//! read-only tables a whole search can share.
 //!
 //! Definition (the one the engine and its tests agree on): for an asset whose first bar is
 //! `f`, let `S(i)` be the sum of closes `f..f+i`, accumulated left to right as a
@@ -13,6 +14,9 @@
 //! only on the closes up to `t` and never on the session range, budget or cache state.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::{Error, Market};
 
 /// Knuth's TwoSum: `a + b = s + e` exactly.
 #[inline(always)]
@@ -59,13 +63,17 @@ struct Slot {
     last_used: u64,
 }
 
-/// Per-worker cache of SMA arrays keyed by (asset, window).
+/// Per-worker cache of SMA arrays keyed by (asset, window), in front of optional shared
+/// [`SmaTables`].
 ///
 /// An SMA array covers the asset's whole traded span, so one entry serves every session
 /// range and budget (see the module docs for why the values cannot depend on them).
 /// Capacity is in bytes of SMA data; the least recently used entries not needed by the
-/// current backtest are evicted first. Eviction changes speed only, never results.
+/// current backtest are evicted first. Eviction changes speed only, never results. A column
+/// the shared tables hold is read from them and never copied; only what they lack is
+/// computed here.
 pub(crate) struct SmaCache {
+    shared: Option<Arc<SmaTables>>,
     map: HashMap<(usize, usize), usize>,
     slots: Vec<Slot>,
     free: Vec<usize>,
@@ -76,7 +84,13 @@ pub(crate) struct SmaCache {
 
 impl SmaCache {
     pub(crate) fn new(capacity: usize) -> SmaCache {
-        SmaCache { map: HashMap::new(), slots: Vec::new(), free: Vec::new(), bytes: 0, capacity, tick: 0 }
+        SmaCache { shared: None, map: HashMap::new(), slots: Vec::new(), free: Vec::new(), bytes: 0, capacity, tick: 0 }
+    }
+
+    /// Serves the columns `tables` holds from them from now on (the caller checked that they
+    /// were built for this cache's market).
+    pub(crate) fn share(&mut self, tables: Arc<SmaTables>) {
+        self.shared = Some(tables);
     }
 
     /// Starts a backtest: entries touched from now on are pinned until the next `begin`.
@@ -89,14 +103,17 @@ impl SmaCache {
         self.capacity
     }
 
-    /// Bytes held by SMA arrays.
+    /// Bytes held by this cache's own SMA arrays (shared tables not counted).
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
-    /// The slot holding `SMA_w` over `closes` (the asset's traded span), computing it on a
-    /// miss.
+    /// The slot holding `SMA_w` over `closes` (the asset's traded span): a shared column if
+    /// the tables hold it, else a private one, computed on a miss.
     pub(crate) fn ensure(&mut self, asset: usize, w: usize, closes: &[f64]) -> usize {
+        if let Some(j) = self.shared.as_ref().and_then(|t| t.find(asset, w)) {
+            return SHARED | j;
+        }
         let tick = self.tick;
         if let Some(&slot) = self.map.get(&(asset, w)) {
             self.slots[slot].last_used = tick;
@@ -141,6 +158,189 @@ impl SmaCache {
     }
 
     pub(crate) fn slice(&self, slot: usize) -> &[f64] {
+        if slot & SHARED != 0 {
+            let tables = self.shared.as_ref().expect("a shared slot comes from the tables");
+            return tables.column(slot & !SHARED);
+        }
         &self.slots[slot].data
+    }
+}
+
+/// The bit that marks a slot of [`SmaCache::ensure`] as an entry of the shared tables.
+const SHARED: usize = 1 << (usize::BITS - 1);
+
+/// Read-only SMA columns for a whole search, built once before the workers start and shared
+/// by all of them.
+///
+/// A sweep's workers all need the same SMAs (every window of the space, for every asset).
+/// Built per worker, each holds a private copy of the same numbers, so memory grows with the
+/// worker count. Built once, in the process that then forks (or behind an `Arc` for threads),
+/// the columns exist once: forked workers only read them, so their pages stay shared
+/// copy-on-write. [`crate::Backtester::with_tables`] takes them; a column they lack is
+/// computed in the worker's own cache as before. Every column holds exactly the bits the
+/// per-worker cache would compute (the same function computes both), so results never
+/// depend on whether, or how completely, tables are shared.
+///
+/// All columns live in one allocation, written only while building. The tables remember the
+/// market they were built from (each asset's sid, span and close column, by address) and
+/// serve no other: a backtester refuses tables of another market.
+///
+/// ```
+/// use std::sync::Arc;
+/// use engine::{AssetSeries, Backtester, Market, SmaTables};
+///
+/// let close = [10.0, 11.0, 12.0, 11.0, 10.0, 9.0];
+/// let bounds: Vec<usize> = (0..=close.len()).collect();
+/// let asset = AssetSeries::new(0, &close, &close, &close, &close, 0..close.len(), 1.0);
+/// let market = Market::new_checked(252.0, &bounds, vec![asset])?;
+/// let tables = Arc::new(SmaTables::build(&market, &[1, 2, 3], usize::MAX));
+/// assert_eq!((tables.columns(), tables.bytes()), (3, 3 * 6 * 8));
+/// let bt = Backtester::with_tables(&market, Backtester::DEFAULT_CACHE_BYTES, tables)?;
+/// # let _ = bt; Ok::<(), engine::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct SmaTables {
+    data: Vec<f64>,
+    /// Per asset (in the market's order): `(window, column)` sorted by window.
+    by_asset: Vec<Vec<(usize, usize)>>,
+    /// Per column: its range in `data`.
+    columns: Vec<std::ops::Range<usize>>,
+    /// Per asset: what the tables were built from, to refuse another market.
+    built_from: Vec<Origin>,
+    needed_bytes: usize,
+    windows: usize,
+    full_windows: usize,
+}
+
+/// One asset of the market the tables were built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Origin {
+    sid: u32,
+    first_bar: usize,
+    end_bar: usize,
+    /// The close column's address and length: the tables hold SMAs of exactly these closes.
+    close: (usize, usize),
+}
+
+impl Origin {
+    fn of(market: &Market<'_>) -> Vec<Origin> {
+        let origin = |a: &crate::AssetSeries<'_>| Origin {
+            sid: a.sid,
+            first_bar: a.first_bar,
+            end_bar: a.end_bar,
+            close: (a.close.as_ptr() as usize, a.close.len()),
+        };
+        market.assets.iter().map(origin).collect()
+    }
+}
+
+impl SmaTables {
+    /// The SMA of every asset's adjusted closes for each of `windows` (zero and repeated
+    /// windows are ignored), within `budget` bytes of columns: windows are taken in
+    /// ascending order, each for every asset in sid order, until the next column would not
+    /// fit. [`SmaTables::needed_bytes`] says what all of them would take.
+    pub fn build(market: &Market<'_>, windows: &[usize], budget: usize) -> SmaTables {
+        let mut wanted: Vec<usize> = windows.iter().copied().filter(|&w| w > 0).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut order: Vec<usize> = (0..market.assets.len()).collect();
+        order.sort_unstable_by_key(|&i| market.assets[i].sid);
+        let span = |i: usize| market.assets[i].end_bar - market.assets[i].first_bar;
+        let per_window: usize = order.iter().map(|&i| span(i)).sum();
+        let needed_bytes = per_window * wanted.len() * size_of::<f64>();
+        // Plan first, so that the one allocation has its final size.
+        let mut plan = Vec::new();
+        let mut len = 0;
+        'plan: for &w in &wanted {
+            for &i in &order {
+                if (len + span(i)) * size_of::<f64>() > budget {
+                    break 'plan;
+                }
+                plan.push((i, w, len..len + span(i)));
+                len += span(i);
+            }
+        }
+        let mut data = vec![0.0; len];
+        let mut by_asset = vec![Vec::new(); market.assets.len()];
+        let mut columns = Vec::with_capacity(plan.len());
+        for (i, w, range) in plan {
+            let a = &market.assets[i];
+            sma_column(&a.close[a.first_bar..a.end_bar], w, &mut data[range.clone()]);
+            by_asset[i].push((w, columns.len()));
+            columns.push(range);
+        }
+        for v in &mut by_asset {
+            v.sort_unstable();
+        }
+        let full_windows =
+            if market.assets.is_empty() { wanted.len() } else { by_asset.iter().map(Vec::len).min().unwrap_or(0) };
+        SmaTables {
+            data,
+            by_asset,
+            columns,
+            built_from: Origin::of(market),
+            needed_bytes,
+            windows: wanted.len(),
+            full_windows,
+        }
+    }
+
+    /// Bytes of SMA columns held.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * size_of::<f64>()
+    }
+
+    /// Bytes that every window asked for would have taken, for every asset.
+    pub fn needed_bytes(&self) -> usize {
+        self.needed_bytes
+    }
+
+    /// Number of columns held.
+    pub fn columns(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Distinct windows asked for.
+    pub fn windows(&self) -> usize {
+        self.windows
+    }
+
+    /// Windows held for every asset.
+    pub fn complete_windows(&self) -> usize {
+        self.full_windows
+    }
+
+    /// Whether every column asked for fit in the budget.
+    pub fn is_complete(&self) -> bool {
+        self.bytes() == self.needed_bytes
+    }
+
+    /// The column of `SMA_w` over the traded span of the asset at `asset` (its index in the
+    /// market's asset list), if held.
+    pub fn get(&self, asset: usize, w: usize) -> Option<&[f64]> {
+        self.find(asset, w).map(|j| self.column(j))
+    }
+
+    /// Whether these tables were built from `market`'s closes.
+    pub fn built_from(&self, market: &Market<'_>) -> bool {
+        self.built_from == Origin::of(market)
+    }
+
+    fn find(&self, asset: usize, w: usize) -> Option<usize> {
+        let v = self.by_asset.get(asset)?;
+        v.binary_search_by_key(&w, |&(w, _)| w).ok().map(|k| v[k].1)
+    }
+
+    fn column(&self, j: usize) -> &[f64] {
+        &self.data[self.columns[j].clone()]
+    }
+
+    /// Refuses tables of another market.
+    pub(crate) fn check(&self, market: &Market<'_>) -> Result<(), Error> {
+        if self.built_from(market) {
+            Ok(())
+        } else {
+            Err(Error::InvalidMarket("the shared SMA tables were built from another market's closes".into()))
+        }
     }
 }

@@ -52,6 +52,15 @@ pub trait Strategy: Send + Sync + 'static {
         let _ = params;
         0
     }
+
+    /// The integer parameters whose value is the window of an SMA of adjusted closes that a
+    /// backtest reads for every asset ([`Run::sma`]), by name. Glue code may then compute
+    /// those SMAs once for a whole search and share them between workers
+    /// ([`crate::SmaTables`]); that changes memory and speed only, never a result. Default:
+    /// none.
+    fn sma_windows(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// The object-safe face of a [`Strategy`], implemented for every one; registries hold these.
@@ -66,6 +75,8 @@ pub trait DynStrategy: Send + Sync + 'static {
     fn check(&self, values: &ParamValues) -> Result<(), Error>;
     /// See [`Strategy::warmup`], for checked values.
     fn warmup(&self, values: &ParamValues) -> Result<usize, Error>;
+    /// See [`Strategy::sma_windows`].
+    fn sma_windows(&self) -> &'static [&'static str];
     /// Runs one backtest with checked values; `scratch` is the backtester's store of
     /// per-strategy buffers.
     #[doc(hidden)]
@@ -94,6 +105,9 @@ impl<S: Strategy> DynStrategy for S {
     fn warmup(&self, values: &ParamValues) -> Result<usize, Error> {
         values.check(Strategy::parameters(self))?;
         Ok(Strategy::warmup(self, &self.build(values)?))
+    }
+    fn sma_windows(&self) -> &'static [&'static str] {
+        Strategy::sma_windows(self)
     }
     fn run_erased(
         &self,
@@ -232,7 +246,7 @@ impl Registry {
 
     /// Adds `strategy`. Panics on a duplicate name or an invalid table (more than
     /// [`crate::MAX_PARAMS`] entries, a repeated parameter name, a default outside its
-    /// domain): those are bugs in the binary, found the first time it starts.
+    /// domain, an SMA window that is not an integer parameter): those are bugs in the binary, found the first time it starts.
     pub fn with(mut self, strategy: impl Strategy) -> Registry {
         let name = Strategy::name(&strategy);
         assert!(self.get(name).is_none(), "strategy {name} registered twice");
@@ -241,6 +255,10 @@ impl Registry {
         for (i, p) in table.iter().enumerate() {
             assert!(table[..i].iter().all(|q| q.name != p.name), "strategy {name} repeats parameter {}", p.name);
             assert!(p.check(p.default_value()).is_ok(), "strategy {name}: default of {} is outside its domain", p.name);
+        }
+        for w in Strategy::sma_windows(&strategy) {
+            let integer = table.iter().any(|p| p.name == *w && matches!(p.kind, crate::ParamKind::Integer { .. }));
+            assert!(integer, "strategy {name}: SMA window {w} is not an integer parameter");
         }
         self.strategies.push(Arc::new(strategy));
         self

@@ -22,15 +22,26 @@ pub fn of_pids(pids: &[u32]) -> std::io::Result<Memory> {
     let mut m = Memory::default();
     for pid in pids {
         let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else { continue };
-        let field = |name: &str| -> u64 {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
-                .unwrap_or(0)
-                * 1024
-        };
-        m.pss += field("Pss:");
-        m.rss += field("Rss:");
+        m.pss += field(&text, "Pss:");
+        m.rss += field(&text, "Rss:");
         m.processes += 1;
     }
     Ok(m)
+}
+
+/// This process's private dirty memory in bytes (`Private_Dirty` of
+/// `/proc/self/smaps_rollup`; Linux only, elsewhere an `Unsupported` error): the pages it
+/// wrote itself, including its copies of pages it shared copy-on-write with its parent.
+pub fn own_private_dirty() -> std::io::Result<u64> {
+    if !cfg!(target_os = "linux") {
+        return Err(std::io::ErrorKind::Unsupported.into());
+    }
+    let text = std::fs::read_to_string("/proc/self/smaps_rollup")?;
+    Ok(field(&text, "Private_Dirty:"))
+}
+
+/// The `kB` field `name` of an smaps_rollup text, in bytes (0 when absent).
+fn field(text: &str, name: &str) -> u64 {
+    text.lines().find_map(|l| l.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()).unwrap_or(0)
+        * 1024
 }

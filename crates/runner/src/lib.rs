@@ -11,6 +11,9 @@
 //!   and its typed, checked [`engine::ParamValues`], never text to parse again;
 //! - [`BacktestWorker`] runs [`Job`]s in a [`pool::Pool`], and [`build_pool`] builds one on any
 //!   backend ([`PoolKind`]), with the bundle inherited, reopened, loaded or mapped;
+//! - [`tables_for`] computes the SMA columns a whole search reads once, before the pool, so
+//!   that [`build_pool_with`] gives every forked or thread worker one shared copy
+//!   ([`engine::SmaTables`]) instead of a private cache each;
 //! - [`PoolEvaluator`] is the optimizer's [`optimize::Evaluator`] over such a pool;
 //! - [`check_space`] and [`params_of`] hold a space and its configs against a strategy's
 //!   parameter table, so that a typo is refused before any work starts.
@@ -26,13 +29,16 @@
 
 mod evaluator;
 mod params;
+mod tables;
 pub mod walkforward;
 mod worker;
 
 pub use evaluator::{PoolEvaluator, TrialSample, metrics_map};
 pub use params::{check_space, listing, max_warmup, params_of};
+pub use tables::{DEFAULT_TABLES_BYTES, TABLES_ENV, shared_tables, shortfall, sma_windows, tables_budget, tables_for};
 pub use worker::{
-    BacktestWorker, HandleMode, Job, JobOutput, PoolKind, SpawnInit, SpawnLoad, build_pool, worker_main_if_requested,
+    BacktestWorker, HandleMode, Job, JobOutput, PoolKind, SpawnInit, SpawnLoad, build_pool, build_pool_with,
+    worker_main_if_requested,
 };
 
 use std::ops::Range;
@@ -40,7 +46,9 @@ use std::sync::Arc;
 
 use bundle::{Bundle, Field};
 use chrono::NaiveDate;
-use engine::{AssetSeries, Backtester, Configured, Market, Metrics, ParamValues, Registry, RunOptions, StrategyId};
+use engine::{
+    AssetSeries, Backtester, Configured, Market, Metrics, ParamValues, Registry, RunOptions, SmaTables, StrategyId,
+};
 use serde::{Deserialize, Serialize};
 
 /// Errors of the glue layer.
@@ -140,9 +148,27 @@ pub struct Engine {
 impl Engine {
     /// Views `bundle` as a market (checking every price once) and builds a backtester on it.
     pub fn new(bundle: Arc<Bundle>) -> Result<Engine, Error> {
+        Engine::with_tables(bundle, None)
+    }
+
+    /// Like [`Engine::new`], with the backtester reading every SMA `tables` hold from them
+    /// (built from this same `bundle`, see [`tables_for`]; tables of another bundle are
+    /// refused).
+    pub fn with_tables(bundle: Arc<Bundle>, tables: Option<Arc<SmaTables>>) -> Result<Engine, Error> {
         let market = MarketCell::try_new(MarketOwner { bundle }, |o| market_of(&o.bundle))?;
-        let cell = EngineCell::try_new(market, |m| Backtester::new(m.borrow_dependent()))?;
+        let cell = EngineCell::try_new(market, |m| {
+            let market = m.borrow_dependent();
+            match tables {
+                Some(t) => Backtester::with_tables(market, Backtester::DEFAULT_CACHE_BYTES, t),
+                None => Backtester::new(market),
+            }
+        })?;
         Ok(Engine { cell })
+    }
+
+    /// Bytes of SMA columns this engine computed and holds itself (not the shared tables).
+    pub fn own_cache_bytes(&self) -> usize {
+        self.cell.with_dependent(|_, bt| bt.cache_bytes())
     }
 
     /// The bundle this engine runs on.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use bundle::{Bundle, Handles};
-use engine::{Metrics, Registry};
+use engine::{Metrics, Registry, SmaTables};
 use serde::{Deserialize, Serialize};
 
 use crate::{BacktestOutcome, BacktestTask, Engine, Error};
@@ -70,6 +70,10 @@ pub enum Job {
     },
     /// Do nothing and echo the value: measures the pool's round-trip overhead.
     Echo(u64),
+    /// Report this worker process's private dirty memory ([`pool::memory::own_private_dirty`],
+    /// Linux only): read before and after a sweep, it shows what a forked worker copied of
+    /// the pages it shares with its parent. A thread worker reports the whole process.
+    PrivateDirty,
 }
 
 /// What a [`BacktestWorker`] returns for a [`Job`].
@@ -91,6 +95,8 @@ pub enum JobOutput {
     Closes(Vec<f64>),
     /// The echoed value.
     Echo(u64),
+    /// A number of bytes (the answer to [`Job::PrivateDirty`]).
+    Bytes(u64),
 }
 
 /// A pool worker holding a loaded bundle, a backtester over it, the binary's strategies and
@@ -110,7 +116,19 @@ impl BacktestWorker {
     /// [`HandleMode::Inherit`] (so that forked children inherit them) and left for
     /// [`BacktestWorker::reopen_handles`] otherwise.
     pub fn new(bundle: Arc<Bundle>, dir: &Path, mode: HandleMode, strategies: Arc<Registry>) -> Result<Self, Error> {
-        let engine = Engine::new(bundle)?;
+        Self::with_tables(bundle, None, dir, mode, strategies)
+    }
+
+    /// Like [`BacktestWorker::new`], reading every SMA the shared `tables` hold from them
+    /// (built from this same `bundle`, see [`crate::tables_for`]).
+    pub fn with_tables(
+        bundle: Arc<Bundle>,
+        tables: Option<Arc<SmaTables>>,
+        dir: &Path,
+        mode: HandleMode,
+        strategies: Arc<Registry>,
+    ) -> Result<Self, Error> {
+        let engine = Engine::with_tables(bundle, tables)?;
         let handles = match mode {
             HandleMode::Inherit => Some(Handles::open(dir)?),
             HandleMode::Reopen => None,
@@ -143,6 +161,10 @@ impl BacktestWorker {
                 None => JobOutput::Invalid("this worker has no SQLite handles".into()),
             },
             Job::Echo(v) => JobOutput::Echo(v),
+            Job::PrivateDirty => match pool::memory::own_private_dirty() {
+                Ok(b) => JobOutput::Bytes(b),
+                Err(e) => JobOutput::Invalid(format!("cannot read private dirty memory: {e}")),
+            },
         }
     }
 }
@@ -212,7 +234,8 @@ impl PoolKind {
     }
 }
 
-/// Builds a pool of [`BacktestWorker`]s running `strategies` over the bundle at `dir`.
+/// Builds a pool of [`BacktestWorker`]s running `strategies` over the bundle at `dir`, each
+/// with its own SMA cache (see [`build_pool_with`] for shared tables).
 ///
 /// `bundle` is the parent's loaded copy: forked and thread workers share it; spawned ones
 /// build their own (and it is not needed for them). Fork kinds must be built while the
@@ -224,7 +247,25 @@ pub fn build_pool(
     dir: &Path,
     strategies: &Arc<Registry>,
 ) -> Result<pool::Pool<BacktestWorker>, Error> {
-    let fork_state = |mode| BacktestWorker::new(bundle.clone(), dir, mode, strategies.clone());
+    build_pool_with(kind, builder, bundle, None, dir, strategies)
+}
+
+/// [`build_pool`] with shared SMA tables, built from `bundle` before this call
+/// ([`crate::tables_for`]). Forked workers (fork, per-batch) inherit them copy-on-write from
+/// this process and only ever read them; thread workers share them through `Arc`; spawned
+/// workers cannot inherit memory and build what they need in their own caches, as without
+/// tables. Every worker computes only the SMAs the tables lack. Results are bit-identical
+/// with and without tables.
+pub fn build_pool_with(
+    kind: PoolKind,
+    builder: pool::PoolBuilder,
+    bundle: &Arc<Bundle>,
+    tables: Option<&Arc<SmaTables>>,
+    dir: &Path,
+    strategies: &Arc<Registry>,
+) -> Result<pool::Pool<BacktestWorker>, Error> {
+    let tables = tables.cloned();
+    let fork_state = |mode| BacktestWorker::with_tables(bundle.clone(), tables.clone(), dir, mode, strategies.clone());
     match kind {
         #[cfg(unix)]
         PoolKind::Fork(HandleMode::Inherit) => Ok(builder.fork(fork_state(HandleMode::Inherit)?)?),
@@ -252,12 +293,20 @@ pub fn build_pool(
         }
         PoolKind::Thread => {
             let (bundle, dir, strategies) = (bundle.clone(), dir.to_path_buf(), strategies.clone());
+            let worker = move || {
+                BacktestWorker::with_tables(
+                    bundle.clone(),
+                    tables.clone(),
+                    &dir,
+                    HandleMode::Reopen,
+                    strategies.clone(),
+                )
+            };
             // Each thread builds its worker; do it once here first so that a failure is an
             // error, not a panic in a worker thread (every thread sees the same bundle).
-            BacktestWorker::new(bundle.clone(), &dir, HandleMode::Reopen, strategies.clone())?.reopen_handles()?;
+            worker()?.reopen_handles()?;
             Ok(builder.thread(move || {
-                let mut w = BacktestWorker::new(bundle.clone(), &dir, HandleMode::Reopen, strategies.clone())
-                    .expect("checked above");
+                let mut w = worker().expect("checked above");
                 w.reopen_handles().expect("bundle handles opened above");
                 w
             })?)

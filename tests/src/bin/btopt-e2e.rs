@@ -15,6 +15,11 @@
 //!     Submits rounds × assets `SqlCloses` jobs at once to a fork pool and prints, per sid,
 //!     the closes (bits) and how many distinct answers and errors the rounds gave, then a
 //!     line with the pool's counters.
+//! btopt-e2e shared --bundle DIR --pool KIND --tables on|off
+//!     One worker (KIND as for `run`, or in-process), with or without shared SMA tables of the
+//!     windows 2..=250 built here first: a warm-up backtest, the worker's private dirty memory,
+//!     a sweep that reads every one of those windows, the private dirty memory again. Prints
+//!     one JSON object: table_bytes, before, after, metrics (every float as its bits).
 //! btopt-e2e fault-ids --bundle DIR --tasks N
 //!     Runs N echo jobs on the platform's default process pool under the current
 //!     BTOPT_FAULT_INJECT and prints the ids of the tasks that failed, as one JSON array.
@@ -93,6 +98,14 @@ fn run() -> Result<()> {
             hammer(mode, opts.num("workers", 8)?, opts.num("rounds", 50)?, &bundle, &dir)
         }
         "fault-ids" => fault_ids(opts.num("tasks", 100)?, &bundle, &dir),
+        "shared" => {
+            let on = match opts.get("tables")? {
+                "on" => true,
+                "off" => false,
+                t => bail!("unknown --tables {t:?}"),
+            };
+            shared(opts.get("pool")?, on, &bundle, &dir)
+        }
         c => bail!("unknown subcommand {c:?}"),
     }
 }
@@ -192,6 +205,7 @@ fn output_json(r: &Result<JobOutput, pool::Error>) -> Value {
         Ok(JobOutput::Invalid(msg)) => json!({ "invalid": msg }),
         Ok(JobOutput::Closes(c)) => json!({ "closes": c.iter().map(|x| x.to_bits()).collect::<Vec<_>>() }),
         Ok(JobOutput::Echo(v)) => json!({ "echo": v }),
+        Ok(JobOutput::Bytes(b)) => json!({ "bytes": b }),
         Err(e) => json!({ "error": e.to_string() }),
     }
 }
@@ -281,6 +295,58 @@ fn hammer(mode: HandleMode, workers: usize, rounds: usize, bundle: &Arc<Bundle>,
 #[cfg(not(unix))]
 fn hammer(_: HandleMode, _: usize, _: usize, _: &Arc<Bundle>, _: &std::path::Path) -> Result<()> {
     bail!("hammer needs the fork backend (unix)")
+}
+
+/// The windows of `shared`'s tables and sweep.
+const SHARED_WINDOWS: std::ops::RangeInclusive<usize> = 2..=250;
+
+fn shared(pool: &str, on: bool, bundle: &Arc<Bundle>, dir: &std::path::Path) -> Result<()> {
+    let windows: Vec<usize> = SHARED_WINDOWS.collect();
+    let tables = if on {
+        Some(runner::shared_tables(bundle, &windows, usize::MAX).map_err(|e| anyhow!("tables: {e}"))?.expect("tables"))
+    } else {
+        None
+    };
+    let strategies = Arc::new(Registry::builtin());
+    let task = |s, l, t| -> Result<Job> {
+        let ma = MaCrossover { short_window: s, long_window: l, threshold: t }.configured()?;
+        Ok(Job::Backtest(BacktestTask::new(&strategies, &ma, RunOptions::default())?))
+    };
+    let mut jobs = vec![task(2, 3, 0.0)?, Job::PrivateDirty];
+    // Every window, as the short and as the long SMA.
+    let (lo, hi) = (*SHARED_WINDOWS.start(), *SHARED_WINDOWS.end());
+    for w in SHARED_WINDOWS {
+        for t in [0.0, 0.002] {
+            jobs.push(task(w, hi + lo - w, t)?);
+        }
+    }
+    jobs.push(Job::PrivateDirty);
+    let outs: Vec<Result<JobOutput, pool::Error>> = if pool == "in-process" {
+        let mut w =
+            runner::BacktestWorker::with_tables(bundle.clone(), tables.clone(), dir, HandleMode::Reopen, strategies)
+                .map_err(|e| anyhow!("worker: {e}"))?;
+        jobs.into_iter().map(|j| Ok(w.execute(j))).collect()
+    } else {
+        let builder = pool::PoolBuilder::new().workers(1);
+        let mut pool = runner::build_pool_with(pool_kind(pool)?, builder, bundle, tables.as_ref(), dir, &strategies)
+            .map_err(|e| anyhow!("failed to start the pool: {e}"))?;
+        pool.map(jobs)
+    };
+    let bytes = |o: &Result<JobOutput, pool::Error>| match o {
+        Ok(JobOutput::Bytes(b)) => json!(b),
+        other => json!(format!("{other:?}")),
+    };
+    let metrics: Vec<Value> = outs[2..outs.len() - 1].iter().map(output_json).collect();
+    println!(
+        "{}",
+        json!({
+            "table_bytes": tables.as_ref().map_or(0, |t| t.bytes()),
+            "before": bytes(&outs[1]),
+            "after": bytes(&outs[outs.len() - 1]),
+            "metrics": metrics,
+        })
+    );
+    Ok(())
 }
 
 fn fault_ids(tasks: usize, bundle: &Arc<Bundle>, dir: &std::path::Path) -> Result<()> {

@@ -77,6 +77,10 @@ impl Strategy for MaCrossoverStrategy {
     fn warmup(&self, p: &MaCrossover) -> usize {
         p.short_window.max(p.long_window)
     }
+
+    fn sma_windows(&self) -> &'static [&'static str] {
+        &["short_window", "long_window"]
+    }
 }
 
 /// Bars per chunk. All assets advance one chunk at a time so the chunk's equity stays in

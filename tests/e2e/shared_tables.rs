@@ -1,0 +1,96 @@
+//! Shared SMA tables (issue 9): a forked worker reads the parent's tables without copying
+//! their pages, and results are bit-identical with the tables on and off, on every backend.
+
+use serde_json::Value;
+
+use crate::support::{daily_bundle, p, run_e2e};
+
+/// `btopt-e2e shared` on `pool` with the tables on or off.
+fn shared(pool: &str, tables: &str) -> Value {
+    let out = run_e2e(&["shared", "--bundle", p(daily_bundle()), "--pool", pool, "--tables", tables]);
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 1, "{}", out.stdout);
+    lines.into_iter().next().unwrap()
+}
+
+#[test]
+fn results_are_identical_with_the_shared_tables_on_and_off() {
+    let reference = shared("in-process", "off");
+    let metrics = reference["metrics"].as_array().unwrap();
+    // 249 windows, two thresholds; they really trade and differ.
+    assert_eq!(metrics.len(), 2 * 249);
+    assert!(metrics.iter().all(|m| m.get("metrics").is_some()), "{metrics:?}");
+    let sharpes: std::collections::BTreeSet<u64> =
+        metrics.iter().map(|m| m["metrics"]["sharpe"].as_u64().unwrap()).collect();
+    assert!(sharpes.len() > 100, "{} distinct sharpes", sharpes.len());
+    let mut kinds = vec!["in-process", "thread", "spawn-load"];
+    if cfg!(unix) {
+        kinds.extend(["fork-inherit", "fork-reopen", "per-batch"]);
+    }
+    for kind in kinds {
+        for tables in ["on", "off"] {
+            let got = shared(kind, tables);
+            assert_eq!(got["metrics"], reference["metrics"], "{kind} with tables {tables}");
+            let want = if tables == "on" { 249 * 7 * bundle_sessions() * 8 } else { 0 };
+            assert_eq!(got["table_bytes"].as_u64(), Some(want as u64), "{kind}");
+        }
+    }
+}
+
+fn bundle_sessions() -> usize {
+    bundle::Bundle::load(daily_bundle()).unwrap().sessions().len()
+}
+
+/// Private dirty memory of the one forked worker: its growth over the sweep is what it wrote
+/// itself. With the tables, the worker reads every column from the parent's pages, so it
+/// grows by far less than the tables' size; without them it computes every column in its
+/// own cache, which the control asserts (so that the probe can tell the two apart).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_forked_worker_does_not_copy_the_shared_tables() {
+    let growth = |v: &Value| {
+        let (before, after) = (v["before"].as_u64().expect("before"), v["after"].as_u64().expect("after"));
+        after.saturating_sub(before)
+    };
+    for kind in ["fork-inherit", "fork-reopen"] {
+        let on = shared(kind, "on");
+        let tables = on["table_bytes"].as_u64().unwrap();
+        assert!(tables > 5 << 20, "tables of {tables} bytes are too small to tell");
+        assert!(growth(&on) < tables / 8, "{kind}: grew {} with {tables} bytes of tables", growth(&on));
+        let off = shared(kind, "off");
+        assert!(growth(&off) > tables / 2, "{kind}: grew only {} without tables of {tables}", growth(&off));
+    }
+}
+
+/// The windows a space can ask for, and the budget line.
+#[test]
+fn the_tables_hold_every_window_of_the_space_within_the_budget() {
+    let registry = engine::Registry::builtin();
+    let ma = registry.lookup("ma-crossover").unwrap();
+    let base = engine::ParamValues::defaults(ma.parameters());
+    let space_1100 = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../spaces/ma-1100.toml")).unwrap();
+    let space = optimize::Space::from_toml_str(&space_1100).unwrap();
+    let mut want: Vec<usize> = (5..=50).step_by(5).chain((50..=200).step_by(15)).collect();
+    want.dedup();
+    assert_eq!(runner::sma_windows(&**ma, &base, &space), want);
+    // A window the space does not vary comes from the fixed values (default short 10).
+    let only_long = optimize::Space::new(vec![optimize::Param::discrete("long_window", 30, 40, 5)], &[]).unwrap();
+    assert_eq!(runner::sma_windows(&**ma, &base, &only_long), [10, 30, 35, 40]);
+    // Momentum declares no SMA windows.
+    let mom = registry.lookup("momentum").unwrap();
+    assert!(runner::sma_windows(&**mom, &engine::ParamValues::defaults(mom.parameters()), &space).is_empty());
+
+    let bundle = bundle::Bundle::load(daily_bundle()).unwrap();
+    let column = bundle.sessions().len() * 8;
+    let all = runner::tables_for(&**ma, &base, &space, &bundle, usize::MAX).unwrap().unwrap();
+    assert_eq!(all.bytes(), want.len() * 7 * column);
+    assert_eq!(runner::shortfall(&all, usize::MAX), None);
+    // Room for three and a half windows: three are shared, and one line says so.
+    let budget = 7 * column * 7 / 2;
+    let some = runner::tables_for(&**ma, &base, &space, &bundle, budget).unwrap().unwrap();
+    assert_eq!(some.complete_windows(), 3);
+    let line = runner::shortfall(&some, budget).expect("over budget");
+    assert!(line.contains(&format!("3 of {} windows are shared", want.len())), "{line}");
+    assert!(!line.contains('\n'));
+    assert!(runner::tables_for(&**ma, &base, &space, &bundle, 0).unwrap().is_none());
+}
