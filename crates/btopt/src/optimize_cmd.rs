@@ -201,7 +201,19 @@ impl Prepared {
         if let Some(t) = a.task_timeout {
             builder = builder.task_timeout(Duration::from_secs_f64(t));
         }
-        runner::build_pool(self.kind, builder, bundle, &a.bundle, strategies).context("failed to start the pool")
+        // The SMAs every config can read, computed once here and shared by the workers
+        // (spawned workers cannot inherit them and build their own).
+        let budget = runner::tables_budget().map_err(|e| crate::usage(e.to_string()))?;
+        let tables = match self.kind {
+            PoolKind::Spawn(_) => None,
+            _ => runner::tables_for(&**self.base.strategy(), self.base.values(), &self.space, bundle, budget)
+                .context("failed to build the shared indicator tables")?,
+        };
+        if let Some(line) = tables.as_deref().and_then(|t| runner::shortfall(t, budget)) {
+            eprintln!("{line}");
+        }
+        runner::build_pool_with(self.kind, builder, bundle, tables.as_ref(), &a.bundle, strategies)
+            .context("failed to start the pool")
     }
 }
 
