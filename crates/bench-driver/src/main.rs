@@ -23,6 +23,7 @@ use bench_driver::plots::{self, Convergence};
 use bench_driver::report::{self, Environment, Report, Run, ScenarioResult};
 use bundle::{Bundle, Frequency, GenerateSpec, Preset};
 
+mod dispatch;
 mod exact;
 mod scenarios;
 
@@ -178,6 +179,39 @@ pub(crate) const SCENARIOS: &[ScenarioDef] = &[
     ScenarioDef { name: "bohb-5m", kind: Kind::Quality, run: scenarios::bohb_5m },
     ScenarioDef { name: "hyperband", kind: Kind::Timed, run: scenarios::hyperband },
     ScenarioDef { name: "overfitting", kind: Kind::Quality, run: scenarios::overfitting },
+    ScenarioDef {
+        name: "dispatch",
+        kind: Kind::Timed,
+        run: |ctx| {
+            const SIZES: dispatch::PerProfile = dispatch::PerProfile {
+                tiny: dispatch::Sizes {
+                    end: "2016-12-30",
+                    max_window: 20,
+                    memory_workers: &[1, 2],
+                    memory_space: "ma-36.toml",
+                    memory_budget: 0.01,
+                    bohb_workers: None,
+                },
+                quick: dispatch::Sizes {
+                    end: "2024-12-31",
+                    max_window: 100,
+                    memory_workers: &[1, 2, 4, 8],
+                    memory_space: "ma-1100.toml",
+                    memory_budget: 0.02,
+                    bohb_workers: Some(8),
+                },
+                full: dispatch::Sizes {
+                    end: "2024-12-31",
+                    max_window: 100,
+                    memory_workers: &[1, 2, 4, 8],
+                    memory_space: "ma-1100.toml",
+                    memory_budget: 0.1,
+                    bohb_workers: Some(8),
+                },
+            };
+            dispatch::run(ctx, &SIZES)
+        },
+    },
 ];
 
 /// A bundle on disk and loaded.
@@ -272,6 +306,17 @@ fn main() -> ExitCode {
 /// `<name>-seed<N>.hash` maps the generator's inputs to the content hash, so a cached bundle
 /// is found without regenerating it, and is loaded only if its recorded hash matches.
 fn ensure(data_dir: &Path, name: &str, spec: &GenerateSpec) -> Result<Data> {
+    ensure_edited(data_dir, name, spec, |_| {})
+}
+
+/// [`ensure`] for the generated data after `edit` (a distinct `name` per edit: the cache is
+/// keyed by name and generator inputs).
+pub(crate) fn ensure_edited(
+    data_dir: &Path,
+    name: &str,
+    spec: &GenerateSpec,
+    edit: impl Fn(&mut bundle::BundleData),
+) -> Result<Data> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("failed to create {}", data_dir.display()))?;
     let key = format!("{name}-{}-{}..{}-seed{}", spec.frequency.as_str(), spec.start, spec.end, spec.seed);
     let index = data_dir.join(format!("{key}.hash"));
@@ -281,7 +326,8 @@ fn ensure(data_dir: &Path, name: &str, spec: &GenerateSpec) -> Result<Data> {
         Some(h) => h,
         None => {
             let t = Instant::now();
-            let data = bundle::generate::generate(spec)?;
+            let mut data = bundle::generate::generate(spec)?;
+            edit(&mut data);
             let hash = data.content_hash();
             if !dir_of(&hash).exists() {
                 bundle::store::write(&data, &dir_of(&hash))?;

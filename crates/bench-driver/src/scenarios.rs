@@ -1,5 +1,6 @@
-//! The five scenarios of the sequential evaluation. Each returns its rows: the first is its
-//! step in the sequence; any others are extra arms, reported but not compounded.
+//! The scenarios of the sequential evaluation (`dispatch` has its own module). Each returns
+//! its rows: the first is its step in the sequence; any others are extra arms, reported but
+//! not compounded.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -29,12 +30,12 @@ fn start_pool(kind: PoolKind, workers: usize, data: &Data) -> Result<Pool> {
         .map_err(|e| anyhow!("failed to start a {} pool: {e}", kind.name()))
 }
 
-fn space(ctx: &Ctx, file: &str) -> Result<Space> {
+pub(crate) fn space(ctx: &Ctx, file: &str) -> Result<Space> {
     Space::from_toml_file(&ctx.spaces.join(file)).with_context(|| format!("failed to read spaces/{file}"))
 }
 
 /// `n` MA-crossover backtests spread evenly over the space's grid (all of it if `n` is larger).
-fn ma_jobs(space: &Space, n: usize, budget: f64, sessions: Option<Range<usize>>) -> Result<Vec<Job>> {
+pub(crate) fn ma_jobs(space: &Space, n: usize, budget: f64, sessions: Option<Range<usize>>) -> Result<Vec<Job>> {
     let card = space.cardinality().ok_or_else(|| anyhow!("space has no finite grid"))?;
     let n = (n as u128).min(card).max(1);
     let strategies = Registry::builtin();
@@ -52,18 +53,24 @@ fn ma_jobs(space: &Space, n: usize, budget: f64, sessions: Option<Range<usize>>)
 }
 
 /// Exact fingerprints of pool outputs: `Debug` of an f64 is its shortest round-trip form, so
-/// equal strings mean bit-identical results.
-fn fingerprint(outputs: &[Result<JobOutput, pool::Error>]) -> Vec<String> {
-    outputs.iter().map(|o| o.as_ref().map_or_else(|e| format!("error: {e}"), |v| format!("{v:?}"))).collect()
+/// equal strings mean bit-identical results. The id of the worker that ran a backtest is left
+/// out: it differs between pools by design.
+pub(crate) fn fingerprint(outputs: &[Result<JobOutput, pool::Error>]) -> Vec<String> {
+    let one = |o: &Result<JobOutput, pool::Error>| match o {
+        Ok(JobOutput::Metrics { metrics, returns, .. }) => format!("{metrics:?} {returns:?}"),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => format!("error: {e}"),
+    };
+    outputs.iter().map(one).collect()
 }
 
-fn failures(outputs: &[Result<JobOutput, pool::Error>]) -> usize {
+pub(crate) fn failures(outputs: &[Result<JobOutput, pool::Error>]) -> usize {
     outputs.iter().filter(|o| !matches!(o, Ok(JobOutput::Metrics { .. }))).count()
 }
 
 /// Runs `f(arm, run)` for every arm, interleaved A B A B …, after one warm-up per arm.
 /// Returns the seconds per arm in run order and records every run.
-fn interleave(
+pub(crate) fn interleave(
     ctx: &mut Ctx,
     scenario: &str,
     arms: &[&str],
@@ -86,7 +93,14 @@ fn interleave(
     Ok(secs)
 }
 
-fn timed_row(name: &str, base: &str, cand: &str, equivalent: bool, b: &[f64], c: &[f64]) -> Result<ScenarioResult> {
+pub(crate) fn timed_row(
+    name: &str,
+    base: &str,
+    cand: &str,
+    equivalent: bool,
+    b: &[f64],
+    c: &[f64],
+) -> Result<ScenarioResult> {
     if !equivalent {
         return Ok(ScenarioResult::new(name, base, cand, false, None, &Verdict::not_equivalent()));
     }
