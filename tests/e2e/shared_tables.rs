@@ -94,3 +94,57 @@ fn the_tables_hold_every_window_of_the_space_within_the_budget() {
     assert!(!line.contains('\n'));
     assert!(runner::tables_for(&**ma, &base, &space, &bundle, 0).unwrap().is_none());
 }
+
+/// `btopt optimize` with the tables (default), without (`BTOPT_SHARED_TABLES_MIB=0`) and with a
+/// budget the space exceeds: the same trials, and one stderr line only when over budget.
+#[test]
+fn btopt_optimize_gives_the_same_trials_with_the_tables_on_off_and_over_budget() {
+    use crate::optimize_cli::{optimize_cmd, parse_summary, timeless};
+    use crate::support::{start, wait_guarded};
+    // 298 windows (short 2..=150, long 151..=300): about 8 MiB of SMAs on the test bundle.
+    let dir = tempfile::tempdir().unwrap();
+    let space = dir.path().join("wide.toml");
+    let toml = "[[parameter]]\nname = \"short_window\"\ntype = \"discrete\"\nmin = 2\nmax = 150\nstep = 1\n\n\
+                [[parameter]]\nname = \"long_window\"\ntype = \"discrete\"\nmin = 151\nmax = 300\nstep = 1\n";
+    std::fs::write(&space, toml).unwrap();
+    let run = |pool: &str, mib: Option<&str>| {
+        let args = [
+            "--space",
+            p(&space),
+            "--search",
+            "random",
+            "--evaluations",
+            "150",
+            "--deterministic",
+            "--pool",
+            pool,
+            "--workers",
+            "2",
+            "--no-overfitting",
+        ];
+        let mut cmd = optimize_cmd(&args, "");
+        match mib {
+            Some(m) => cmd.env(runner::TABLES_ENV, m),
+            None => cmd.env_remove(runner::TABLES_ENV),
+        };
+        let out = wait_guarded(start(&mut cmd));
+        let tables_lines = out.stderr.lines().filter(|l| l.starts_with("shared indicator tables:")).count();
+        (timeless(parse_summary(&out)), tables_lines, out.stderr)
+    };
+    let (want, lines, _) = run("thread", Some("0"));
+    assert_eq!(want["trials"].as_array().unwrap().len(), 150);
+    assert_eq!(lines, 0);
+    for pool in ["fork", "thread"] {
+        let (all, lines, stderr) = run(pool, None);
+        assert_eq!(all, want, "{pool} with the default budget");
+        assert_eq!(lines, 0, "{stderr}");
+        let (some, lines, stderr) = run(pool, Some("1"));
+        assert_eq!(some, want, "{pool} over budget");
+        assert_eq!(lines, 1, "{stderr}");
+        assert!(stderr.contains("over the budget of 1 MiB"), "{stderr}");
+    }
+    let mut bad = optimize_cmd(&["--space", p(&space), "--search", "grid", "--workers", "1"], "");
+    let out = wait_guarded(start(bad.env(runner::TABLES_ENV, "lots")));
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("BTOPT_SHARED_TABLES_MIB must be a number of MiB"), "{}", out.stderr);
+}

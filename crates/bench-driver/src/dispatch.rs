@@ -151,6 +151,29 @@ fn engine_loop(engine: &mut runner::Engine, configs: &[((i64, i64), Configured)]
     Ok((t.elapsed().as_secs_f64(), losses))
 }
 
+/// The optimizer's own cost for the whole grid: median seconds of 5 sweeps over an evaluator
+/// that answers at once (with one fixed backtest's metrics), so no backtest runs.
+fn coordinator_secs(space: &Space, engine: &mut runner::Engine, configs: &[((i64, i64), Configured)]) -> Result<f64> {
+    let (_, first) = configs.first().ok_or_else(|| anyhow!("an empty sweep"))?;
+    let m = engine.run(first, &RunOptions::default())?;
+    let mut secs = Vec::new();
+    for _ in 0..5 {
+        let spec = SearchSpec { kind: SearchKind::Grid, ..SearchSpec::default() };
+        let t = Instant::now();
+        let mut searcher = spec.build(space)?;
+        let mut ev = optimize::InProcessEvaluator::new(64, move |_, _, _| optimize::Outcome::Ok {
+            loss: -m.sharpe,
+            metrics: runner::metrics_map(&m),
+        });
+        let mut store = optimize::MemoryStore::new();
+        let options = optimize::SearchOptions { deterministic: false, reuse_results: false, streaming: false };
+        optimize::optimize(space, &mut *searcher, &mut ev, &mut store, options, &mut ())?;
+        secs.push(t.elapsed().as_secs_f64());
+    }
+    secs.sort_by(f64::total_cmp);
+    Ok(secs[secs.len() / 2])
+}
+
 fn build(kind: PoolKind, builder: pool::PoolBuilder, data: &Data, tables: Option<&Arc<SmaTables>>) -> Result<Pool> {
     if matches!(kind, PoolKind::Fork(_)) {
         wait_single_threaded()?;
@@ -213,6 +236,7 @@ fn throughput(ctx: &mut Ctx, sizes: &Sizes) -> Result<Vec<ScenarioResult>> {
     }
     ctx.progress.step("equivalence");
 
+    let coordinator = coordinator_secs(&space, &mut engine, &configs)?;
     let secs = interleave(ctx, "dispatch", &ARMS, |_, a, _| match &mut pools[a] {
         None => Ok(engine_loop(&mut engine, &configs)?.0),
         Some(p) => Ok(optimize_on(p, &space)?.0),
@@ -236,6 +260,14 @@ fn throughput(ctx: &mut Ctx, sizes: &Sizes) -> Result<Vec<ScenarioResult>> {
         short_max = sizes.max_window - 1,
     );
     let mut step = timed_row("dispatch", "fork-w1-per-task", "fork-w1", equivalent, &secs[1], &secs[2])?
+        .with_metric("coordinator_us_per_trial", coordinator / n as f64 * 1e6)
+        .with_metric("engine_us_per_backtest", 1e6 / engine_rate)
+        .with_note(
+            "coordinator_us_per_trial: the optimizer loop alone (grid search, async, MemoryStore) over an in-process \
+             evaluator that answers every trial at once with a fixed metrics map, median of 5 sweeps; it runs on the \
+             main thread beside the workers, so on 2 cores it bounds what 2 workers can add when a backtest costs about \
+             as much",
+        )
         .with_metric("pairs", n)
         .with_metric("sessions", data.bundle.sessions().len())
         .with_note(note);
