@@ -471,8 +471,11 @@ struct TimedSearcher<'s> {
     suggest_secs: f64,
     observe_secs: f64,
     suggestions: u64,
-    /// When the searcher first said it has nothing more to start: the drain begins.
-    done_at: Option<Instant>,
+    /// The last bracket's number.
+    last_bracket: u32,
+    /// When the searcher first suggested a trial of the last bracket: from then on it can
+    /// open no new bracket, and workers idle at its stage barriers.
+    last_bracket_at: Option<Instant>,
 }
 
 impl Searcher for TimedSearcher<'_> {
@@ -480,12 +483,11 @@ impl Searcher for TimedSearcher<'_> {
         let t = Instant::now();
         let s = self.inner.suggest(mode);
         self.suggest_secs += t.elapsed().as_secs_f64();
-        match s {
-            Ok(Suggestion::Trial(_)) => self.suggestions += 1,
-            Ok(Suggestion::Done) => {
-                self.done_at.get_or_insert_with(Instant::now);
+        if let Ok(Suggestion::Trial(t)) = &s {
+            self.suggestions += 1;
+            if t.bracket == Some(self.last_bracket) {
+                self.last_bracket_at.get_or_insert_with(Instant::now);
             }
-            _ => {}
         }
         s
     }
@@ -564,10 +566,9 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize) -> Result<ScenarioResult> {
     ctx.progress.start("dispatch/bohb", runs);
     let data = Data { dir: ctx.minute.dir.clone(), bundle: ctx.minute.bundle.clone() };
     let space = space(ctx, "ma-1100.toml")?;
-    let sessions = match p.minute_range {
-        Some((a, b)) => Some(runner::session_range(&data.bundle, Some(a), Some(b))?),
-        None => None,
-    };
+    // The whole minute bundle, as the issue states it, whatever the profile's range for
+    // bohb-1100: on a quarter of it a search takes under 0.1 s and start-up dominates.
+    let sessions = None;
     let strategies = Registry::builtin();
     let ma = strategies.lookup("ma-crossover")?.clone();
     let base = engine::ParamValues::defaults(ma.parameters());
@@ -577,13 +578,19 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize) -> Result<ScenarioResult> {
     let mut pool =
         build(PoolKind::Fork(HandleMode::Inherit), pool::PoolBuilder::new().workers(workers), &data, tables.as_ref())?;
     drop(tables);
-    let (mut idle, mut drain, mut per_suggestion, mut per_observe, mut walls, mut trials) =
+    let (mut idle, mut late, mut per_suggestion, mut per_observe, mut walls, mut trials) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for seed in 0..runs {
         let spec = SearchSpec { kind: SearchKind::Bohb, iterations: p.iterations, seed, ..SearchSpec::default() };
         let mut inner = spec.build(&space)?;
-        let mut searcher =
-            TimedSearcher { inner: &mut *inner, suggest_secs: 0.0, observe_secs: 0.0, suggestions: 0, done_at: None };
+        let mut searcher = TimedSearcher {
+            inner: &mut *inner,
+            suggest_secs: 0.0,
+            observe_secs: 0.0,
+            suggestions: 0,
+            last_bracket: u32::try_from(p.iterations.saturating_sub(1))?,
+            last_bracket_at: None,
+        };
         let mut ev =
             runner::PoolEvaluator::new(&mut pool, ma.clone(), id, base, sessions.clone(), RunOptions::DEFAULT_FEE);
         let mut watched = Watched { inner: &mut ev, workers, in_flight: 0, since: Instant::now(), starved: Vec::new() };
@@ -593,9 +600,9 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize) -> Result<ScenarioResult> {
         let summary = optimize::optimize(&space, &mut searcher, &mut watched, &mut store, options, &mut ())?;
         let wall = t.elapsed().as_secs_f64();
         watched.advance();
-        let (running, draining) = watched.starved_secs(searcher.done_at);
-        idle.push((running + draining) / (workers as f64 * wall));
-        drain.push(draining / (workers as f64 * wall));
+        let (early_secs, late_secs) = watched.starved_secs(searcher.last_bracket_at);
+        idle.push((early_secs + late_secs) / (workers as f64 * wall));
+        late.push(late_secs / (workers as f64 * wall));
         per_suggestion.push(searcher.suggest_secs / searcher.suggestions.max(1) as f64);
         per_observe.push(searcher.observe_secs / summary.evaluations.max(1) as f64);
         walls.push(wall);
@@ -616,12 +623,12 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize) -> Result<ScenarioResult> {
         worst <= BOHB_IDLE_TARGET,
         format!(
             "with async BOHB at {workers} fork workers, fewer trials than workers were in flight for {:.2}% of the \
-             worker time on average (worst seed {:.2}%; target ≤ {:.0}%), {:.2}% of it after the last suggestion while \
-             the final brackets drained; the searcher took {:.1} µs per suggestion",
+             worker time on average (worst seed {:.2}%; target ≤ {:.0}%), {:.2}% of it after the last bracket opened \
+             (from then on no bracket can start while the others wait at their stage barriers); the searcher took {:.1} µs per suggestion",
             mean(&idle) * 100.0,
             worst * 100.0,
             BOHB_IDLE_TARGET * 100.0,
-            mean(&drain) * 100.0,
+            mean(&late) * 100.0,
             mean(&per_suggestion) * 1e6
         ),
     );
@@ -629,18 +636,17 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize) -> Result<ScenarioResult> {
         .with_metric("workers", workers)
         .with_metric("idle_fraction_mean", mean(&idle))
         .with_metric("idle_fraction_worst", worst)
-        .with_metric("idle_fraction_in_drain_mean", mean(&drain))
+        .with_metric("idle_fraction_after_last_bracket_mean", mean(&late))
         .with_metric("suggest_us_mean", mean(&per_suggestion) * 1e6)
         .with_metric("observe_us_mean", mean(&per_observe) * 1e6)
         .with_metric("wall_s_mean", mean(&walls))
         .with_metric("trials_mean", trials.iter().sum::<u64>() as f64 / trials.len() as f64)
         .with_note(format!(
-            "async BOHB (iterations {}, seeds 0..{runs}) on spaces/ma-1100.toml over the mag-7 minute bundle{}, one fork pool \
+            "async BOHB (iterations {}, seeds 0..{runs}) on spaces/ma-1100.toml over the whole mag-7 minute bundle, one fork pool \
              with shared tables; idle = worker-seconds with fewer trials submitted than workers (some worker certainly had \
              nothing) over workers × wall time, a lower bound of idleness that the coordinator controls (on 2 cores, 8 \
              workers cannot all run at once anyway); suggest = time in the searcher's suggest per suggested trial, observe per \
              finished trial",
             p.iterations,
-            p.minute_range.map_or_else(String::new, |(a, b)| format!(" ({a}..{b})"))
         )))
 }
