@@ -65,6 +65,12 @@
 //! differ only in position bounds when their decisions provably coincide
 //! (`strategies/mom_batch.rs`). See `BENCHMARKS.md` for figures.
 //!
+//! Memory across workers: [`SmaTables`] hold the SMAs a whole search reads (the windows a
+//! strategy names in [`Strategy::sma_windows`]), computed once and shared read-only by many
+//! backtesters ([`Backtester::with_tables`]), which then compute only what the tables lack;
+//! the bits are those of the per-worker cache. The engine only builds and reads them: glue
+//! code decides what goes in, and how the processes share the pages.
+//!
 //! ```
 //! use engine::{AssetSeries, Market, Registry, RunOptions};
 //!

@@ -1,4 +1,5 @@
-//! Memory of a set of processes: the sum of PSS and RSS from `/proc/PID/smaps_rollup`.
+//! Memory of a set of processes: the sum of PSS and RSS from `/proc/PID/smaps_rollup`, and a
+//! process's own private dirty memory.
 //!
 //! RSS counts every shared page in full in every process; PSS divides each page among the
 //! processes that share it, so the sum of PSS over a pool is the fair figure.
