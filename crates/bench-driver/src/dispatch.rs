@@ -115,8 +115,9 @@ fn sweep_space(max: usize) -> Result<Space> {
     Ok(Space::new(params, &["short_window < long_window"])?)
 }
 
-/// Runs the whole grid of `space` through the optimizer on `pool` (async, as `btopt optimize
-/// --search grid` does); returns the seconds and each trial's loss bits by (short, long).
+/// Runs the whole grid of `space` through the optimizer on `pool` as `btopt optimize --search
+/// grid` does (async, streaming, no store); returns the seconds and each trial's loss bits by
+/// (short, long), gathered by the observer.
 fn optimize_on(pool: &mut pool::Pool<BacktestWorker>, space: &Space) -> Result<(f64, Losses)> {
     let strategies = Registry::builtin();
     let ma = strategies.lookup("ma-crossover")?.clone();
@@ -126,17 +127,38 @@ fn optimize_on(pool: &mut pool::Pool<BacktestWorker>, space: &Space) -> Result<(
     let t = Instant::now();
     let mut searcher = spec.build(space)?;
     let mut ev = runner::PoolEvaluator::new(pool, ma, id, base, None, RunOptions::DEFAULT_FEE);
-    let mut store = optimize::MemoryStore::new();
-    let options = optimize::SearchOptions { deterministic: false, reuse_results: false, streaming: false };
-    let summary = optimize::optimize(space, &mut *searcher, &mut ev, &mut store, options, &mut ())?;
+    let mut seen = Seen::default();
+    optimize::optimize(space, &mut *searcher, &mut ev, &mut optimize::NullStore, STREAMING, &mut seen)?;
     let secs = t.elapsed().as_secs_f64();
-    let mut losses = BTreeMap::new();
-    for trial in &summary.trials {
-        let int = |name: &str| trial.config.get(name).and_then(|v| v.as_f64()).map_or(-1, |x| x as i64);
-        let loss = trial.loss.ok_or_else(|| anyhow!("trial {} has no loss: {:?}", trial.trial_id, trial.message))?;
-        losses.insert((int("short_window"), int("long_window")), loss.to_bits());
+    if let Some(message) = seen.failed {
+        return Err(anyhow!("a trial has no loss: {message}"));
     }
-    Ok((secs, losses))
+    Ok((secs, seen.losses))
+}
+
+/// btopt's options for a grid without `--deterministic`.
+const STREAMING: optimize::SearchOptions =
+    optimize::SearchOptions { deterministic: false, reuse_results: false, streaming: true };
+
+/// Each finished trial's loss bits by (short, long), as they stream by.
+#[derive(Default)]
+struct Seen {
+    losses: Losses,
+    failed: Option<String>,
+}
+
+impl optimize::Observer for Seen {
+    fn on_trial(&mut self, p: &optimize::Progress<'_>) {
+        let int = |name: &str| p.trial.config.get(name).and_then(|v| v.as_f64()).map_or(-1, |x| x as i64);
+        match p.trial.loss {
+            Some(loss) => {
+                self.losses.insert((int("short_window"), int("long_window")), loss.to_bits());
+            }
+            None => {
+                self.failed.get_or_insert_with(|| format!("{:?}", p.trial.message));
+            }
+        }
+    }
 }
 
 /// The engine alone: the same configs on one warm backtester in this process.
@@ -165,9 +187,7 @@ fn coordinator_secs(space: &Space, engine: &mut runner::Engine, configs: &[((i64
             loss: -m.sharpe,
             metrics: runner::metrics_map(&m),
         });
-        let mut store = optimize::MemoryStore::new();
-        let options = optimize::SearchOptions { deterministic: false, reuse_results: false, streaming: false };
-        optimize::optimize(space, &mut *searcher, &mut ev, &mut store, options, &mut ())?;
+        optimize::optimize(space, &mut *searcher, &mut ev, &mut optimize::NullStore, STREAMING, &mut ())?;
         secs.push(t.elapsed().as_secs_f64());
     }
     secs.sort_by(f64::total_cmp);
@@ -251,7 +271,8 @@ fn throughput(ctx: &mut Ctx, sizes: &Sizes) -> Result<Vec<ScenarioResult>> {
     let note = format!(
         "every run sweeps {n} MA pairs (short 2..={short_max}, long 3..={max}, short < long, threshold 0) over one asset and {} \
          daily sessions, full range, default fee; engine = one warm runner::Engine (Backtester) loop in this process; \
-         the pool arms run runner::PoolEvaluator + optimize::optimize (grid, async), pools built once before the runs; \
+         the pool arms run runner::PoolEvaluator + optimize::optimize (grid, async, streaming, no store: btopt's \
+         defaults), pools built once before the runs; \
          fork-w1-per-task sends one task per frame (ChunkSize::Fixed(1)) and its worker keeps a private SMA cache, the \
          other pool arms chunk adaptively and share the tables ({} of SMAs)",
         data.bundle.sessions().len(),
@@ -263,7 +284,7 @@ fn throughput(ctx: &mut Ctx, sizes: &Sizes) -> Result<Vec<ScenarioResult>> {
         .with_metric("coordinator_us_per_trial", coordinator / n as f64 * 1e6)
         .with_metric("engine_us_per_backtest", 1e6 / engine_rate)
         .with_note(
-            "coordinator_us_per_trial: the optimizer loop alone (grid search, async, MemoryStore) over an in-process \
+            "coordinator_us_per_trial: the optimizer loop alone (grid search, async, streaming, no store) over an in-process \
              evaluator that answers every trial at once with a fixed metrics map, median of 5 sweeps; it runs on the \
              main thread beside the workers, so on 2 cores it bounds what 2 workers can add when a backtest costs about \
              as much",
@@ -594,10 +615,9 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize) -> Result<ScenarioResult> {
         let mut ev =
             runner::PoolEvaluator::new(&mut pool, ma.clone(), id, base, sessions.clone(), RunOptions::DEFAULT_FEE);
         let mut watched = Watched { inner: &mut ev, workers, in_flight: 0, since: Instant::now(), starved: Vec::new() };
-        let mut store = optimize::MemoryStore::new();
-        let options = optimize::SearchOptions { deterministic: false, reuse_results: false, streaming: false };
         let t = Instant::now();
-        let summary = optimize::optimize(&space, &mut searcher, &mut watched, &mut store, options, &mut ())?;
+        let summary =
+            optimize::optimize(&space, &mut searcher, &mut watched, &mut optimize::NullStore, STREAMING, &mut ())?;
         let wall = t.elapsed().as_secs_f64();
         watched.advance();
         let (early_secs, late_secs) = watched.starved_secs(searcher.last_bracket_at);
