@@ -148,3 +148,29 @@ fn btopt_optimize_gives_the_same_trials_with_the_tables_on_off_and_over_budget()
     assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("BTOPT_SHARED_TABLES_MIB must be a number of MiB"), "{}", out.stderr);
 }
+
+/// An engine over shared tables computes none of the SMAs they hold, and refuses tables built
+/// from another copy of the same bundle (the tables serve exactly the columns they were
+/// built from).
+#[test]
+fn an_engine_reads_the_tables_of_its_own_bundle_only() {
+    use std::sync::Arc;
+    let bundle = Arc::new(bundle::Bundle::load(daily_bundle()).unwrap());
+    let tables = runner::shared_tables(&bundle, &[5, 20, 50], usize::MAX).unwrap().unwrap();
+    let run = |engine: &mut runner::Engine| {
+        let mut sharpes = Vec::new();
+        for (s, l) in [(5, 20), (20, 50), (5, 50)] {
+            let ma = engine::MaCrossover { short_window: s, long_window: l, threshold: 0.0 }.configured().unwrap();
+            sharpes.push(engine.run(&ma, &engine::RunOptions::default()).unwrap().sharpe.to_bits());
+        }
+        sharpes
+    };
+    let mut shared = runner::Engine::with_tables(bundle.clone(), Some(tables.clone())).unwrap();
+    let mut own = runner::Engine::new(bundle.clone()).unwrap();
+    assert_eq!(run(&mut shared), run(&mut own));
+    assert_eq!(shared.own_cache_bytes(), 0);
+    assert_eq!(own.own_cache_bytes(), tables.bytes());
+    let copy = Arc::new(bundle::Bundle::load(daily_bundle()).unwrap());
+    let refused = runner::Engine::with_tables(copy, Some(tables)).err().expect("refused");
+    assert!(refused.to_string().contains("another market"), "{refused}");
+}
