@@ -708,7 +708,7 @@ fn convergence_points(s: &SearchSummary) -> Vec<(f64, f64)> {
 /// Scenario 5: Hyperband against BOHB at an equal budget (same brackets): what the model adds.
 pub(crate) fn hyperband(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
     let p = ctx.profile.clone();
-    ctx.progress.start("hyperband", (3 + 3 * p.runs) as u64);
+    ctx.progress.start("hyperband", (4 + 3 * p.runs) as u64);
     let space = space(ctx, "ma-1100.toml")?;
     let data = Data { dir: ctx.daily.dir.clone(), bundle: ctx.daily.bundle.clone() };
     let hb = |seed| SearchSpec { kind: SearchKind::Hyperband, iterations: p.iterations, seed, ..SearchSpec::default() };
@@ -718,6 +718,7 @@ pub(crate) fn hyperband(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
     let equal_budget = first.total_budget.round().max(1.0) as u64;
     let mut series: [Vec<Vec<(f64, f64)>>; 3] = Default::default();
     let mut bests: [Vec<f64>; 3] = Default::default();
+    let mut rhos: [Vec<f64>; 2] = Default::default();
     let secs = interleave(ctx, "hyperband", &["hyperband", "bohb", "random"], |_, a, r| {
         let seed = if r == usize::MAX { 0 } else { r as u64 };
         let spec = match a {
@@ -731,9 +732,22 @@ pub(crate) fn hyperband(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
         if r != usize::MAX {
             series[a].push(convergence_points(&summary));
             bests[a].push(best_sharpe(&summary));
+            if a < 2 {
+                rhos[a].extend(optimize::fidelity(&summary.trials).iter().filter_map(|f| f.spearman));
+            }
         }
         Ok(s)
     })?;
+    // Both bracket searches again under the other fidelity (untimed): quality and ρ.
+    let mut blocks: [(Vec<f64>, Vec<f64>); 2] = Default::default();
+    for seed in 0..p.runs as u64 {
+        for (a, spec) in [hb(seed), bohb_spec(p.iterations, seed)].iter().enumerate() {
+            let (_, s) = search_with(&mut pool, &space, spec, "ma-crossover", None, engine::Fidelity::Blocks)?;
+            blocks[a].0.push(best_sharpe(&s));
+            blocks[a].1.extend(optimize::fidelity(&s.trials).iter().filter_map(|f| f.spearman));
+        }
+    }
+    ctx.progress.step("blocks fidelity");
     drop(pool);
     let names = ["Hyperband", "BOHB", "random"];
     ctx.convergence.push(Convergence {
@@ -752,6 +766,22 @@ pub(crate) fn hyperband(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
         .with_metric("bohb_best_sharpe_mean", mean(&bests[1]))
         .with_metric("random_best_sharpe_mean", mean(&bests[2]))
         .with_metric("quality_welch_p", quality.map_or(f64::NAN, |t| t.p_value))
+        .with_metric("spearman_mean_recent_hyperband", mean(&rhos[0]))
+        .with_metric("spearman_mean_recent_bohb", mean(&rhos[1]))
+        .with_metric("spearman_mean_blocks_hyperband", mean(&blocks[0].1))
+        .with_metric("spearman_mean_blocks_bohb", mean(&blocks[1].1))
+        .with_metric("hyperband_blocks_best_sharpe_mean", mean(&blocks[0].0))
+        .with_metric("bohb_blocks_best_sharpe_mean", mean(&blocks[1].0))
+        .with_note(format!(
+            "fidelity (untimed, same seeds): under `blocks` Hyperband {:.4} and BOHB {:.4} against {:.4} and {:.4} under \
+             `recent`; mean Spearman between successive budgets {:.3} (recent) vs {:.3} (blocks)",
+            mean(&blocks[0].0),
+            mean(&blocks[1].0),
+            mean(&bests[0]),
+            mean(&bests[1]),
+            mean(&[rhos[0].clone(), rhos[1].clone()].concat()),
+            mean(&[blocks[0].1.clone(), blocks[1].1.clone()].concat()),
+        ))
         .with_note(format!(
             "equal budget: both run {} brackets of the same schedule; the model's value shows in quality \
              (mean best sharpe {:.4} for BOHB vs {:.4} for Hyperband, Welch p {}), not in time",
