@@ -179,6 +179,87 @@ fn a_worker_killed_mid_lease_loses_nothing_and_its_trials_get_a_second_attempt()
     }
 }
 
+/// Waits until `cond` holds for the study's trials, failing on a hang.
+fn wait_for_trials(
+    q: &mut store::Queue,
+    what: &str,
+    cond: impl Fn(&std::collections::BTreeMap<u64, store::TrialState>) -> bool,
+) -> std::collections::BTreeMap<u64, store::TrialState> {
+    let started = Instant::now();
+    loop {
+        let trials = q.trials().unwrap();
+        if cond(&trials) {
+            return trials;
+        }
+        assert!(started.elapsed() < HANG_GUARD, "never reached: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_trial_that_kills_every_worker_is_crashed_once_after_its_attempts_and_the_search_goes_on() {
+    let Some(url) = database() else { return };
+    let c = start(&mut coordinator(&url, "cap", &["--workers", "0", "--max-attempts", "3"]));
+    let mut q = observer(&url, "cap");
+    // Three workers in turn claim the lowest trials (the first batch, then the same trials once
+    // their lease has expired), hang on the first one (so no heartbeat) and are SIGKILLed.
+    let mut held: Vec<u64> = Vec::new();
+    for attempt in 1..=3 {
+        let mut w = worker(&url, daily_bundle(), "cap", &["--lease", "1"]);
+        w.env(pool::FAULT_ENV, "hang@ids=0");
+        let mut w = start(&mut w);
+        let trials = wait_for_trials(&mut q, "a dying worker holds its batch", |t| {
+            let running: Vec<u64> = t
+                .iter()
+                .filter(|(_, s)| s.attempts == attempt && s.queue.as_deref() == Some("running"))
+                .map(|(id, _)| *id)
+                .collect();
+            !running.is_empty() && (held.is_empty() || running == held)
+        });
+        if held.is_empty() {
+            held = trials.iter().filter(|(_, s)| s.attempts == 1).map(|(id, _)| *id).collect();
+        }
+        let claimed: Vec<u64> = trials.iter().filter(|(_, s)| s.attempts > 0).map(|(id, _)| *id).collect();
+        assert_eq!(claimed, held, "only the dying workers' batch was ever claimed");
+        w.kill().unwrap(); // SIGKILL, holding the lease
+        w.wait().unwrap();
+        // The lease (1 s, from the claim, which came before we saw it) has surely expired.
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let w = start(&mut worker(&url, daily_bundle(), "cap", &[]));
+    let out = finish(c, "coordinator");
+    finish(w, "healthy worker");
+
+    let message = "lost its worker 3 times (its lease expired on every attempt)";
+    let trials = observer(&url, "cap").trials().unwrap();
+    for (id, t) in &trials {
+        if held.contains(id) {
+            assert_eq!((t.attempts, t.status.as_str(), t.message.as_deref()), (3, "crashed", Some(message)), "{id}");
+        } else {
+            assert_eq!((t.attempts, t.status.as_str()), (1, "ok"), "trial {id}");
+        }
+        assert_eq!(t.queue.as_deref(), Some("taken"), "trial {id}");
+    }
+    // The coordinator went on: every bracket ran (as many trials as the local run), each
+    // trial once, the crashed ones as crashed.
+    let summary = parse_summary(&out);
+    let listed = summary["trials"].as_array().unwrap();
+    assert_eq!(listed.len(), local()["trials"].as_array().unwrap().len());
+    assert_eq!(listed.len(), trials.len());
+    let mut ids: Vec<u64> = listed.iter().map(|t| t["trial_id"].as_u64().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), listed.len(), "each trial once");
+    for t in listed {
+        let crashed = held.contains(&t["trial_id"].as_u64().unwrap());
+        assert_eq!(t["status"], if crashed { "crashed" } else { "ok" }, "{t}");
+    }
+    assert!(summary["best"]["loss"].is_f64(), "{summary}");
+    let info = observer(&url, "cap").info().unwrap().unwrap();
+    assert_eq!((info.state.as_str(), info.queued, info.running), ("finished", 0, 0), "{info:?}");
+}
+
 #[cfg(unix)]
 #[test]
 fn a_coordinator_killed_mid_study_and_run_again_gives_the_uninterrupted_result() {
@@ -309,4 +390,17 @@ fn a_worker_forks_replacement_workers_while_its_connection_is_live() {
     let out = finish(w, "worker");
     assert!(out.stderr.is_empty() || !out.stderr.contains("thread"), "{}", out.stderr);
     one_outcome_each(&url, "refork");
+}
+
+#[test]
+fn max_attempts_without_a_postgresql_store_is_refused_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("study.sqlite");
+    let mut a = search_args();
+    a.extend(["--store", p(&file), "--workers", "1", "--max-attempts", "2"].map(String::from));
+    let out = wait_guarded(start(&mut optimize_cmd(&strs(&a), "")));
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("--max-attempts needs --store postgresql://"), "{}", out.stderr);
+    assert!(!file.exists(), "nothing was written");
 }

@@ -90,6 +90,11 @@ pub(crate) struct OptimizeArgs {
     /// process's own workers go back to the queue.
     #[arg(long, default_value_t = 30.0)]
     pub(crate) lease: f64,
+    /// PostgreSQL store: how many times a trial is handed to a worker; when its lease expires
+    /// on the last of them (every worker that ran it died), it is a crashed trial and the
+    /// search goes on [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_attempts: Option<u32>,
     /// A fixed strategy parameter, NAME=VALUE (repeatable); the space overrides it.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub(crate) set: Vec<String>,
@@ -184,6 +189,11 @@ impl Prepared {
         if a.study.is_some() && !distributed {
             return Err(crate::usage("--study needs --store postgresql://USER@HOST:PORT/DB"));
         }
+        if a.max_attempts.is_some() && !distributed {
+            return Err(crate::usage(
+                "--max-attempts needs --store postgresql://USER@HOST:PORT/DB (a local pool retries a lost worker's task itself)",
+            ));
+        }
         if !(a.lease.is_finite() && a.lease > 0.0) {
             return Err(crate::usage("--lease must be a positive number of seconds"));
         }
@@ -268,6 +278,7 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             let mut opened =
                 store::open(url, a.study.as_deref(), Some(task)).context("failed to open the trial store")?;
             let store::Opened::Postgres { store: pg, .. } = &mut opened else { unreachable!("a postgresql:// store") };
+            pg.set_max_attempts(a.max_attempts.unwrap_or(store::DEFAULT_MAX_ATTEMPTS));
             let name = pg.study_name(&optimize::study_identity(space, &*searcher, options));
             let lease = Duration::from_secs_f64(a.lease);
             let queue =

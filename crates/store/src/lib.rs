@@ -31,7 +31,9 @@ pub mod testing;
 
 pub use error::{Error, Result};
 pub use location::{Location, PgTarget};
-pub use pg::{Claimed, PgStore, Queue, RECONNECT_BOUND, StudyInfo, StudyTask, list_studies};
+pub use pg::{
+    Claimed, DEFAULT_MAX_ATTEMPTS, PgStore, Queue, RECONNECT_BOUND, StudyInfo, StudyTask, TrialState, list_studies,
+};
 pub use redact::redact;
 pub use row::hostname;
 pub use sqlite::{COMMIT_AFTER, SqliteStore};

@@ -17,6 +17,26 @@
 //! arrives after that is discarded: **the result of the current lease wins**, never a late
 //! one. Backtests are deterministic, so the discarded result would have been the same.
 //!
+//! Bounded attempts: a study allows `max_attempts` claims per trial (the coordinator's
+//! `--max-attempts`, default [`DEFAULT_MAX_ATTEMPTS`], recorded in `btopt_studies` when it
+//! opens the study). A trial whose lease expires on its last allowed attempt is not claimed
+//! again: the coordinator's next [`Queue::take_done`] writes its outcome itself, `crashed`
+//! with the message `lost its worker N times (its lease expired on every attempt)`, and takes
+//! it, so a trial that kills every worker that runs it ends instead of looping, and the search
+//! goes on with a crashed trial. That write and a late worker's result exclude each other
+//! (both require state `running`; row locks order them), so the trial still has exactly one
+//! outcome.
+//!
+//! The queue's states of a trial, and who moves it:
+//!
+//! ```text
+//! NULL ──enqueue──► queued ──claim──► running ──complete (lease held)──► done ──take_done──► taken
+//!                     ▲                  │
+//!                     └── lease expired, attempts < max_attempts: the next claim takes it again
+//!                                        │
+//!                   lease expired, attempts = max_attempts: take_done writes `crashed` ──► taken
+//! ```
+//!
 //! Connection loss: every operation is one transaction, retried whole after a reconnect, so
 //! nothing is half-applied; reconnects back off from 50 ms to 2 s and give up after
 //! [`RECONNECT_BOUND`] with [`Error::Unreachable`]. A coordinator re-takes its study lock on
@@ -37,6 +57,10 @@ use crate::row::{RawTrial, columns, holder_name, outcome};
 /// How long a server may stay unreachable before an operation fails: 60 s.
 pub const RECONNECT_BOUND: Duration = Duration::from_secs(60);
 
+/// How many times a trial is claimed before a lease that expires on it makes it a crashed
+/// trial (see the module docs): 3, like the local pool's retries of a task whose worker died.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
 /// The advisory-lock class of btopt's locks ("btop").
 const LOCK_CLASS: i32 = 0x6274_6f70;
 
@@ -49,8 +73,17 @@ CREATE TABLE IF NOT EXISTS btopt_studies (
     task TEXT,
     state TEXT NOT NULL DEFAULT 'running',
     holder TEXT,
-    created TIMESTAMPTZ NOT NULL DEFAULT now()
+    created TIMESTAMPTZ NOT NULL DEFAULT now(),
+    max_attempts INTEGER NOT NULL DEFAULT 3
 );
+-- Databases created before attempts were bounded (3 = DEFAULT_MAX_ATTEMPTS). Checked first:
+-- ALTER TABLE locks the table exclusively even when the column exists.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'btopt_studies' AND column_name = 'max_attempts') THEN
+        ALTER TABLE btopt_studies ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 3;
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS btopt_trials (
     study TEXT NOT NULL REFERENCES btopt_studies (name) ON DELETE CASCADE,
     trial_id BIGINT NOT NULL,
@@ -306,6 +339,7 @@ pub struct PgStore {
     name: Option<String>,
     task: Option<StudyTask>,
     study: Option<String>,
+    max_attempts: u32,
     completed: Vec<(Completion, Option<u64>, Option<u64>)>,
 }
 
@@ -325,8 +359,16 @@ impl PgStore {
             name: name.map(str::to_string),
             task,
             study: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             completed: Vec::new(),
         })
+    }
+
+    /// How many times a trial of the study may be claimed (at least 1; default
+    /// [`DEFAULT_MAX_ATTEMPTS`]); recorded with the study when it is opened, so a resumed study
+    /// takes the value of the coordinator that resumes it.
+    pub fn set_max_attempts(&mut self, n: u32) {
+        self.max_attempts = n.max(1);
     }
 
     /// The study's name for `identity`: `--study`, else the identity hash.
@@ -451,6 +493,7 @@ impl TrialStore for PgStore {
         let hash = identity_hash(identity);
         let holder = holder_name();
         let task = self.task.clone();
+        let max_attempts = i32::try_from(self.max_attempts).unwrap_or(i32::MAX);
         let stored = self.conn.run("open the study", |c| {
             let mut tx = c.transaction()?;
             let row =
@@ -458,17 +501,17 @@ impl TrialStore for PgStore {
             match &row {
                 Some(_) => {
                     tx.execute(
-                        "UPDATE btopt_studies SET holder = $2, state = 'running' WHERE name = $1",
-                        &[&name, &holder],
+                        "UPDATE btopt_studies SET holder = $2, state = 'running', max_attempts = $3 WHERE name = $1",
+                        &[&name, &holder, &max_attempts],
                     )?;
                 }
                 None => {
                     let task_json = task.as_ref().map(|t| t.task.to_string());
                     let bundle = task.as_ref().map(|t| t.bundle_hash.clone());
                     tx.execute(
-                        "INSERT INTO btopt_studies (name, identity, hash, bundle_hash, task, holder)
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                        &[&name, &text, &hash, &bundle, &task_json, &holder],
+                        "INSERT INTO btopt_studies (name, identity, hash, bundle_hash, task, holder, max_attempts)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        &[&name, &text, &hash, &bundle, &task_json, &holder, &max_attempts],
                     )?;
                 }
             }
@@ -560,6 +603,19 @@ pub struct Claimed {
     pub budget: f64,
     /// Which attempt this is (1 for the first claim).
     pub attempt: i32,
+}
+
+/// One trial's row as the queue sees it ([`Queue::trials`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialState {
+    /// How many times it was claimed.
+    pub attempts: i32,
+    /// `queued`, `running`, `done` or `taken` (see the module docs); `None` before it is queued.
+    pub queue: Option<String>,
+    /// `running` until it has an outcome, then `ok`, `nonfinite` or `crashed`.
+    pub status: String,
+    /// A crashed trial's message.
+    pub message: Option<String>,
 }
 
 /// A study's work queue, on its own connection: the coordinator enqueues and takes finished
@@ -666,8 +722,9 @@ impl Queue {
     }
 
     /// Claims up to `max` trials (lowest ids first): queued ones, and running ones whose
-    /// lease has expired (their attempt count grows). `SELECT … FOR UPDATE SKIP LOCKED`, so
-    /// workers never wait for each other.
+    /// lease has expired with attempts left (their attempt count grows; a trial that has used
+    /// the study's `max_attempts` waits for [`Queue::take_done`] to fail it).
+    /// `SELECT … FOR UPDATE SKIP LOCKED`, so workers never wait for each other.
     pub fn claim(&mut self, max: usize) -> Result<Vec<Claimed>> {
         let study = self.study.clone();
         let owner = self.owner.clone();
@@ -677,7 +734,8 @@ impl Queue {
             c.query(
                 "WITH c AS (
                     SELECT trial_id FROM btopt_trials
-                    WHERE study = $1 AND (queue = 'queued' OR (queue = 'running' AND lease_expires < now()))
+                    WHERE study = $1 AND (queue = 'queued' OR (queue = 'running' AND lease_expires < now()
+                        AND attempts < (SELECT max_attempts FROM btopt_studies WHERE name = $1)))
                     ORDER BY trial_id LIMIT $2 FOR UPDATE SKIP LOCKED)
                  UPDATE btopt_trials t SET queue = 'running', attempts = t.attempts + 1, lease_owner = $3,
                         lease_expires = now() + make_interval(secs => $4)
@@ -759,15 +817,32 @@ impl Queue {
         Ok(n as usize)
     }
 
-    /// Takes the outcomes that workers have written since the last call (each exactly once).
+    /// Takes the outcomes that workers have written since the last call (each exactly once),
+    /// after writing the outcome of every trial whose lease expired on its last allowed
+    /// attempt: crashed, `lost its worker N times (its lease expired on every attempt)`. One
+    /// transaction, so a trial is failed and taken together or not at all.
     pub fn take_done(&mut self) -> Result<Vec<Completion>> {
         let study = self.study.clone();
         let rows = self.conn.run("take results", |c| {
-            c.query(
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "UPDATE btopt_trials t SET status = 'crashed', loss = NULL, metrics = NULL, duration = NULL,
+                        worker = NULL, queue = 'done', lease_expires = NULL,
+                        message = 'lost its worker ' || t.attempts
+                                  || CASE WHEN t.attempts = 1 THEN ' time' ELSE ' times' END
+                                  || ' (its lease expired on every attempt)'
+                 FROM btopt_studies s
+                 WHERE s.name = $1 AND t.study = $1 AND t.queue = 'running' AND t.lease_expires < now()
+                       AND t.attempts >= s.max_attempts",
+                &[&study],
+            )?;
+            let rows = tx.query(
                 "UPDATE btopt_trials SET queue = 'taken' WHERE study = $1 AND queue = 'done'
                  RETURNING trial_id, status, loss, metrics, message, duration, worker",
                 &[&study],
-            )
+            )?;
+            tx.commit()?;
+            Ok(rows)
         })?;
         let mut out = BTreeMap::new();
         for r in &rows {
@@ -790,10 +865,21 @@ impl Queue {
 
     /// Every attempt count and outcome status of the study, by trial id (for checks).
     pub fn attempts(&mut self) -> Result<BTreeMap<u64, (i32, String)>> {
+        Ok(self.trials()?.into_iter().map(|(id, t)| (id, (t.attempts, t.status))).collect())
+    }
+
+    /// Every trial's queue state, attempts and outcome, by trial id (for checks and tools).
+    pub fn trials(&mut self) -> Result<BTreeMap<u64, TrialState>> {
         let study = self.study.clone();
-        let rows = self.conn.run("read attempts", |c| {
-            c.query("SELECT trial_id, attempts, status FROM btopt_trials WHERE study = $1", &[&study])
+        let rows = self.conn.run("read the trials' states", |c| {
+            c.query("SELECT trial_id, attempts, queue, status, message FROM btopt_trials WHERE study = $1", &[&study])
         })?;
-        Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, (r.get(1), r.get(2)))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let state = TrialState { attempts: r.get(1), queue: r.get(2), status: r.get(3), message: r.get(4) };
+                (r.get::<_, i64>(0) as u64, state)
+            })
+            .collect())
     }
 }

@@ -33,6 +33,11 @@ fn four_first_users_creating_the_schema_at_once_all_succeed() {
 /// A study with `n` suggested trials (counting-ones, hyperband at capacity `n`) whose
 /// optimizer died before any completion: its trials are recorded, none evaluated.
 fn study_with_trials(target: &PgTarget, name: &str) -> Vec<u64> {
+    study_with_trials_allowing(target, name, store::DEFAULT_MAX_ATTEMPTS)
+}
+
+/// [`study_with_trials`] whose coordinator allows `max_attempts` claims per trial.
+fn study_with_trials_allowing(target: &PgTarget, name: &str, max_attempts: u32) -> Vec<u64> {
     let co = crate::counting_ones(1);
     let space = co.space();
     let mut searcher = optimize::BracketSearch::hyperband(space.clone(), crate::co_settings(1), 1).unwrap();
@@ -53,7 +58,9 @@ fn study_with_trials(target: &PgTarget, name: &str) -> Vec<u64> {
         SearchOptions { deterministic: true, reuse_results: false, streaming: false },
     );
     drop(store);
-    let records = PgStore::connect(target, Some(name), None).unwrap().load_study(&identity).unwrap();
+    let mut store = PgStore::connect(target, Some(name), None).unwrap();
+    store.set_max_attempts(max_attempts);
+    let records = store.load_study(&identity).unwrap();
     records.iter().map(|r| r.trial_id).collect()
 }
 
@@ -105,6 +112,70 @@ fn the_queue_leases_claims_and_records_each_outcome_once() {
     assert!(ids[10..].iter().all(|id| attempts[id] == (1, "ok".to_string())));
     let info = coordinator.info().unwrap().unwrap();
     assert_eq!((info.queued, info.running, info.done, info.best_loss), (0, 0, 81, Some(-2.0)));
+}
+
+/// Claims and lets the lease expire: `q`'s claims are leased for a few milliseconds.
+fn claim_and_expire(q: &mut Queue, n: usize) -> Vec<store::Claimed> {
+    let c = q.claim(n).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    c
+}
+
+#[test]
+fn a_trial_whose_lease_expires_on_every_allowed_attempt_becomes_crashed_exactly_once() {
+    let Some(target) = fresh() else { return };
+    let ids = study_with_trials(&target, "cap");
+    let mut coordinator = Queue::connect(&target, "cap", Duration::from_secs(60)).unwrap();
+    // Workers that die holding trials 0 and 1: their leases (50 ms) are never renewed.
+    let mut dying = Queue::connect(&target, "cap", Duration::from_millis(50)).unwrap();
+    let mut healthy = Queue::connect(&target, "cap", Duration::from_secs(60)).unwrap();
+    coordinator.enqueue(&ids).unwrap();
+    let mut last = Vec::new();
+    for attempt in 1..=store::DEFAULT_MAX_ATTEMPTS as i32 {
+        last = claim_and_expire(&mut dying, 2);
+        assert_eq!(
+            last.iter().map(|c| (c.trial_id, c.attempt)).collect::<Vec<_>>(),
+            [(ids[0], attempt), (ids[1], attempt)]
+        );
+    }
+    // Used up: no claim takes them again, not even before the coordinator fails them.
+    let rest = healthy.claim(200).unwrap();
+    assert_eq!(rest.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids[2..].to_vec());
+    assert!(rest.iter().all(|c| c.attempt == 1));
+    assert_eq!(healthy.complete(&rest.iter().map(|c| done(c, 0.5)).collect::<Vec<_>>()).unwrap(), 79);
+
+    let taken = coordinator.take_done().unwrap();
+    assert_eq!(taken.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids, "every trial, each once");
+    let message = "lost its worker 3 times (its lease expired on every attempt)";
+    for c in &taken[..2] {
+        assert_eq!(c.outcome, Outcome::Crashed { message: message.to_string() }, "trial {}", c.trial_id);
+    }
+    assert!(taken[2..].iter().all(|c| c.outcome == Outcome::loss(0.5)));
+    // A late result of the last attempt is discarded, and nothing is taken twice.
+    assert_eq!(dying.complete(&last.iter().map(|c| done(c, -9.0)).collect::<Vec<_>>()).unwrap(), 0);
+    assert!(dying.claim(10).unwrap().is_empty());
+    assert!(coordinator.take_done().unwrap().is_empty());
+    let trials = coordinator.trials().unwrap();
+    for id in &ids[..2] {
+        let t = &trials[id];
+        assert_eq!((t.attempts, t.queue.as_deref(), t.status.as_str()), (3, Some("taken"), "crashed"), "{t:?}");
+        assert_eq!(t.message.as_deref(), Some(message));
+    }
+    let info = coordinator.info().unwrap().unwrap();
+    assert_eq!((info.queued, info.running, info.done), (0, 0, 81));
+
+    // The coordinator's own bound is the study's: with 1 attempt, one lost worker is enough.
+    let ids = study_with_trials_allowing(&target, "once", 1);
+    let mut coordinator = Queue::connect(&target, "once", Duration::from_secs(60)).unwrap();
+    let mut dying = Queue::connect(&target, "once", Duration::from_millis(50)).unwrap();
+    let mut healthy = Queue::connect(&target, "once", Duration::from_secs(60)).unwrap();
+    coordinator.enqueue(&ids).unwrap();
+    assert_eq!(claim_and_expire(&mut dying, 1)[0].trial_id, ids[0]);
+    assert_eq!(healthy.claim(1).unwrap()[0].trial_id, ids[1], "trial 0 is not claimed a second time");
+    let taken = coordinator.take_done().unwrap();
+    assert_eq!(taken.len(), 1);
+    let once = "lost its worker 1 time (its lease expired on every attempt)".to_string();
+    assert_eq!((taken[0].trial_id, &taken[0].outcome), (ids[0], &Outcome::Crashed { message: once }));
 }
 
 #[test]
