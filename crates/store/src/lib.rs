@@ -33,6 +33,7 @@ pub use error::{Error, Result};
 pub use location::{Location, PgTarget};
 pub use pg::{
     Claimed, DEFAULT_MAX_ATTEMPTS, PgStore, Queue, RECONNECT_BOUND, StudyInfo, StudyTask, TrialState, list_studies,
+    server_version,
 };
 pub use redact::redact;
 pub use row::hostname;

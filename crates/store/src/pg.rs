@@ -327,6 +327,16 @@ pub fn list_studies(target: &PgTarget) -> Result<Vec<StudyInfo>> {
     Ok(rows.iter().map(study_info).collect())
 }
 
+/// The server's version as it reports it (`SHOW server_version`, e.g. `15.18 (Debian 15.18-0+deb12u1)`),
+/// for benchmark reports.
+pub fn server_version(target: &PgTarget) -> Result<String> {
+    let mut client = connect_with_backoff(target)?;
+    client
+        .query_one("SHOW server_version", &[])
+        .map(|r| r.get(0))
+        .map_err(|e| target.error("read the server's version", &e))
+}
+
 /// A study in PostgreSQL, for the coordinator: implements [`TrialStore`] and holds the
 /// study's session-level advisory lock from `open_study` until it is dropped (or
 /// [`PgStore::finish`]), so a second coordinator gets [`Error::InUse`] naming this one.

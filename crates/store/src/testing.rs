@@ -1,4 +1,5 @@
-//! A PostgreSQL server for tests (feature `testing`): the one given by `BTOPT_TEST_POSTGRES`
+//! A PostgreSQL server for tests and benchmarks (feature `testing`; bench-driver's
+//! `distributed` scenario uses [`Cluster`] and the database helpers): the one given by `BTOPT_TEST_POSTGRES`
 //! (a URL), else a throwaway cluster started here when the server binaries exist
 //! (`/usr/lib/postgresql/15/bin`, or `BTOPT_PG_BIN`), else none: the test prints
 //! `skipping: no PostgreSQL server (set BTOPT_TEST_POSTGRES)` and passes, unless
@@ -68,6 +69,19 @@ pub fn create_database_at(admin_url: &str) -> String {
     let mut client = target.connect().unwrap_or_else(|e| panic!("failed to reach the test server: {e}"));
     client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create a test database");
     replace_dbname(admin_url, &name)
+}
+
+/// Drops the database of `url` (made by [`create_database_at`]) on the server at
+/// `admin_url`, closing any session still on it.
+pub fn drop_database_at(admin_url: &str, url: &str) -> crate::Result<()> {
+    let admin = PgTarget::parse(admin_url)?;
+    let db = PgTarget::parse(url)?;
+    let name = db.dbname();
+    let mut client = admin.connect()?;
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+        .map_err(|e| admin.error("drop a database", &e))
 }
 
 /// `url` with its database replaced by `db` (query parameters kept).
