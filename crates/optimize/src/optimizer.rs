@@ -456,21 +456,43 @@ pub fn optimize(
         }
         loop {
             let mut last = Suggestion::Wait;
+            // Whether the searcher said Wait or Done in this round: it is not asked again
+            // before a completion is fed.
+            let mut paused = false;
             while in_flight < evaluator.capacity().max(1) {
                 let t = match pending.pop_front() {
                     Some(t) => t,
-                    None => match run.searcher.suggest(mode)? {
-                        Suggestion::Trial(t) => {
-                            let seq = run.next_seq();
-                            store.record_suggested(&[(t.clone(), seq)])?;
-                            run.outstanding.insert(t.id, t.clone());
-                            t
+                    None if paused => break,
+                    None => {
+                        // The free capacity's suggestions, recorded in one call (one statement
+                        // on a database store, not one per trial), then submitted in order.
+                        // With result reuse, one at a time: a reused trial is fed before the
+                        // next suggestion, which may depend on it.
+                        let room = if run.reuse { 1 } else { evaluator.capacity().max(1) - in_flight };
+                        let mut fresh = Vec::new();
+                        while fresh.len() < room {
+                            match run.searcher.suggest(mode)? {
+                                Suggestion::Trial(t) => {
+                                    let seq = run.next_seq();
+                                    fresh.push((t, seq));
+                                }
+                                other => {
+                                    last = other;
+                                    paused = true;
+                                    break;
+                                }
+                            }
                         }
-                        other => {
-                            last = other;
+                        if fresh.is_empty() {
                             break;
                         }
-                    },
+                        store.record_suggested(&fresh)?;
+                        for (t, _) in fresh {
+                            run.outstanding.insert(t.id, t.clone());
+                            pending.push_back(t);
+                        }
+                        continue;
+                    }
                 };
                 if let Some((c, orig)) = run.reuse_for(&t) {
                     let seq = run.next_seq();
