@@ -55,7 +55,11 @@ impl Server {
         let (admin_url, cluster) = match given.map(str::to_string).or(env) {
             Some(url) => (url, None),
             None => match store::testing::Cluster::start() {
-                Some(c) => (c.url(), Some(c)),
+                Some(c) => {
+                    // Stopped on drop, and also if bench-driver is killed first.
+                    c.stop_when_process_exits();
+                    (c.url(), Some(c))
+                }
                 None => {
                     let why = format!(
                         "skipped: no PostgreSQL (no --postgres, no BTOPT_TEST_POSTGRES, and no server binaries in {})",
@@ -220,7 +224,19 @@ pub(crate) fn distributed(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
     let points = size.grid_points.unwrap_or(space.cardinality().unwrap_or(0) as u64);
     let dir = std::env::temp_dir().join(format!("bench-driver-distributed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
-    let bundle = ctx.minute.dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 bundle path"))?.to_string();
+    // A bundle of exactly the profile's dates, so that every process loads what it runs on.
+    let data = match size.dates {
+        Some((a, b)) => {
+            let spec = bundle::GenerateSpec {
+                start: a.parse()?,
+                end: b.parse()?,
+                ..bundle::GenerateSpec::mag7(bundle::Frequency::Minute)
+            };
+            crate::ensure(&ctx.data_dir, "mag7-minute", &spec)?
+        }
+        None => crate::Data { dir: ctx.minute.dir.clone(), bundle: ctx.minute.bundle.clone() },
+    };
+    let bundle = data.dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 bundle path"))?.to_string();
     let mut search: Vec<String> = ["optimize", "--bundle", &bundle, "--strategy", "ma-crossover", "--search", "grid"]
         .iter()
         .map(|s| s.to_string())
@@ -231,14 +247,7 @@ pub(crate) fn distributed(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
     if let Some(n) = size.grid_points {
         search.extend(["--evaluations".into(), n.to_string()]);
     }
-    let (start, end) = size.dates.unwrap_or(("", ""));
-    if let Some((a, b)) = size.dates {
-        search.extend(["--start".into(), a.into(), "--end".into(), b.into()]);
-    }
-    let sessions = match size.dates {
-        Some((a, b)) => runner::session_range(&ctx.minute.bundle, Some(a.parse()?), Some(b.parse()?))?,
-        None => 0..ctx.minute.bundle.sessions().len(),
-    };
+    let sessions = data.bundle.sessions().len();
     let arms = Arms { search, bundle, url: server.url.clone(), dir: dir.clone() };
     let runs = ctx.profile.runs;
     ctx.progress.start(NAME, (2 + 2 + 2 * runs) as u64);
@@ -268,25 +277,25 @@ pub(crate) fn distributed(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
     let mut row = timed_row(NAME, LOCAL, FLEET, equivalent, &secs[0], &secs[1])?;
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let slowdown = (mean(&secs[1]) / mean(&secs[0]) - 1.0) * 100.0;
-    let bars: usize = ctx.minute.bundle.assets().iter().map(|a| a.bars()).sum();
+    let bars: usize = data.bundle.assets().iter().map(|a| a.bars()).sum();
+    let dates = size.dates.map_or_else(|| "2020-01-02..2024-12-31".to_string(), |(a, b)| format!("{a}..{b}"));
     row = row
         .with_metric("postgres_server_version", version.clone())
         .with_metric("local_workers", WORKERS)
         .with_metric("worker_processes", WORKERS)
         .with_metric("workers_per_process", 1)
         .with_metric("grid_points", points)
-        .with_metric("sessions", sessions.len())
-        .with_metric("dates", if size.dates.is_some() { format!("{start}..{end}") } else { "all".to_string() })
+        .with_metric("sessions", sessions)
+        .with_metric("bars", bars)
+        .with_metric("dates", dates.clone())
         .with_metric("distributed_slowdown_pct", slowdown)
         .with_metric("within_10pct_target", equivalent && slowdown <= 10.0)
         .with_note(format!(
             "PostgreSQL {version}; each run is a whole `btopt optimize --search grid` of {points} points of \
-             spaces/ma-1100.toml on the mag-7 minute bundle ({bars} bars, {} sessions from {}), timed from start \
-             to the exit of the command that prints the result: `--pool fork --workers {WORKERS}` locally, or \
-             `--workers 0 --store postgresql://… --study NAME` with {WORKERS} `btopt worker --workers 1` processes \
-             started at the same moment (each process loads the bundle itself)",
-            sessions.len(),
-            if size.dates.is_some() { format!("{start} to {end}") } else { "the whole bundle".to_string() },
+             spaces/ma-1100.toml on a mag-7 minute bundle of {dates} ({bars} bars, {sessions} sessions), timed \
+             from start to the exit of the command that prints the result: `--pool fork --workers {WORKERS}` \
+             locally, or `--workers 0 --store postgresql://… --study NAME` with {WORKERS} `btopt worker \
+             --workers 1` processes started at the same moment (each process loads the bundle itself)"
         ))
         .with_note(format!(
             "equivalence: both arms print the same summary (best, evaluations, total budget and every trial's \

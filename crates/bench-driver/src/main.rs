@@ -201,7 +201,7 @@ impl Sizes {
 pub(crate) struct Size {
     /// Grid points evaluated (`None`: the whole space).
     pub(crate) grid_points: Option<u64>,
-    /// First and last calendar day of the backtest range (`None`: the whole bundle).
+    /// First and last calendar day of the data (`None`: the scenario's default bundle).
     pub(crate) dates: Option<(&'static str, &'static str)>,
 }
 
@@ -217,8 +217,9 @@ pub(crate) const SCENARIOS: &[ScenarioDef] = &[
         name: "distributed",
         kind: Kind::Timed,
         run: distributed::distributed,
-        // The 1,100-point MA grid on mag-7 minute bars: a month (200 points) for CI, the last
-        // quarter of 2024 for quick, all of 2024 for full (the target measurement).
+        // The 1,100-point MA grid on a mag-7 minute bundle of these dates: a month (200 points)
+        // for CI, the last quarter of 2024 for quick, all of 2024 for full (the bundle of the
+        // measurement in crates/store/BENCHMARKS.md).
         sizes: Some(Sizes {
             tiny: Size { grid_points: Some(200), dates: Some(("2024-12-02", "2024-12-31")) },
             quick: Size { grid_points: None, dates: Some(("2024-10-01", "2024-12-31")) },

@@ -49,6 +49,7 @@ use optimize::{Completion, Trial, TrialRecord, TrialStore, config_to_json, ident
 use postgres::Client;
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::Type;
 
 use crate::error::{Error, Result};
 use crate::location::PgTarget;
@@ -721,13 +722,13 @@ impl Queue {
         let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
         let study = self.study.clone();
         self.conn.run("queue trials", |c| {
-            let mut tx = c.transaction()?;
-            tx.execute(
-                "UPDATE btopt_trials SET queue = 'queued' WHERE study = $1 AND trial_id = ANY($2) AND queue IS NULL",
-                &[&study, &ids],
-            )?;
-            tx.execute("SELECT pg_notify('btopt_queued', $1)", &[&study])?;
-            tx.commit()
+            c.query_typed(
+                "WITH q AS (UPDATE btopt_trials SET queue = 'queued'
+                            WHERE study = $1 AND trial_id = ANY($2) AND queue IS NULL)
+                 SELECT pg_notify('btopt_queued', $1)",
+                &[(&study, Type::TEXT), (&ids, Type::INT8_ARRAY)],
+            )
+            .map(drop)
         })
     }
 
@@ -741,7 +742,7 @@ impl Queue {
         let max = max as i64;
         let lease = self.lease_secs;
         let rows = self.conn.run("claim trials", |c| {
-            c.query(
+            c.query_typed(
                 "WITH c AS (
                     SELECT trial_id FROM btopt_trials
                     WHERE study = $1 AND (queue = 'queued' OR (queue = 'running' AND lease_expires < now()
@@ -751,7 +752,7 @@ impl Queue {
                         lease_expires = now() + make_interval(secs => $4)
                  FROM c WHERE t.study = $1 AND t.trial_id = c.trial_id
                  RETURNING t.trial_id, t.config, t.budget, t.attempts",
-                &[&study, &max, &owner, &lease],
+                &[(&study, Type::TEXT), (&max, Type::INT8), (&owner, Type::TEXT), (&lease, Type::FLOAT8)],
             )
         })?;
         let mut out: Vec<Claimed> = rows
@@ -772,10 +773,10 @@ impl Queue {
         let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
         let (study, owner, lease) = (self.study.clone(), self.owner.clone(), self.lease_secs);
         self.conn.run("renew the lease", |c| {
-            c.execute(
+            c.execute_typed(
                 "UPDATE btopt_trials SET lease_expires = now() + make_interval(secs => $4)
                  WHERE study = $1 AND lease_owner = $2 AND queue = 'running' AND trial_id = ANY($3)",
-                &[&study, &owner, &ids, &lease],
+                &[(&study, Type::TEXT), (&owner, Type::TEXT), (&ids, Type::INT8_ARRAY), (&lease, Type::FLOAT8)],
             )
         })?;
         Ok(())
@@ -807,22 +808,34 @@ impl Queue {
             worker.push(c.worker.map(|w| w as i32));
         }
         let (study, owner) = (self.study.clone(), self.owner.clone());
-        let n = self.conn.run("record results", |c| {
-            let mut tx = c.transaction()?;
-            let n = tx.execute(
-                "UPDATE btopt_trials t SET status = v.status, loss = v.loss, metrics = v.metrics,
-                        message = v.message, duration = v.duration, worker = v.worker,
-                        queue = 'done', lease_expires = NULL
-                 FROM unnest($3::int8[], $4::int4[], $5::text[], $6::float8[], $7::text[], $8::text[],
-                             $9::float8[], $10::int4[])
-                      AS v(trial_id, attempt, status, loss, metrics, message, duration, worker)
-                 WHERE t.study = $1 AND t.trial_id = v.trial_id AND t.queue = 'running'
-                       AND t.lease_owner = $2 AND t.attempts = v.attempt",
-                &[&study, &owner, &ids, &attempts, &status, &loss, &metrics, &message, &duration, &worker],
-            )?;
-            tx.execute("SELECT pg_notify('btopt_done', $1)", &[&study])?;
-            tx.commit()?;
-            Ok(n)
+        // One statement (its own transaction), so one round trip per batch.
+        let n: i64 = self.conn.run("record results", |c| {
+            c.query_typed_one(
+                "WITH u AS (
+                    UPDATE btopt_trials t SET status = v.status, loss = v.loss, metrics = v.metrics,
+                           message = v.message, duration = v.duration, worker = v.worker,
+                           queue = 'done', lease_expires = NULL
+                    FROM unnest($3::int8[], $4::int4[], $5::text[], $6::float8[], $7::text[], $8::text[],
+                                $9::float8[], $10::int4[])
+                         AS v(trial_id, attempt, status, loss, metrics, message, duration, worker)
+                    WHERE t.study = $1 AND t.trial_id = v.trial_id AND t.queue = 'running'
+                          AND t.lease_owner = $2 AND t.attempts = v.attempt
+                    RETURNING 1)
+                 SELECT count(*), pg_notify('btopt_done', $1) FROM u",
+                &[
+                    (&study, Type::TEXT),
+                    (&owner, Type::TEXT),
+                    (&ids, Type::INT8_ARRAY),
+                    (&attempts, Type::INT4_ARRAY),
+                    (&status, Type::TEXT_ARRAY),
+                    (&loss, Type::FLOAT8_ARRAY),
+                    (&metrics, Type::TEXT_ARRAY),
+                    (&message, Type::TEXT_ARRAY),
+                    (&duration, Type::FLOAT8_ARRAY),
+                    (&worker, Type::INT4_ARRAY),
+                ],
+            )
+            .map(|r| r.get(0))
         })?;
         Ok(n as usize)
     }
@@ -830,29 +843,27 @@ impl Queue {
     /// Takes the outcomes that workers have written since the last call (each exactly once),
     /// after writing the outcome of every trial whose lease expired on its last allowed
     /// attempt: crashed, `lost its worker N times (its lease expired on every attempt)`. One
-    /// transaction, so a trial is failed and taken together or not at all.
+    /// statement, so a trial is failed and taken together or not at all.
     pub fn take_done(&mut self) -> Result<Vec<Completion>> {
         let study = self.study.clone();
         let rows = self.conn.run("take results", |c| {
-            let mut tx = c.transaction()?;
-            tx.execute(
-                "UPDATE btopt_trials t SET status = 'crashed', loss = NULL, metrics = NULL, duration = NULL,
-                        worker = NULL, queue = 'done', lease_expires = NULL,
-                        message = 'lost its worker ' || t.attempts
-                                  || CASE WHEN t.attempts = 1 THEN ' time' ELSE ' times' END
-                                  || ' (its lease expired on every attempt)'
-                 FROM btopt_studies s
-                 WHERE s.name = $1 AND t.study = $1 AND t.queue = 'running' AND t.lease_expires < now()
-                       AND t.attempts >= s.max_attempts",
-                &[&study],
-            )?;
-            let rows = tx.query(
-                "UPDATE btopt_trials SET queue = 'taken' WHERE study = $1 AND queue = 'done'
-                 RETURNING trial_id, status, loss, metrics, message, duration, worker",
-                &[&study],
-            )?;
-            tx.commit()?;
-            Ok(rows)
+            c.query_typed(
+                "WITH failed AS (
+                    UPDATE btopt_trials t SET status = 'crashed', loss = NULL, metrics = NULL, duration = NULL,
+                           worker = NULL, queue = 'taken', lease_expires = NULL,
+                           message = 'lost its worker ' || t.attempts
+                                     || CASE WHEN t.attempts = 1 THEN ' time' ELSE ' times' END
+                                     || ' (its lease expired on every attempt)'
+                    FROM btopt_studies s
+                    WHERE s.name = $1 AND t.study = $1 AND t.queue = 'running' AND t.lease_expires < now()
+                          AND t.attempts >= s.max_attempts
+                    RETURNING t.trial_id, t.status, t.loss, t.metrics, t.message, t.duration, t.worker),
+                 written AS (
+                    UPDATE btopt_trials SET queue = 'taken' WHERE study = $1 AND queue = 'done'
+                    RETURNING trial_id, status, loss, metrics, message, duration, worker)
+                 SELECT * FROM failed UNION ALL SELECT * FROM written",
+                &[(&study, Type::TEXT)],
+            )
         })?;
         let mut out = BTreeMap::new();
         for r in &rows {

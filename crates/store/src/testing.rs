@@ -326,8 +326,9 @@ impl Cluster {
     }
 
     /// Hands the cluster to a watchdog that stops it and removes its directory once this
-    /// process has exited (for the shared cluster, which is never dropped).
-    fn stop_when_process_exits(&self) {
+    /// process has exited (for the shared cluster, which is never dropped, and for a process
+    /// that may be killed before it drops its cluster).
+    pub fn stop_when_process_exits(&self) {
         let stop = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {runuser}{pg_ctl} -D {data} -m immediate stop; rm -rf {dir}",
             pid = std::process::id(),
