@@ -743,11 +743,18 @@ impl Queue {
         let lease = self.lease_secs;
         let rows = self.conn.run("claim trials", |c| {
             c.query_typed(
-                "WITH c AS (
+                // Two ordered index scans that stop after $2 rows each (queued, and expired with
+                // attempts left), rather than one scan of the study's whole queue with an OR.
+                "WITH q AS (
+                    SELECT trial_id FROM btopt_trials WHERE study = $1 AND queue = 'queued'
+                    ORDER BY trial_id LIMIT $2 FOR UPDATE SKIP LOCKED),
+                 e AS (
                     SELECT trial_id FROM btopt_trials
-                    WHERE study = $1 AND (queue = 'queued' OR (queue = 'running' AND lease_expires < now()
-                        AND attempts < (SELECT max_attempts FROM btopt_studies WHERE name = $1)))
-                    ORDER BY trial_id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                    WHERE study = $1 AND queue = 'running' AND lease_expires < now()
+                          AND attempts < (SELECT max_attempts FROM btopt_studies WHERE name = $1)
+                    ORDER BY trial_id LIMIT $2 FOR UPDATE SKIP LOCKED),
+                 c AS (SELECT trial_id FROM (SELECT trial_id FROM q UNION ALL SELECT trial_id FROM e) x
+                       ORDER BY trial_id LIMIT $2)
                  UPDATE btopt_trials t SET queue = 'running', attempts = t.attempts + 1, lease_owner = $3,
                         lease_expires = now() + make_interval(secs => $4)
                  FROM c WHERE t.study = $1 AND t.trial_id = c.trial_id
