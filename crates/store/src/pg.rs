@@ -489,6 +489,12 @@ impl Drop for PgStore {
         // Best effort: an error here has nowhere to go, and every outcome that came through
         // the queue is already committed by its worker.
         let _ = self.flush();
+        // Unlock before the connection closes: the server drops a closed session's locks only
+        // when its backend exits, after the client has gone on (a next opener could be refused).
+        // No reconnect here: a lost connection has no lock left to release.
+        if let Some(study) = self.conn.locked.take() {
+            let _ = self.conn.client.execute("SELECT pg_advisory_unlock($1, hashtext($2))", &[&LOCK_CLASS, &study]);
+        }
     }
 }
 
