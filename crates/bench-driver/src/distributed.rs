@@ -137,6 +137,32 @@ fn comparable(out: &Path) -> Result<Value> {
     Ok(v)
 }
 
+/// How much one run does, in one profile (given by the scenario's `SCENARIOS` entry).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sizes {
+    /// Grid points evaluated (`None`: the whole space).
+    pub(crate) grid_points: Option<u64>,
+    /// First and last calendar day of the mag-7 minute bundle the grid runs on.
+    pub(crate) dates: (&'static str, &'static str),
+}
+
+/// [`Sizes`] for each profile.
+pub(crate) struct PerProfile {
+    pub(crate) tiny: Sizes,
+    pub(crate) quick: Sizes,
+    pub(crate) full: Sizes,
+}
+
+impl PerProfile {
+    fn pick(&self, profile: &str) -> Sizes {
+        match profile {
+            "tiny" => self.tiny,
+            "full" => self.full,
+            _ => self.quick,
+        }
+    }
+}
+
 /// The arms' command lines.
 struct Arms {
     /// `optimize …` common to both arms.
@@ -213,29 +239,25 @@ fn skipped(why: String) -> ScenarioResult {
 
 /// The scenario: equivalence (both arms give the same summary: best, evaluations, budget and
 /// every trial), then interleaved runs of both arms and the usual statistics.
-pub(crate) fn distributed(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
+pub(crate) fn run(ctx: &mut Ctx, sizes: &PerProfile) -> Result<Vec<ScenarioResult>> {
     let server = match Server::find(ctx.postgres.as_deref())? {
         Ok(s) => s,
         Err(why) => return Ok(vec![skipped(why)]),
     };
     let version = store::server_version(&store::PgTarget::parse(&server.url)?).context("failed to reach the server")?;
-    let size = ctx.size;
+    let size = sizes.pick(ctx.profile.name);
     let space = space(ctx, "ma-1100.toml")?;
     let points = size.grid_points.unwrap_or(space.cardinality().unwrap_or(0) as u64);
     let dir = std::env::temp_dir().join(format!("bench-driver-distributed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
     // A bundle of exactly the profile's dates, so that every process loads what it runs on.
-    let data = match size.dates {
-        Some((a, b)) => {
-            let spec = bundle::GenerateSpec {
-                start: a.parse()?,
-                end: b.parse()?,
-                ..bundle::GenerateSpec::mag7(bundle::Frequency::Minute)
-            };
-            crate::ensure(&ctx.data_dir, "mag7-minute", &spec)?
-        }
-        None => crate::Data { dir: ctx.minute.dir.clone(), bundle: ctx.minute.bundle.clone() },
+    let (start, end) = size.dates;
+    let spec = bundle::GenerateSpec {
+        start: start.parse()?,
+        end: end.parse()?,
+        ..bundle::GenerateSpec::mag7(bundle::Frequency::Minute)
     };
+    let data = crate::ensure(&ctx.data_dir, "mag7-minute", &spec)?;
     let bundle = data.dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 bundle path"))?.to_string();
     let mut search: Vec<String> = ["optimize", "--bundle", &bundle, "--strategy", "ma-crossover", "--search", "grid"]
         .iter()
@@ -278,7 +300,7 @@ pub(crate) fn distributed(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let slowdown = (mean(&secs[1]) / mean(&secs[0]) - 1.0) * 100.0;
     let bars: usize = data.bundle.assets().iter().map(|a| a.bars()).sum();
-    let dates = size.dates.map_or_else(|| "2020-01-02..2024-12-31".to_string(), |(a, b)| format!("{a}..{b}"));
+    let dates = format!("{start}..{end}");
     row = row
         .with_metric("postgres_server_version", version.clone())
         .with_metric("local_workers", WORKERS)

@@ -169,64 +169,37 @@ pub(crate) enum Kind {
     Quality,
 }
 
-/// One scenario: its name (also `--scenario`'s choice), what its first row is, its run, and
-/// its own sizes per profile (scenarios that keep theirs here rather than in [`Profile`]).
+/// One scenario: its name (also `--scenario`'s choice), what its first row is, and its run.
 pub(crate) struct ScenarioDef {
     pub(crate) name: &'static str,
     pub(crate) kind: Kind,
     pub(crate) run: fn(&mut Ctx) -> Result<Vec<ScenarioResult>>,
-    pub(crate) sizes: Option<Sizes>,
-}
-
-/// A scenario's sizes in each profile; the run finds its profile's in [`Ctx::size`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Sizes {
-    pub(crate) tiny: Size,
-    pub(crate) quick: Size,
-    pub(crate) full: Size,
-}
-
-impl Sizes {
-    fn get(&self, profile: &str) -> Size {
-        match profile {
-            "tiny" => self.tiny,
-            "full" => self.full,
-            _ => self.quick,
-        }
-    }
-}
-
-/// How much work one run of a scenario does.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Size {
-    /// Grid points evaluated (`None`: the whole space).
-    pub(crate) grid_points: Option<u64>,
-    /// First and last calendar day of the data (`None`: the scenario's default bundle).
-    pub(crate) dates: Option<(&'static str, &'static str)>,
 }
 
 /// Every scenario, in run order: the one list that drives `--scenario`, validation and the
 /// run loop.
 pub(crate) const SCENARIOS: &[ScenarioDef] = &[
-    ScenarioDef { name: "persistent-pool", kind: Kind::Timed, run: scenarios::persistent_pool, sizes: None },
-    ScenarioDef { name: "shared-bundle", kind: Kind::Timed, run: scenarios::shared_bundle, sizes: None },
-    ScenarioDef { name: "bohb-1100", kind: Kind::Quality, run: scenarios::bohb_1100, sizes: None },
-    ScenarioDef { name: "bohb-5m", kind: Kind::Quality, run: scenarios::bohb_5m, sizes: None },
-    ScenarioDef { name: "hyperband", kind: Kind::Timed, run: scenarios::hyperband, sizes: None },
+    ScenarioDef { name: "persistent-pool", kind: Kind::Timed, run: scenarios::persistent_pool },
+    ScenarioDef { name: "shared-bundle", kind: Kind::Timed, run: scenarios::shared_bundle },
+    ScenarioDef { name: "bohb-1100", kind: Kind::Quality, run: scenarios::bohb_1100 },
+    ScenarioDef { name: "bohb-5m", kind: Kind::Quality, run: scenarios::bohb_5m },
+    ScenarioDef { name: "hyperband", kind: Kind::Timed, run: scenarios::hyperband },
     ScenarioDef {
         name: "distributed",
         kind: Kind::Timed,
-        run: distributed::distributed,
-        // The 1,100-point MA grid on a mag-7 minute bundle of these dates: a month (200 points)
-        // for CI, the last quarter of 2024 for quick, all of 2024 for full (the bundle of the
-        // measurement in crates/store/BENCHMARKS.md).
-        sizes: Some(Sizes {
-            tiny: Size { grid_points: Some(200), dates: Some(("2024-12-02", "2024-12-31")) },
-            quick: Size { grid_points: None, dates: Some(("2024-10-01", "2024-12-31")) },
-            full: Size { grid_points: None, dates: Some(("2024-01-02", "2024-12-31")) },
-        }),
+        run: |ctx| {
+            // The 1,100-point MA grid on a mag-7 minute bundle of these dates: a month (200
+            // points) for CI, the last quarter of 2024 for quick, all of 2024 for full (the
+            // bundle of the measurement in crates/store/BENCHMARKS.md).
+            const SIZES: distributed::PerProfile = distributed::PerProfile {
+                tiny: distributed::Sizes { grid_points: Some(200), dates: ("2024-12-02", "2024-12-31") },
+                quick: distributed::Sizes { grid_points: None, dates: ("2024-10-01", "2024-12-31") },
+                full: distributed::Sizes { grid_points: None, dates: ("2024-01-02", "2024-12-31") },
+            };
+            distributed::run(ctx, &SIZES)
+        },
     },
-    ScenarioDef { name: "overfitting", kind: Kind::Quality, run: scenarios::overfitting, sizes: None },
+    ScenarioDef { name: "overfitting", kind: Kind::Quality, run: scenarios::overfitting },
     ScenarioDef {
         name: "dispatch",
         kind: Kind::Timed,
@@ -259,7 +232,6 @@ pub(crate) const SCENARIOS: &[ScenarioDef] = &[
             };
             dispatch::run(ctx, &SIZES)
         },
-        sizes: None,
     },
 ];
 
@@ -287,8 +259,6 @@ pub(crate) struct Ctx {
     pub(crate) fidelity: Vec<plots::FidelityScatter>,
     /// `--postgres`.
     pub(crate) postgres: Option<String>,
-    /// The running scenario's sizes in this profile (from its `SCENARIOS` entry).
-    pub(crate) size: Size,
 }
 
 /// Per-scenario progress: a bar on a terminal (drawn from this thread; no ticker thread),
@@ -471,7 +441,6 @@ fn run(cli: &Cli) -> Result<()> {
         convergence: Vec::new(),
         fidelity: Vec::new(),
         postgres: cli.postgres.clone(),
-        size: Size::default(),
     };
 
     let mut results: Vec<ScenarioResult> = Vec::new();
@@ -485,7 +454,6 @@ fn run(cli: &Cli) -> Result<()> {
             eprintln!("stopping before {name}: the last two accepted steps each gained under 2%");
             continue;
         }
-        ctx.size = def.sizes.map_or_else(Size::default, |s| s.get(ctx.profile.name));
         let rows = (def.run)(&mut ctx).with_context(|| format!("scenario {name} failed"))?;
         ctx.progress.finish();
         for (i, row) in rows.into_iter().enumerate() {
