@@ -60,6 +60,29 @@ struct Resume {
     resume_pool: &'static [&'static str],
 }
 
+/// Waits until the run under `hang@ids=K` stalls (trial `k` recorded as running and every
+/// other stored trial completed; the store may not exist yet, or be half-created), then
+/// SIGKILLs it and returns the store's trials as they were at the kill.
+#[cfg(unix)]
+fn kill_when_stalled(child: &mut std::process::Child, store: &Path, k: i64) -> BTreeMap<i64, Row> {
+    let started = Instant::now();
+    let rows = loop {
+        let rows = try_stored_trials(store).unwrap_or_default();
+        if rows.get(&k).is_some_and(|r| r.0 == "running") && completed(&rows).len() + 1 == rows.len() {
+            break rows;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("btopt ended ({status}) before stalling on trial {k}");
+        }
+        assert!(started.elapsed() < HANG_GUARD, "the run never reached trial {k}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap(); // SIGKILL on unix
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{status}");
+    rows
+}
+
 /// The kill point is made deterministic instead of timed: under `hang@ids=K`, the task that
 /// evaluates trial K hangs forever (task ids count submissions, and the optimizer submits
 /// trials in id order: each trial is one task, no result is reused). The run stalls with every
@@ -80,23 +103,7 @@ fn kill_and_resume(case: &Resume) -> Value {
         a
     };
     let mut child = start(&mut optimize_cmd(&strs(&args(case.first_pool)), &format!("hang@ids={k}")));
-    let started = Instant::now();
-    let before_kill = loop {
-        // Stalled (or about to): trial K is recorded and everything else has completed. The
-        // store may not exist yet, or be half-created.
-        let rows = try_stored_trials(&store).unwrap_or_default();
-        if rows.get(&k).is_some_and(|r| r.0 == "running") && completed(&rows).len() + 1 == rows.len() {
-            break rows;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("btopt ended ({status}) before stalling on trial {k}");
-        }
-        assert!(started.elapsed() < HANG_GUARD, "the run never reached trial {k}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    child.kill().unwrap(); // SIGKILL on unix
-    let status = child.wait().unwrap();
-    assert!(!status.success(), "{status}");
+    let before_kill = kill_when_stalled(&mut child, &store, k);
     let done_before = completed(&before_kill);
     assert!(done_before.len() as i64 >= k, "{} completed before the kill", done_before.len());
     // What was read at the kill is what the store holds: the kill lost nothing committed.
@@ -186,20 +193,7 @@ fn a_grid_killed_mid_run_resumes_without_redoing_finished_trials() {
     let space = space_1100();
     let args = ["--space", p(&space), "--search", "grid", "--pool", "fork", "--workers", "2", "--store", p(&store)];
     let mut child = start(&mut optimize_cmd(&args, &format!("hang@ids={k}")));
-    let started = Instant::now();
-    let before_kill = loop {
-        let rows = try_stored_trials(&store).unwrap_or_default();
-        if rows.get(&k).is_some_and(|r| r.0 == "running") && completed(&rows).len() + 1 == rows.len() {
-            break rows;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("btopt ended ({status}) before stalling on trial {k}");
-        }
-        assert!(started.elapsed() < HANG_GUARD, "the run never reached trial {k}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    child.kill().unwrap();
-    assert!(!child.wait().unwrap().success());
+    let before_kill = kill_when_stalled(&mut child, &store, k);
     let done_before = completed(&before_kill);
     assert!(done_before.len() as i64 >= k, "{} completed before the kill", done_before.len());
 

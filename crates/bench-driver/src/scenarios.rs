@@ -640,42 +640,14 @@ type Points = Vec<(f64, f64)>;
 /// A series of a fidelity plot: its label and points.
 type LabelledPoints = (String, Points);
 
-/// For each pair of successive budgets of a bracket search, the `(low, high)` losses of the
-/// configs evaluated (with a finite loss) at both, as `optimize::fidelity` pairs them; keyed by
-/// the pair's label, e.g. `1/9 → 1/3`.
-fn fidelity_points(s: &SearchSummary) -> Vec<LabelledPoints> {
-    let mut by_config: BTreeMap<String, BTreeMap<u64, f64>> = BTreeMap::new();
-    let mut budgets: Vec<f64> = Vec::new();
-    for t in &s.trials {
-        let Some(loss) = t.loss else { continue };
-        by_config
-            .entry(optimize::config_to_json(&t.config).to_string())
-            .or_default()
-            .entry(t.budget.to_bits())
-            .or_insert(loss);
-        if !budgets.contains(&t.budget) {
-            budgets.push(t.budget);
-        }
-    }
-    budgets.sort_by(f64::total_cmp);
-    budgets
-        .windows(2)
-        .map(|w| {
-            let (lo, hi) = (w[0].to_bits(), w[1].to_bits());
-            let points = by_config.values().filter_map(|m| Some((*m.get(&lo)?, *m.get(&hi)?))).collect();
-            (format!("{:.3} → {:.3}", w[0], w[1]), points)
-        })
-        .collect()
-}
-
-/// Pools [`fidelity_points`] of several summaries under `fidelity`'s name, with each pair's
+/// Pools `optimize::fidelity_points` of several summaries under `fidelity`'s name, with each pair's
 /// mean Spearman ρ in its label.
 fn fidelity_series(fidelity: &str, summaries: &[&SearchSummary]) -> Vec<LabelledPoints> {
     let mut pooled: BTreeMap<String, (Points, Vec<f64>)> = BTreeMap::new();
     for s in summaries {
-        for ((label, points), pair) in fidelity_points(s).into_iter().zip(optimize::fidelity(&s.trials)) {
-            let e = pooled.entry(label).or_default();
-            e.0.extend(points);
+        for (p, pair) in optimize::fidelity_points(&s.trials).into_iter().zip(optimize::fidelity(&s.trials)) {
+            let e = pooled.entry(format!("{:.3} → {:.3}", p.low, p.high)).or_default();
+            e.0.extend(p.points);
             e.1.extend(pair.spearman);
         }
     }

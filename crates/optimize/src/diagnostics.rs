@@ -28,9 +28,21 @@ pub struct FidelityPair {
 /// Below this ρ a warning is due: low budgets say little about high ones.
 pub const WEAK_RANK_CORRELATION: f64 = 0.2;
 
-/// The rank correlations between successive budgets of `trials` (in budget order). A config
-/// evaluated more than once at one budget counts with its first finite loss.
-pub fn fidelity(trials: &[TrialSummary]) -> Vec<FidelityPair> {
+/// The losses behind one [`FidelityPair`]: the configs evaluated at both budgets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FidelityPoints {
+    /// The lower budget.
+    pub low: f64,
+    /// The next budget up.
+    pub high: f64,
+    /// `(loss at low, loss at high)` per config with a finite loss at both, in config order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// For each pair of successive budgets of `trials` (in budget order), the losses of the
+/// configs evaluated with a finite loss at both. A config evaluated more than once at one
+/// budget counts with its first finite loss.
+pub fn fidelity_points(trials: &[TrialSummary]) -> Vec<FidelityPoints> {
     // config text -> budget bits -> loss; budgets present with a finite loss.
     let mut by_config: BTreeMap<String, BTreeMap<u64, f64>> = BTreeMap::new();
     let mut budgets: Vec<f64> = Vec::new();
@@ -47,9 +59,20 @@ pub fn fidelity(trials: &[TrialSummary]) -> Vec<FidelityPair> {
         .windows(2)
         .map(|w| {
             let (lo, hi) = (w[0].to_bits(), w[1].to_bits());
-            let (x, y): (Vec<f64>, Vec<f64>) =
-                by_config.values().filter_map(|m| Some((*m.get(&lo)?, *m.get(&hi)?))).unzip();
-            FidelityPair { low: w[0], high: w[1], pairs: x.len(), spearman: spearman(&x, &y) }
+            let points = by_config.values().filter_map(|m| Some((*m.get(&lo)?, *m.get(&hi)?))).collect();
+            FidelityPoints { low: w[0], high: w[1], points }
+        })
+        .collect()
+}
+
+/// The rank correlations between successive budgets of `trials` (in budget order), over
+/// [`fidelity_points`].
+pub fn fidelity(trials: &[TrialSummary]) -> Vec<FidelityPair> {
+    fidelity_points(trials)
+        .into_iter()
+        .map(|p| {
+            let (x, y): (Vec<f64>, Vec<f64>) = p.points.iter().copied().unzip();
+            FidelityPair { low: p.low, high: p.high, pairs: x.len(), spearman: spearman(&x, &y) }
         })
         .collect()
 }

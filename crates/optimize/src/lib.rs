@@ -63,7 +63,7 @@ mod space;
 mod store;
 mod value;
 
-pub use diagnostics::{FidelityPair, WEAK_RANK_CORRELATION, fidelity, spearman};
+pub use diagnostics::{FidelityPair, FidelityPoints, WEAK_RANK_CORRELATION, fidelity, fidelity_points, spearman};
 pub use error::{Error, Result};
 pub use evaluator::{Completion, CountingOnes, Evaluator, InProcessEvaluator, Outcome, TrialStatus};
 pub use kde::{BohbModel, BohbSettings, Kde, KdePair, split_sizes, truncated_std_normal};
