@@ -9,7 +9,7 @@
 //!
 //! Main items: [`ReturnMatrix`] (the T×N matrix, checked on the way in), [`compute`] and its
 //! [`Overfitting`] (the fields of `optimize --json`'s `"overfitting"`), the parts
-//! [`deflated_sharpe`] and [`pbo()`], the per-period [`sharpe`], [`Sample`] (and [`subsample`]) for the
+//! [`deflated_sharpe`] and [`pbo()`], the per-period [`sharpe`], [`Sample`] for the
 //! `--overfitting-max-trials` cap, and [`segments`] for walk-forward folds. One error type,
 //! [`Error`]; its messages are what a caller puts in `"overfitting_skipped"`.
 //!
@@ -47,7 +47,7 @@ pub use error::Error;
 pub use matrix::ReturnMatrix;
 pub use pbo::{DEFAULT_CSCV_BLOCKS, MAX_CSCV_BLOCKS, Pbo, check_blocks, pbo, splits};
 pub use sharpe::sharpe;
-pub use subsample::{DEFAULT_MAX_TRIALS, Sample, sample_key, subsample};
+pub use subsample::{DEFAULT_MAX_TRIALS, Sample, sample_key};
 pub use walkforward::{Fold, segments};
 
 /// The overfitting statistics of one search. The first seven fields are the contract's

@@ -68,7 +68,7 @@ impl ReturnMatrix {
         (0..self.trials()).map(|n| self.trial(n))
     }
 
-    /// A new matrix of the trials `ids`, in the order given (see [`crate::subsample`]).
+    /// A new matrix of the trials `ids`, in the order given (see [`crate::Sample`]).
     /// Panics if an id is out of range.
     pub fn select(&self, ids: &[usize]) -> ReturnMatrix {
         let mut data = Vec::with_capacity(ids.len() * self.returns);

@@ -129,13 +129,3 @@ impl<T> Sample<T> {
         kept
     }
 }
-
-/// The positions (of trials 0..trials) kept under a cap of `cap`, sorted: [`Sample`] over the
-/// ids 0..trials. With `trials <= cap`, every position.
-pub fn subsample(trials: usize, cap: usize, seed: u64) -> Vec<usize> {
-    let mut s = Sample::new(cap, seed);
-    for id in 0..trials as u64 {
-        s.push(id, ());
-    }
-    s.into_sorted().into_iter().map(|(id, ())| id as usize).collect()
-}

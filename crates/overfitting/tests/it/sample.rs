@@ -1,6 +1,15 @@
 //! The seeded subsample for the trial cap.
 
-use overfitting::{Sample, sample_key, subsample};
+use overfitting::{Sample, sample_key};
+
+/// The ids (0..trials) a [`Sample`] keeps under `cap`, sorted.
+fn subsample(trials: usize, cap: usize, seed: u64) -> Vec<usize> {
+    let mut s = Sample::new(cap, seed);
+    for id in 0..trials as u64 {
+        s.push(id, ());
+    }
+    s.into_sorted().into_iter().map(|(id, ())| id as usize).collect()
+}
 use rand_chacha::ChaCha12Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
