@@ -28,6 +28,7 @@ use engine::{Configured, MaCrossover, Registry, RunOptions, SmaTables};
 use optimize::{Completion, Config, Evaluator, Mode, SearchKind, SearchSpec, Searcher, Space, Suggestion};
 use runner::{BacktestWorker, HandleMode, JobOutput, PoolKind};
 
+use crate::PerProfile;
 use crate::scenarios::{failures, fingerprint, interleave, ma_jobs, space, timed_row};
 use crate::{Ctx, Data, wait_single_threaded};
 
@@ -51,24 +52,6 @@ pub(crate) struct Sizes {
     pub(crate) bohb_workers: Option<usize>,
 }
 
-/// One sizes entry per profile.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct PerProfile {
-    pub(crate) tiny: Sizes,
-    pub(crate) quick: Sizes,
-    pub(crate) full: Sizes,
-}
-
-impl PerProfile {
-    fn pick(&self, profile: &str) -> Sizes {
-        match profile {
-            "tiny" => self.tiny,
-            "full" => self.full,
-            _ => self.quick,
-        }
-    }
-}
-
 /// The arms of part one, in run order.
 const ARMS: [&str; 6] = ["engine", "fork-w1-per-task", "fork-w1", "fork-w2", "thread-w1", "thread-w2"];
 
@@ -80,7 +63,7 @@ const TWO_WORKER_TARGET: f64 = 1.8;
 const PSS_RATIO_TARGET: f64 = 1.3;
 
 /// Runs the scenario with `sizes` picked for the profile.
-pub(crate) fn run(ctx: &mut Ctx, sizes: &PerProfile) -> Result<Vec<ScenarioResult>> {
+pub(crate) fn run(ctx: &mut Ctx, sizes: &PerProfile<Sizes>) -> Result<Vec<ScenarioResult>> {
     let sizes = sizes.pick(ctx.profile.name);
     let mut rows = throughput(ctx, &sizes)?;
     rows.push(memory(ctx, &sizes)?);

@@ -26,6 +26,7 @@ use bench_driver::decide::{Decision, Verdict};
 use bench_driver::report::ScenarioResult;
 
 use crate::Ctx;
+use crate::PerProfile;
 use crate::scenarios::{interleave, space, timed_row};
 
 /// Set in a child's environment, this binary runs btopt's CLI instead of bench-driver.
@@ -146,23 +147,6 @@ pub(crate) struct Sizes {
     pub(crate) dates: (&'static str, &'static str),
 }
 
-/// [`Sizes`] for each profile.
-pub(crate) struct PerProfile {
-    pub(crate) tiny: Sizes,
-    pub(crate) quick: Sizes,
-    pub(crate) full: Sizes,
-}
-
-impl PerProfile {
-    fn pick(&self, profile: &str) -> Sizes {
-        match profile {
-            "tiny" => self.tiny,
-            "full" => self.full,
-            _ => self.quick,
-        }
-    }
-}
-
 /// The arms' command lines.
 struct Arms {
     /// `optimize …` common to both arms.
@@ -239,7 +223,7 @@ fn skipped(why: String) -> ScenarioResult {
 
 /// The scenario: equivalence (both arms give the same summary: best, evaluations, budget and
 /// every trial), then interleaved runs of both arms and the usual statistics.
-pub(crate) fn run(ctx: &mut Ctx, sizes: &PerProfile) -> Result<Vec<ScenarioResult>> {
+pub(crate) fn run(ctx: &mut Ctx, sizes: &PerProfile<Sizes>) -> Result<Vec<ScenarioResult>> {
     let server = match Server::find(ctx.postgres.as_deref())? {
         Ok(s) => s,
         Err(why) => return Ok(vec![skipped(why)]),

@@ -176,6 +176,25 @@ pub(crate) struct ScenarioDef {
     pub(crate) run: fn(&mut Ctx) -> Result<Vec<ScenarioResult>>,
 }
 
+/// A scenario's own sizes for each profile; its entry in [`SCENARIOS`] holds them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PerProfile<S> {
+    pub(crate) tiny: S,
+    pub(crate) quick: S,
+    pub(crate) full: S,
+}
+
+impl<S: Copy> PerProfile<S> {
+    /// The sizes of the profile named `profile` (quick for any other name).
+    pub(crate) fn pick(&self, profile: &str) -> S {
+        match profile {
+            "tiny" => self.tiny,
+            "full" => self.full,
+            _ => self.quick,
+        }
+    }
+}
+
 /// Every scenario, in run order: the one list that drives `--scenario`, validation and the
 /// run loop.
 pub(crate) const SCENARIOS: &[ScenarioDef] = &[
@@ -191,7 +210,7 @@ pub(crate) const SCENARIOS: &[ScenarioDef] = &[
             // The 1,100-point MA grid on a mag-7 minute bundle of these dates: a month (200
             // points) for CI, the last quarter of 2024 for quick, all of 2024 for full (the
             // bundle of the measurement in crates/store/BENCHMARKS.md).
-            const SIZES: distributed::PerProfile = distributed::PerProfile {
+            const SIZES: PerProfile<distributed::Sizes> = PerProfile {
                 tiny: distributed::Sizes { grid_points: Some(200), dates: ("2024-12-02", "2024-12-31") },
                 quick: distributed::Sizes { grid_points: None, dates: ("2024-10-01", "2024-12-31") },
                 full: distributed::Sizes { grid_points: None, dates: ("2024-01-02", "2024-12-31") },
@@ -204,7 +223,7 @@ pub(crate) const SCENARIOS: &[ScenarioDef] = &[
         name: "dispatch",
         kind: Kind::Timed,
         run: |ctx| {
-            const SIZES: dispatch::PerProfile = dispatch::PerProfile {
+            const SIZES: PerProfile<dispatch::Sizes> = PerProfile {
                 tiny: dispatch::Sizes {
                     end: "2016-12-30",
                     max_window: 20,
