@@ -373,6 +373,19 @@ impl<W: Worker> Pool<W> {
             }
     }
 
+    /// Waits at most `timeout` for a result, running the pool meanwhile (sending queued
+    /// chunks, retrying crashed tasks, expiring timed-out ones) exactly as [`Pool::recv`]
+    /// does while it waits; whether [`Pool::recv`] now has a result at hand. `false` at once
+    /// when nothing is outstanding. A caller uses it to do its own work (commit a store) only
+    /// when a wait is going to be long.
+    pub fn wait_ready(&mut self, timeout: std::time::Duration) -> bool {
+        !self.stash.is_empty()
+            || match &mut self.inner {
+                Inner::Proc(p) => p.wait_ready(timeout),
+                Inner::Thread(t) => t.wait_ready(timeout),
+            }
+    }
+
     /// How many tasks should be in flight (submitted, not yet received) to keep every worker
     /// busy: each worker's running chunk and the next one queued behind it, at the current
     /// chunk size. It starts at `2 × workers` and follows the adaptive chunk size, so callers

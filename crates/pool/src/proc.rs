@@ -660,21 +660,40 @@ impl ProcPool {
         self.chunker.observe(head.count as usize, head.busy_ns);
     }
 
-    /// The next finished task in completion order, with its output bytes; `None` when
-    /// nothing is outstanding.
     /// Whether [`ProcPool::next`] has a result at hand.
     pub(crate) fn has_ready(&self) -> bool {
         !self.done.is_empty()
     }
 
+    /// Waits up to `timeout` until [`ProcPool::next`] has a result at hand; whether it has.
+    pub(crate) fn wait_ready(&mut self, timeout: Duration) -> bool {
+        self.fill(Some(Instant::now() + timeout))
+    }
+
+    /// The next finished task in completion order, with its output bytes; `None` when
+    /// nothing is outstanding.
     pub(crate) fn next(&mut self) -> Option<(TaskId, Result<&[u8], Error>)> {
+        if !self.fill(None) {
+            return None;
+        }
+        let (id, r) = self.done.pop_front()?;
+        if self.cfg.per_batch && self.tasks.live == 0 && self.done.is_empty() {
+            // The batch is over: per-batch workers do not outlive it.
+            self.stop_workers();
+        }
+        Some((id, r.map(|range| &self.done_bytes[range])))
+    }
+
+    /// Runs the pool until a result is at hand (`true`), nothing is outstanding, or `until`
+    /// passes (`false`); with `until = None` it waits as long as a task is outstanding.
+    fn fill(&mut self, until: Option<Instant>) -> bool {
         while self.done.is_empty() {
             self.done_bytes.clear();
             if self.tasks.live == 0 {
                 if self.cfg.per_batch {
                     self.stop_workers();
                 }
-                return None;
+                return false;
             }
             self.pump(true);
             if !self.done.is_empty() {
@@ -686,20 +705,24 @@ impl ProcPool {
                 self.fail_queue("no worker could be started");
                 continue;
             }
-            let deadline = self.cfg.timeout.and_then(|t| {
+            let expiry = self.cfg.timeout.and_then(|t| {
                 self.slots.iter().flatten().filter(|l| l.ready && !l.sent.is_empty()).map(|l| l.since + t).min()
             });
+            let deadline = match (expiry, until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             match self.wait_event(deadline) {
                 Some((i, msg)) => self.handle(i, msg),
-                None => self.expire(),
+                None => {
+                    self.expire();
+                    if self.done.is_empty() && until.is_some_and(|u| Instant::now() >= u) {
+                        return false;
+                    }
+                }
             }
         }
-        let (id, r) = self.done.pop_front()?;
-        if self.cfg.per_batch && self.tasks.live == 0 && self.done.is_empty() {
-            // The batch is over: per-batch workers do not outlive it.
-            self.stop_workers();
-        }
-        Some((id, r.map(|range| &self.done_bytes[range])))
+        true
     }
 
     fn expire(&mut self) {

@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::TaskId;
 use crate::chunk::{ChunkSize, Chunker};
@@ -135,6 +135,17 @@ impl<W: Worker> ThreadPool<W> {
         !self.ready.is_empty()
     }
 
+    /// Waits up to `timeout` until [`ThreadPool::next`] has a result at hand; whether it has.
+    pub(crate) fn wait_ready(&mut self, timeout: Duration) -> bool {
+        if self.ready.is_empty() && self.outstanding > 0 {
+            self.pump(true);
+            if let Ok(reply) = self.rx.recv_timeout(timeout) {
+                self.take(reply);
+            }
+        }
+        !self.ready.is_empty()
+    }
+
     pub(crate) fn next(&mut self) -> Option<Done<W>> {
         if self.outstanding == 0 {
             return None;
@@ -142,14 +153,19 @@ impl<W: Worker> ThreadPool<W> {
         if self.ready.is_empty() {
             self.pump(true);
             let reply = self.rx.recv().ok()?;
-            self.chunks -= 1;
-            self.chunker.observe(reply.results.len(), reply.busy_ns);
-            self.ready.extend(reply.results);
-            self.spare.push(reply.chunk);
+            self.take(reply);
         }
         let d = self.ready.pop_front()?;
         self.outstanding -= 1;
         Some(d)
+    }
+
+    /// Takes in one chunk's results.
+    fn take(&mut self, reply: Reply<W>) {
+        self.chunks -= 1;
+        self.chunker.observe(reply.results.len(), reply.busy_ns);
+        self.ready.extend(reply.results);
+        self.spare.push(reply.chunk);
     }
 
     /// Stops handing out tasks and joins the threads once they finish their current chunk.

@@ -4,13 +4,15 @@
 //! ```text
 //! pool-demo run   --backend B [--workers N] --tasks SPEC [--timeout-ms T] [--max-frame BYTES]
 //!                 [--attempts N] [--stream] [--reopen] [--shared-mb M] [--rlimit-mb M]
-//!                 [--chunk N|auto] [--pace N]
+//!                 [--chunk N|auto] [--pace N] [--wait-ms MS]
 //! pool-demo serve --backend B [--workers N]      (prints pids, then obeys "drop" or "hold" on stdin)
 //! pool-demo bench --backend B [--workers N] [--roundtrips R] [--throughput T] [--shared-mb M]
 //!                 [--chunk N|auto]
 //! ```
 //! `--chunk` sets the pool's chunk size (default: `BTOPT_POOL_CHUNK`, else auto). `--pace N` (with `--stream`) keeps at
-//! most N tasks in flight, submitting one more per result, as the optimizer does.
+//! most N tasks in flight, submitting one more per result, as the optimizer does. `--wait-ms MS`
+//! (with `--stream`) first awaits each result with `Pool::wait_ready(MS)` and prints how many
+//! of those waits ended with a result at hand and how many timed out.
 //! SPEC is a comma-separated list of `KIND[:ARG][*COUNT]` with KIND one of echo (ARG
 //! defaults to the task's index), traced (echo of the index that also prints `ran N` on
 //! stderr), sleep:MS, panic, abort, exit, sigkill, alloc:MIB,
@@ -158,6 +160,7 @@ struct Args {
     throughput: usize,
     chunk: Option<ChunkSize>,
     pace: usize,
+    wait_ms: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -180,6 +183,7 @@ fn parse_args() -> Result<Args, String> {
         throughput: 100_000,
         chunk: None,
         pace: 0,
+        wait_ms: 0,
     };
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or(format!("{flag} needs a value"));
@@ -197,6 +201,7 @@ fn parse_args() -> Result<Args, String> {
             "--throughput" => a.throughput = num(val()?)? as usize,
             "--chunk" => a.chunk = Some(val()?.parse().map_err(|e| format!("bad --chunk: {e}"))?),
             "--pace" => a.pace = num(val()?)? as usize,
+            "--wait-ms" => a.wait_ms = num(val()?)?,
             "--stream" => a.stream = true,
             "--reopen" => a.reopen = true,
             "--fail-init" => a.fail_init = true,
@@ -329,11 +334,25 @@ fn run(a: &Args) -> Result<(), String> {
         for j in jobs.by_ref().take(window) {
             pool.submit(j).map_err(|e| e.to_string())?;
         }
-        while let Some(r) = pool.recv() {
+        // With `--wait-ms`, each result is first awaited with `Pool::wait_ready`, counting the
+        // waits that ended with a result at hand and those that timed out.
+        let (mut ready, mut timed_out) = (0u64, 0u64);
+        loop {
+            if a.wait_ms > 0 && pool.outstanding() > 0 {
+                if pool.wait_ready(Duration::from_millis(a.wait_ms)) {
+                    ready += 1;
+                } else {
+                    timed_out += 1;
+                }
+            }
+            let Some(r) = pool.recv() else { break };
             results.push(r);
             if let Some(j) = jobs.next() {
                 pool.submit(j).map_err(|e| e.to_string())?;
             }
+        }
+        if a.wait_ms > 0 {
+            writeln!(out, "waits ready={ready} timed_out={timed_out}").map_err(|e| e.to_string())?;
         }
     } else {
         results = pool.map(jobs).into_iter().enumerate().map(|(i, r)| (i as u64, r)).collect();

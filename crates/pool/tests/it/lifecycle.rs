@@ -160,3 +160,29 @@ fn forked_workers_share_the_state_copy_on_write() {
     let (pss, _) = measure("spawn");
     assert!(pss > 3.0 * 32.0, "spawn pss {pss}");
 }
+
+/// `Pool::wait_ready` ends without a result while the only task still runs (a 300 ms sleep
+/// cannot finish within a 1 ms wait), and with one when the wait is long enough; every
+/// result still arrives exactly once.
+#[test]
+fn wait_ready_times_out_on_a_running_task_and_returns_a_finished_one() {
+    let mut backends = process_backends().to_vec();
+    backends.push("thread");
+    for backend in backends {
+        let out = crate::check(
+            &["--backend", backend, "--workers", "1", "--tasks", "sleep:300", "--stream", "--wait-ms", "1"],
+            "",
+            "summary ok=1 failed=0",
+        );
+        let waits = out.line("waits ");
+        assert!(!waits.ends_with("timed_out=0"), "{backend}: a 1 ms wait on a 300 ms task timed out: {waits}");
+        let out = crate::check(
+            &["--backend", backend, "--workers", "2", "--tasks", "echo*50", "--stream", "--wait-ms", "60000"],
+            "",
+            "summary ok=50 failed=0",
+        );
+        let waits = out.line("waits ");
+        assert!(waits.ends_with("timed_out=0"), "{backend}: a wait for echo results timed out: {waits}");
+        assert!(!waits.starts_with("waits ready=0 "), "{backend}: {waits}");
+    }
+}
