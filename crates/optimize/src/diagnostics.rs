@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::optimizer::TrialSummary;
-use crate::value::config_to_json;
+use crate::value::config_json_text;
 
 /// The rank correlation between two successive budgets.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +48,7 @@ pub fn fidelity_points(trials: &[TrialSummary]) -> Vec<FidelityPoints> {
     let mut budgets: Vec<f64> = Vec::new();
     for t in trials {
         let Some(loss) = t.loss else { continue };
-        let at = by_config.entry(config_to_json(&t.config).to_string()).or_default();
+        let at = by_config.entry(config_json_text(&t.config)).or_default();
         at.entry(t.budget.to_bits()).or_insert(loss);
         if !budgets.contains(&t.budget) {
             budgets.push(t.budget);

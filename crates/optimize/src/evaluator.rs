@@ -1,6 +1,7 @@
 //! The evaluation boundary: the [`Evaluator`] trait that glue code implements over a worker
 //! pool, an in-process implementation for tests, and the counting-ones benchmark.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use rand::{RngExt, SeedableRng};
@@ -11,6 +12,11 @@ use crate::error::{Error, Result};
 use crate::space::{Param, Space};
 use crate::value::{Config, Value};
 
+/// Metrics by name. The names an evaluator knows in advance are borrowed `'static` strings,
+/// so a trial's metrics cost one allocation (the map's node), not one per name; names read
+/// back from a store are owned.
+pub type Metrics = BTreeMap<Cow<'static, str>, f64>;
+
 /// What one evaluation produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
@@ -19,7 +25,7 @@ pub enum Outcome {
         /// The loss to minimize (btopt uses −sharpe).
         loss: f64,
         /// Extra metrics, recorded but not optimized.
-        metrics: BTreeMap<String, f64>,
+        metrics: Metrics,
     },
     /// The evaluation failed (worker crash, panic, error).
     Crashed {
@@ -31,7 +37,7 @@ pub enum Outcome {
 impl Outcome {
     /// A successful outcome without metrics.
     pub fn loss(loss: f64) -> Outcome {
-        Outcome::Ok { loss, metrics: BTreeMap::new() }
+        Outcome::Ok { loss, metrics: Metrics::new() }
     }
 
     /// The loss if the evaluation succeeded with a finite loss; `None` for every failure.
@@ -99,9 +105,16 @@ pub trait Evaluator {
     /// An `Err` aborts the search (the store keeps what completed; resume continues).
     fn next_completed(&mut self) -> Result<Completion>;
     /// Whether [`Evaluator::next_completed`] would return at once, without waiting (`false`
-    /// when unsure). Before it waits, the optimizer makes its store durable.
+    /// when unsure).
     fn has_completed(&self) -> bool {
         false
+    }
+    /// Waits at most `timeout` until [`Evaluator::has_completed`] holds; whether it does. The
+    /// optimizer makes its store durable before a wait longer than that (see
+    /// [`crate::FLUSH_WHEN_IDLE`]). The default does not wait.
+    fn wait_completed(&mut self, timeout: std::time::Duration) -> Result<bool> {
+        let _ = timeout;
+        Ok(self.has_completed())
     }
 }
 

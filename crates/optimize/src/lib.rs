@@ -65,10 +65,11 @@ mod value;
 
 pub use diagnostics::{FidelityPair, FidelityPoints, WEAK_RANK_CORRELATION, fidelity, fidelity_points, spearman};
 pub use error::{Error, Result};
-pub use evaluator::{Completion, CountingOnes, Evaluator, InProcessEvaluator, Outcome, TrialStatus};
+pub use evaluator::{Completion, CountingOnes, Evaluator, InProcessEvaluator, Metrics, Outcome, TrialStatus};
 pub use kde::{BohbModel, BohbSettings, Kde, KdePair, split_sizes, truncated_std_normal};
 pub use optimizer::{
-    Best, DETERMINISTIC_BATCH, Observer, Progress, SearchOptions, SearchSummary, TrialSummary, optimize, study_identity,
+    Best, DETERMINISTIC_BATCH, FLUSH_WHEN_IDLE, Observer, Progress, SearchOptions, SearchSummary, TrialSummary,
+    optimize, study_identity,
 };
 pub use schedule::{BracketPlan, bracket_for_iteration, bracket_schedule, budgets, max_sh_iter};
 pub use searcher::{
@@ -77,4 +78,4 @@ pub use searcher::{
 };
 pub use space::{Constraint, Grid, Param, ParamKind, Space};
 pub use store::{MemoryStore, NullStore, TrialRecord, TrialStore, identity_hash, study_mismatch};
-pub use value::{Config, Value, config_from_json, config_to_json, render_pairs};
+pub use value::{Config, Value, config_from_json, config_json_text, config_to_json, render_pairs};

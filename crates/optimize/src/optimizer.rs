@@ -20,15 +20,22 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::error::{Error, Result};
-use crate::evaluator::{Completion, Evaluator, Outcome, TrialStatus};
+use crate::evaluator::{Completion, Evaluator, Metrics, Outcome, TrialStatus};
 use crate::searcher::{Mode, Searcher, Suggestion, Trial};
 use crate::space::Space;
 use crate::store::{TrialRecord, TrialStore};
-use crate::value::{Config, config_to_json};
+use crate::value::{Config, config_json_text, config_to_json};
 
 /// Upper bound on the trials suggested before a deterministic-mode barrier. A constant (not
 /// the worker count), so the sequence of searcher calls never depends on capacity.
 pub const DETERMINISTIC_BATCH: usize = 4096;
+
+/// How long the optimizer waits for a result before it makes its store durable
+/// ([`TrialStore::flush`]) and waits on. A stream of results that come closer together than
+/// this is left to the store's own grouping (SQLite commits every 50 ms), so a fast search
+/// costs a commit per 50 ms, not one per chunk of results; a result never sits uncommitted
+/// for longer than that while the search waits.
+pub const FLUSH_WHEN_IDLE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// How to run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,7 +73,7 @@ pub struct TrialSummary {
     /// Finite loss, if any.
     pub loss: Option<f64>,
     /// Metrics reported with the loss.
-    pub metrics: BTreeMap<String, f64>,
+    pub metrics: Metrics,
     /// Crash message, if crashed.
     pub message: Option<String>,
     /// Evaluation wall time.
@@ -221,7 +228,7 @@ struct Run<'a> {
 type Ready = BTreeMap<u64, (Completion, Option<u64>)>;
 
 fn cache_key(t: &Trial) -> (String, u64) {
-    (config_to_json(&t.config).to_string(), t.budget.to_bits())
+    (config_json_text(&t.config), t.budget.to_bits())
 }
 
 impl Run<'_> {
@@ -234,7 +241,7 @@ impl Run<'_> {
         Some((Completion { trial_id: t.id, outcome: outcome.clone(), duration_secs: 0.0, worker: None }, *orig))
     }
 
-    fn feed(&mut self, c: &Completion, replayed: bool, reused_from: Option<u64>) -> Result<()> {
+    fn feed(&mut self, c: Completion, replayed: bool, reused_from: Option<u64>) -> Result<()> {
         let trial = self
             .outstanding
             .remove(&c.trial_id)
@@ -243,9 +250,10 @@ impl Run<'_> {
         if self.reuse && c.outcome.status() == TrialStatus::Ok {
             self.cache.entry(cache_key(&trial)).or_insert((reused_from.unwrap_or(c.trial_id), c.outcome.clone()));
         }
-        let (metrics, message) = match &c.outcome {
-            Outcome::Ok { metrics, .. } => (metrics.clone(), None),
-            Outcome::Crashed { message } => (BTreeMap::new(), Some(message.clone())),
+        let (status, loss) = (c.outcome.status(), c.outcome.finite_loss());
+        let (metrics, message) = match c.outcome {
+            Outcome::Ok { metrics, .. } => (metrics, None),
+            Outcome::Crashed { message } => (Metrics::new(), Some(message)),
         };
         let summary = TrialSummary {
             trial_id: c.trial_id,
@@ -253,8 +261,8 @@ impl Run<'_> {
             budget: trial.budget,
             bracket: trial.bracket,
             stage: trial.stage,
-            status: c.outcome.status(),
-            loss: c.outcome.finite_loss(),
+            status,
+            loss,
             metrics,
             message,
             duration_secs: c.duration_secs,
@@ -346,7 +354,7 @@ pub fn optimize(
                 break;
             }
             let (c, reused) = entry.remove();
-            run.feed(&c, true, reused)?;
+            run.feed(c, true, reused)?;
         }
         match run.searcher.suggest(mode)? {
             Suggestion::Trial(t)
@@ -380,10 +388,11 @@ pub fn optimize(
         Ok(())
     })?;
     for (_, (c, reused)) in std::mem::take(&mut feeds) {
-        run.feed(&c, true, reused)?;
+        run.feed(c, true, reused)?;
     }
     run.seq = next_seq;
-    let mut pending: VecDeque<Trial> = unfinished.iter().map(|id| run.outstanding[id].clone()).collect();
+    // Trials to submit, by id: the trial itself stays in `outstanding` until it is fed.
+    let mut pending: VecDeque<u64> = unfinished.into_iter().collect();
 
     // Capacity is read afresh each time: a pool that batches tasks into chunks wants more in
     // flight as its chunks grow. Deterministic results do not depend on it (outcomes are fed
@@ -410,14 +419,15 @@ pub fn optimize(
                 }
                 store.record_suggested(&batch)?;
                 for (t, _) in batch {
-                    run.outstanding.insert(t.id, t.clone());
-                    pending.push_back(t);
+                    pending.push_back(t.id);
+                    run.outstanding.insert(t.id, t);
                 }
             }
             while !pending.is_empty() || in_flight > 0 {
                 while in_flight < evaluator.capacity().max(1) {
-                    let Some(t) = pending.pop_front() else { break };
-                    if let Some((c, orig)) = run.reuse_for(&t) {
+                    let Some(id) = pending.pop_front() else { break };
+                    let t = &run.outstanding[&id];
+                    if let Some((c, orig)) = run.reuse_for(t) {
                         store.record_completed(&c, Some(orig), None)?;
                         ready.insert(c.trial_id, (c, Some(orig)));
                         continue;
@@ -428,7 +438,7 @@ pub fn optimize(
                 if in_flight == 0 {
                     continue;
                 }
-                if !evaluator.has_completed() {
+                if !evaluator.has_completed() && !evaluator.wait_completed(FLUSH_WHEN_IDLE)? {
                     store.flush()?;
                 }
                 let c = evaluator.next_completed()?;
@@ -441,7 +451,7 @@ pub fn optimize(
             }
             let mut fed = Vec::with_capacity(ready.len());
             for (id, (c, orig)) in std::mem::take(&mut ready) {
-                run.feed(&c, false, orig)?;
+                run.feed(c, false, orig)?;
                 let seq = run.next_seq();
                 fed.push((id, seq));
             }
@@ -450,7 +460,7 @@ pub fn optimize(
     } else {
         // Recovered completions first, in id order.
         for (id, (c, orig)) in std::mem::take(&mut ready) {
-            run.feed(&c, false, orig)?;
+            run.feed(c, false, orig)?;
             let seq = run.next_seq();
             store.record_fed(&[(id, seq)])?;
         }
@@ -460,8 +470,8 @@ pub fn optimize(
             // before a completion is fed.
             let mut paused = false;
             while in_flight < evaluator.capacity().max(1) {
-                let t = match pending.pop_front() {
-                    Some(t) => t,
+                let id = match pending.pop_front() {
+                    Some(id) => id,
                     None if paused => break,
                     None => {
                         // The free capacity's suggestions, recorded in one call (one statement
@@ -488,18 +498,19 @@ pub fn optimize(
                         }
                         store.record_suggested(&fresh)?;
                         for (t, _) in fresh {
-                            run.outstanding.insert(t.id, t.clone());
-                            pending.push_back(t);
+                            pending.push_back(t.id);
+                            run.outstanding.insert(t.id, t);
                         }
                         continue;
                     }
                 };
-                if let Some((c, orig)) = run.reuse_for(&t) {
+                if let Some((c, orig)) = run.reuse_for(&run.outstanding[&id]) {
                     let seq = run.next_seq();
                     store.record_completed(&c, Some(orig), Some(seq))?;
-                    run.feed(&c, false, Some(orig))?;
+                    run.feed(c, false, Some(orig))?;
                     continue;
                 }
+                let t = &run.outstanding[&id];
                 evaluator.submit(t.id, &t.config, t.budget)?;
                 in_flight += 1;
             }
@@ -509,7 +520,7 @@ pub fn optimize(
                     _ => return Err(Error::Stalled("searcher waits with nothing running".into())),
                 }
             }
-            if !evaluator.has_completed() {
+            if !evaluator.has_completed() && !evaluator.wait_completed(FLUSH_WHEN_IDLE)? {
                 store.flush()?;
             }
             let c = evaluator.next_completed()?;
@@ -519,7 +530,7 @@ pub fn optimize(
             in_flight -= 1;
             let seq = run.next_seq();
             store.record_completed(&c, None, Some(seq))?;
-            run.feed(&c, false, None)?;
+            run.feed(c, false, None)?;
         }
     }
     store.flush()?;

@@ -108,17 +108,14 @@ impl Searcher for GridSearch {
         if self.max_evaluations.is_some_and(|m| self.suggested >= m) {
             return Ok(Suggestion::Done);
         }
-        let card = self.space.cardinality().unwrap_or(0);
-        while self.next_index < card {
-            let config = self.space.config_at(self.next_index)?;
-            self.next_index += 1;
-            if self.space.is_feasible(&config) {
-                let id = self.suggested;
-                self.suggested += 1;
-                return Ok(Suggestion::Trial(Trial { id, config, budget: self.budget, bracket: None, stage: None }));
-            }
-        }
-        Ok(Suggestion::Done)
+        let Some((index, config)) = self.space.next_feasible(self.next_index) else {
+            self.next_index = self.space.cardinality().unwrap_or(0);
+            return Ok(Suggestion::Done);
+        };
+        self.next_index = index + 1;
+        let id = self.suggested;
+        self.suggested += 1;
+        Ok(Suggestion::Trial(Trial { id, config, budget: self.budget, bracket: None, stage: None }))
     }
 
     fn observe(&mut self, _trial_id: u64, _outcome: &Outcome) -> Result<()> {
@@ -243,7 +240,7 @@ impl Searcher for RandomSearch {
             },
             None => loop {
                 let c = self.space.sample(&mut self.rng)?;
-                if self.seen.insert(crate::value::config_to_json(&c).to_string()) {
+                if self.seen.insert(crate::value::config_json_text(&c)) {
                     break c;
                 }
             },

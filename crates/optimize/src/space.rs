@@ -434,6 +434,11 @@ impl Space {
         if index >= card {
             return Err(Error::InvalidConfig(format!("grid index {index} ≥ cardinality {card}")));
         }
+        Ok(self.to_config(self.values_at(index)))
+    }
+
+    /// The values of grid point `index` (< the cardinality), in declaration order.
+    fn values_at(&self, index: u128) -> Vec<Value> {
         let mut rest = index;
         let mut values = vec![Value::Int(0); self.params.len()];
         for (i, p) in self.params.iter().enumerate().rev() {
@@ -441,7 +446,21 @@ impl Space {
             values[i] = p.value_at(rest % n);
             rest /= n;
         }
-        Ok(self.to_config(values))
+        values
+    }
+
+    /// The first feasible grid point at or after `index`, with its index: what a grid search
+    /// suggests next. Infeasible points are skipped without building their configs.
+    pub(crate) fn next_feasible(&self, mut index: u128) -> Option<(u128, Config)> {
+        let card = self.cardinality()?;
+        while index < card {
+            let values = self.values_at(index);
+            if self.constraints.iter().all(|c| c.holds(&values)) {
+                return Some((index, self.to_config(values)));
+            }
+            index += 1;
+        }
+        None
     }
 
     /// The grid index of `config`; the inverse of [`Space::config_at`].

@@ -73,8 +73,8 @@ pub trait TrialStore {
     fn record_fed(&mut self, fed: &[(u64, u64)]) -> Result<()>;
     /// Make everything recorded so far durable (a store may group its writes; each call's
     /// writes must still land whole, so that a crash leaves a prefix of the event log). The
-    /// optimizer calls it before it waits for a result (see [`crate::Evaluator::has_completed`])
-    /// and when a search ends.
+    /// optimizer calls it before a wait for a result that lasts longer than
+    /// [`crate::FLUSH_WHEN_IDLE`], and when a search ends.
     fn flush(&mut self) -> Result<()> {
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The optimizer's evaluator over a pool of backtest workers.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
@@ -173,18 +174,21 @@ impl TrialSample {
     }
 }
 
-/// The metrics a backtest reports with its loss, by name.
-pub fn metrics_map(m: &engine::Metrics) -> BTreeMap<String, f64> {
-    BTreeMap::from([
-        ("sharpe".to_string(), m.sharpe),
-        ("total_return".to_string(), m.total_return),
-        ("max_drawdown".to_string(), m.max_drawdown),
-        ("sortino".to_string(), m.sortino),
-        ("calmar".to_string(), m.calmar),
-        ("trades".to_string(), m.trades as f64),
-        ("bars".to_string(), m.bars as f64),
-        ("final_equity".to_string(), m.final_equity),
-    ])
+/// The metrics a backtest reports with its loss, by name (borrowed names: one allocation).
+pub fn metrics_map(m: &engine::Metrics) -> optimize::Metrics {
+    [
+        ("sharpe", m.sharpe),
+        ("total_return", m.total_return),
+        ("max_drawdown", m.max_drawdown),
+        ("sortino", m.sortino),
+        ("calmar", m.calmar),
+        ("trades", m.trades as f64),
+        ("bars", m.bars as f64),
+        ("final_equity", m.final_equity),
+    ]
+    .into_iter()
+    .map(|(k, v)| (Cow::Borrowed(k), v))
+    .collect()
 }
 
 impl Evaluator for PoolEvaluator<'_> {
@@ -214,6 +218,10 @@ impl Evaluator for PoolEvaluator<'_> {
 
     fn has_completed(&self) -> bool {
         !self.ready.is_empty() || self.pool.has_ready()
+    }
+
+    fn wait_completed(&mut self, timeout: std::time::Duration) -> optimize::Result<bool> {
+        Ok(!self.ready.is_empty() || self.pool.wait_ready(timeout))
     }
 
     fn next_completed(&mut self) -> optimize::Result<Completion> {

@@ -45,7 +45,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use optimize::{Completion, Trial, TrialRecord, TrialStore, config_to_json, identity_hash, study_mismatch};
+use optimize::{Completion, Trial, TrialRecord, TrialStore, config_json_text, identity_hash, study_mismatch};
 use postgres::Client;
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
@@ -563,7 +563,7 @@ impl TrialStore for PgStore {
         self.flush()?;
         let study = self.study.clone().ok_or_else(|| optimize::Error::Store("no study is open".into()))?;
         let ids: Vec<i64> = trials.iter().map(|(t, _)| t.id as i64).collect();
-        let configs: Vec<String> = trials.iter().map(|(t, _)| config_to_json(&t.config).to_string()).collect();
+        let configs: Vec<String> = trials.iter().map(|(t, _)| config_json_text(&t.config)).collect();
         let budgets: Vec<f64> = trials.iter().map(|(t, _)| t.budget).collect();
         let brackets: Vec<Option<i32>> = trials.iter().map(|(t, _)| t.bracket.map(|b| b as i32)).collect();
         let stages: Vec<Option<i32>> = trials.iter().map(|(t, _)| t.stage.map(|s| s as i32)).collect();

@@ -1,12 +1,11 @@
 //! One trial as columns, shared by every store: the outcome's status, loss, metrics JSON and
 //! message, and the decoding of a stored row back into a [`TrialRecord`].
 
-use std::collections::BTreeMap;
-
-use optimize::{Completion, Outcome, TrialRecord, config_from_json};
+use optimize::{Completion, Metrics, Outcome, TrialRecord, config_from_json};
 
 /// An outcome as the columns `status`, `loss`, `metrics` (JSON of the finite metrics: JSON
 /// has no NaN) and `message`.
+#[derive(Debug)]
 pub(crate) struct OutcomeColumns {
     pub(crate) status: &'static str,
     pub(crate) loss: Option<f64>,
@@ -16,21 +15,33 @@ pub(crate) struct OutcomeColumns {
 
 pub(crate) fn columns(outcome: &Outcome) -> OutcomeColumns {
     match outcome {
-        Outcome::Ok { loss, metrics } => {
-            let finite: BTreeMap<&String, &f64> = metrics.iter().filter(|(_, v)| v.is_finite()).collect();
-            OutcomeColumns {
-                status: outcome.status().as_str(),
-                loss: loss.is_finite().then_some(*loss),
-                metrics: Some(serde_json::to_string(&finite).expect("a map of finite floats is JSON")),
-                message: None,
-            }
-        }
+        Outcome::Ok { loss, metrics } => OutcomeColumns {
+            status: outcome.status().as_str(),
+            loss: loss.is_finite().then_some(*loss),
+            metrics: Some(serde_json::to_string(&Finite(metrics)).expect("a map of finite floats is JSON")),
+            message: None,
+        },
         Outcome::Crashed { message } => OutcomeColumns {
             status: outcome.status().as_str(),
             loss: None,
             metrics: None,
             message: Some(message.clone()),
         },
+    }
+}
+
+/// The finite entries of a metrics map, serialized as a JSON object in name order (written
+/// once per trial, so without building a map of them first).
+struct Finite<'a>(&'a Metrics);
+
+impl serde::Serialize for Finite<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.0.iter().filter(|(_, v)| v.is_finite()) {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
     }
 }
 
@@ -48,10 +59,10 @@ pub(crate) fn outcome(
             loss: loss.ok_or_else(|| format!("trial {id}: ok without loss"))?,
             metrics: match metrics {
                 Some(m) => serde_json::from_str(&m).map_err(|e| format!("trial {id}: {e}"))?,
-                None => BTreeMap::new(),
+                None => Metrics::new(),
             },
         }),
-        "nonfinite" => Some(Outcome::Ok { loss: f64::NAN, metrics: BTreeMap::new() }),
+        "nonfinite" => Some(Outcome::Ok { loss: f64::NAN, metrics: Metrics::new() }),
         "crashed" => Some(Outcome::Crashed { message: message.unwrap_or_default() }),
         other => return Err(format!("trial {id}: unknown status `{other}`")),
     })
