@@ -490,11 +490,12 @@ impl TrialSink {
         }
         if let Some(spool) = &mut self.spool {
             use std::io::Write;
-            let line = serde_json::json!({
-                "params": optimize::config_to_json(&t.config), "budget": t.budget, "loss": t.loss,
-                "status": t.status.as_str(), "trial_id": t.trial_id, "bracket": t.bracket, "stage": t.stage});
-            let sep = if self.spooled == 0 { "" } else { "," };
-            if let Err(e) = write!(spool, "{sep}{line}") {
+            let sep: &[u8] = if self.spooled == 0 { b"" } else { b"," };
+            let written = spool
+                .write_all(sep)
+                .map_err(serde_json::Error::io)
+                .and_then(|()| serde_json::to_writer(&mut *spool, &TrialLine::of(t)));
+            if let Err(e) = written {
                 self.error = Some(anyhow::Error::new(e).context("failed to spool the trials"));
             }
             self.spooled += 1;
@@ -517,6 +518,34 @@ impl TrialSink {
                 Ok(Some(file))
             }
             None => Ok(None),
+        }
+    }
+}
+
+/// One entry of `--json`'s `trials` array, written as the trial finishes. The fields are in
+/// the order a JSON object built from them prints them (sorted), so the text is what
+/// `SearchSummary::to_json` gives for the same trial.
+#[derive(serde::Serialize)]
+struct TrialLine<'a> {
+    bracket: Option<u32>,
+    budget: f64,
+    loss: Option<f64>,
+    params: optimize::PlainConfig<'a>,
+    stage: Option<u32>,
+    status: &'static str,
+    trial_id: u64,
+}
+
+impl<'a> TrialLine<'a> {
+    fn of(t: &'a optimize::TrialSummary) -> TrialLine<'a> {
+        TrialLine {
+            bracket: t.bracket,
+            budget: t.budget,
+            loss: t.loss,
+            params: optimize::PlainConfig(&t.config),
+            stage: t.stage,
+            status: t.status.as_str(),
+            trial_id: t.trial_id,
         }
     }
 }
@@ -613,5 +642,41 @@ fn plain_progress(finished: u64, planned: Option<u64>, elapsed: Duration) -> Str
             format!("trials {finished}/{n} | {rate:.0}/s | eta {eta:.0} s")
         }
         None => format!("trials {finished} | {rate:.0}/s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use optimize::{Config, TrialStatus, TrialSummary, Value};
+
+    /// The spooled `trials` entries must read exactly as the summary's own JSON renders them.
+    #[test]
+    fn a_trial_line_is_the_summarys_json_text() {
+        let config: Config = [
+            ("lookback_period".to_owned(), Value::Int(80)),
+            ("volatility_threshold".to_owned(), Value::Float(0.3)),
+            ("weighting_scheme".to_owned(), Value::Str("market_cap".into())),
+        ]
+        .into_iter()
+        .collect();
+        let trial = |bracket: Option<u32>, loss: Option<f64>, status| TrialSummary {
+            trial_id: 7,
+            config: config.clone(),
+            budget: 1.0 / 3.0,
+            bracket,
+            stage: bracket.map(|b| b + 1),
+            status,
+            loss,
+            metrics: Default::default(),
+            message: None,
+            duration_secs: 0.0,
+            reused_from: None,
+            worker: None,
+        };
+        for t in [trial(None, Some(-1.985), TrialStatus::Ok), trial(Some(2), None, TrialStatus::Crashed)] {
+            let summary = optimize::SearchSummary { trials: vec![t.clone()], ..Default::default() };
+            let want = summary.to_json()["trials"][0].to_string();
+            assert_eq!(serde_json::to_string(&super::TrialLine::of(&t)).expect("json"), want);
+        }
     }
 }

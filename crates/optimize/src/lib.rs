@@ -78,4 +78,4 @@ pub use searcher::{
 };
 pub use space::{Constraint, Grid, Param, ParamKind, Space};
 pub use store::{MemoryStore, NullStore, TrialRecord, TrialStore, identity_hash, study_mismatch};
-pub use value::{Config, Value, config_from_json, config_json_text, config_to_json, render_pairs};
+pub use value::{Config, PlainConfig, Value, config_from_json, config_json_text, config_to_json, render_pairs};

@@ -72,28 +72,33 @@ pub fn config_to_json(config: &Config) -> serde_json::Value {
     serde_json::Value::Object(config.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
 }
 
-/// A config's plain JSON text, exactly `config_to_json(config).to_string()` (the text the trial
-/// stores write and compare), written directly instead of through a [`serde_json::Value`]:
-/// it runs once per trial.
-pub fn config_json_text(config: &Config) -> String {
-    struct Plain<'a>(&'a Config);
-    impl Serialize for Plain<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-            use serde::ser::SerializeMap;
-            let mut map = s.serialize_map(Some(self.0.len()))?;
-            for (k, v) in self.0 {
-                match v {
-                    Value::Int(i) => map.serialize_entry(k, i)?,
-                    // JSON has no NaN or infinity: `to_json` makes them null.
-                    Value::Float(f) if f.is_finite() => map.serialize_entry(k, f)?,
-                    Value::Float(_) => map.serialize_entry(k, &())?,
-                    Value::Str(x) => map.serialize_entry(k, x)?,
-                }
+/// A config that serializes as its plain JSON object, exactly as [`config_to_json`] renders it,
+/// without building a [`serde_json::Value`] first: for what is written once per trial (the
+/// stores' config column, the CLI's trials).
+#[derive(Debug, Clone, Copy)]
+pub struct PlainConfig<'a>(pub &'a Config);
+
+impl Serialize for PlainConfig<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            match v {
+                Value::Int(i) => map.serialize_entry(k, i)?,
+                // JSON has no NaN or infinity: `to_json` makes them null.
+                Value::Float(f) if f.is_finite() => map.serialize_entry(k, f)?,
+                Value::Float(_) => map.serialize_entry(k, &())?,
+                Value::Str(x) => map.serialize_entry(k, x)?,
             }
-            map.end()
         }
+        map.end()
     }
-    serde_json::to_string(&Plain(config)).expect("a config is JSON")
+}
+
+/// A config's plain JSON text, exactly `config_to_json(config).to_string()` (the text the trial
+/// stores write and compare on resume).
+pub fn config_json_text(config: &Config) -> String {
+    serde_json::to_string(&PlainConfig(config)).expect("a config is JSON")
 }
 
 /// Parse a plain JSON object back into a config. JSON integers become `Int`, other numbers
