@@ -4,8 +4,9 @@
 //!
 //! **Architecture invariant:** this crate knows nothing about backtests, bundles, pools or
 //! processes. It takes return series (one per trial, all of one length, in trial-id order)
-//! and session counts, and returns numbers. It starts no thread, so a caller may build a fork
-//! pool after using it.
+//! and session counts, and returns numbers. The threads [`pbo()`] spreads its splits over are
+//! scoped: every one is joined before it returns, so none outlives a call, and a caller may
+//! build a fork pool after using it.
 //!
 //! Main items: [`ReturnMatrix`] (the T×N matrix, checked on the way in), [`compute`] and its
 //! [`Overfitting`] (the fields of `optimize --json`'s `"overfitting"`), the parts
@@ -45,7 +46,7 @@ mod walkforward;
 pub use deflated::{DeflatedSharpe, EULER_GAMMA, deflated_sharpe};
 pub use error::Error;
 pub use matrix::ReturnMatrix;
-pub use pbo::{DEFAULT_CSCV_BLOCKS, MAX_CSCV_BLOCKS, Pbo, check_blocks, pbo, splits};
+pub use pbo::{DEFAULT_CSCV_BLOCKS, MAX_CSCV_BLOCKS, Pbo, check_blocks, pbo, pbo_on_threads, splits};
 pub use sharpe::sharpe;
 pub use subsample::{DEFAULT_MAX_TRIALS, Sample, sample_key};
 pub use walkforward::{Fold, segments};

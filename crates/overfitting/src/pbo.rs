@@ -73,6 +73,13 @@ pub fn splits(blocks: usize) -> usize {
 /// Needs a valid S ([`Error::InvalidBlocks`]), N ≥ 2 ([`Error::TooFewTrials`]) and T ≥ 2·S,
 /// so that every block has at least 2 rows ([`Error::TooFewReturns`]).
 pub fn pbo(m: &ReturnMatrix, blocks: usize) -> Result<Pbo, Error> {
+    pbo_on_threads(m, blocks, None)
+}
+
+/// [`pbo()`] on exactly `threads` threads (`None`: one for small problems, else the machine's
+/// parallelism). The result is the same at every thread count; tests hold it to that.
+#[doc(hidden)]
+pub fn pbo_on_threads(m: &ReturnMatrix, blocks: usize, threads: Option<usize>) -> Result<Pbo, Error> {
     check_blocks(blocks)?;
     let n = m.trials();
     if n < 2 {
@@ -97,26 +104,66 @@ pub fn pbo(m: &ReturnMatrix, blocks: usize) -> Result<Pbo, Error> {
     }
     let moments = BlockMoments { trials: n, rows, mean, m2 };
 
-    let h = blocks / 2;
     let total = splits(blocks);
-    let count = h * rows;
     let mut logits = vec![0.0; total];
-    let (mut fold_in, mut fold_out) = (Fold::new(h, n), Fold::new(h, n));
-    let (mut sr_in, mut sr_out) = (vec![0.0; n], vec![0.0; n]);
-    let mut c: Vec<usize> = (0..h).collect();
-    let mut complement = vec![0; h];
-    for i in 0..total / 2 {
-        fill_complement(&c, blocks, &mut complement);
-        fold_in.set(&c, &moments);
-        fold_out.set(&complement, &moments);
-        fold_in.sharpes(count, &mut sr_in);
-        fold_out.sharpes(count, &mut sr_out);
-        logits[i] = logit(&sr_in, &sr_out);
-        logits[total - 1 - i] = logit(&sr_out, &sr_in);
-        next_combination(&mut c, blocks);
-    }
+    // Pair i (the i-th set containing block 0, and its complement) fills logits[i] and
+    // logits[total − 1 − i]. Contiguous ranges of pairs go to scoped threads, each with its own
+    // folds, writing disjoint slots: the same logits at any thread count.
+    let pairs = total / 2;
+    let threads = threads.unwrap_or_else(|| workers_for(pairs, n)).clamp(1, pairs.max(1));
+    let per = pairs.div_ceil(threads);
+    let chunks = pairs.div_ceil(per);
+    let (front, back) = logits.split_at_mut(pairs);
+    let moments = &moments;
+    std::thread::scope(|scope| {
+        for (k, (front, back)) in front.chunks_mut(per).zip(back.rchunks_mut(per)).enumerate() {
+            if k + 1 < chunks {
+                scope.spawn(move || split_pairs(moments, blocks, k * per, front, back));
+            } else {
+                // The last range on this thread, which would otherwise only wait.
+                split_pairs(moments, blocks, k * per, front, back);
+            }
+        }
+    });
     let overfit = logits.iter().filter(|&&l| l <= 0.0).count();
     Ok(Pbo { pbo: overfit as f64 / total as f64, logits, dropped_rows: dropped, block_rows: rows })
+}
+
+/// Trial-pairs (pairs × trials) below which PBO runs on the calling thread alone.
+const SERIAL_WORK: usize = 1 << 20;
+
+/// How many threads share `pairs` split pairs of `trials` trials: one for small problems, else
+/// the machine's parallelism.
+fn workers_for(pairs: usize, trials: usize) -> usize {
+    if pairs.saturating_mul(trials) < SERIAL_WORK {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, pairs.max(1))
+}
+
+/// The logits of the pairs `first..first + front.len()`: pair `first + j` writes `front[j]`
+/// (in-sample = its set) and `back[front.len() − 1 − j]` (in-sample = the complement).
+fn split_pairs(moments: &BlockMoments, blocks: usize, first: usize, front: &mut [f64], back: &mut [f64]) {
+    let (h, n) = (blocks / 2, moments.trials);
+    let count = h * moments.rows;
+    let mut c: Vec<usize> = (0..h).collect();
+    for _ in 0..first {
+        next_combination(&mut c, blocks);
+    }
+    let (mut fold_in, mut fold_out) = (Fold::new(h, n), Fold::new(h, n));
+    let (mut sr_in, mut sr_out) = (vec![0.0; n], vec![0.0; n]);
+    let mut complement = vec![0; h];
+    let len = front.len();
+    for j in 0..len {
+        fill_complement(&c, blocks, &mut complement);
+        fold_in.set(&c, moments);
+        fold_out.set(&complement, moments);
+        fold_in.sharpes(count, &mut sr_in);
+        fold_out.sharpes(count, &mut sr_out);
+        front[j] = logit(&sr_in, &sr_out);
+        back[len - 1 - j] = logit(&sr_out, &sr_in);
+        next_combination(&mut c, blocks);
+    }
 }
 
 /// λ of one split from the in-sample and out-of-sample sharpes.

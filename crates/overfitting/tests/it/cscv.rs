@@ -219,3 +219,20 @@ proptest! {
         prop_assert_eq!(fast.pbo, slow_pbo);
     }
 }
+
+/// The splits are shared out among threads; every thread count gives the same bits, with the
+/// last range shorter than the others or not, and with more threads than pairs.
+#[test]
+fn every_thread_count_gives_the_same_logits() {
+    let m = noise(21, 40, 256, 0.01, |n| n as f64 * 1e-5);
+    for blocks in [4, 8, 16] {
+        let one = overfitting::pbo_on_threads(&m, blocks, Some(1)).unwrap();
+        assert_eq!(one, pbo(&m, blocks).unwrap(), "S = {blocks}, default threads");
+        for threads in [2, 3, 7, 10_000] {
+            let many = overfitting::pbo_on_threads(&m, blocks, Some(threads)).unwrap();
+            let bits = |p: &overfitting::Pbo| p.logits.iter().map(|l| l.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&many), bits(&one), "S = {blocks}, {threads} threads");
+            assert_eq!(many.pbo, one.pbo);
+        }
+    }
+}
