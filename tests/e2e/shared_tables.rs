@@ -82,17 +82,19 @@ fn the_tables_hold_every_window_of_the_space_within_the_budget() {
 
     let bundle = bundle::Bundle::load(daily_bundle()).unwrap();
     let column = bundle.sessions().len() * 8;
-    let all = runner::tables_for(&**ma, &base, &space, &bundle, usize::MAX).unwrap().unwrap();
-    assert_eq!(all.bytes(), want.len() * 7 * column);
+    let all = runner::tables_for(&**ma, &base, &space, &bundle, usize::MAX).unwrap();
+    assert!(all.momentum.is_none(), "the MA crossover reads no momentum tables");
     assert_eq!(runner::shortfall(&all, usize::MAX), None);
+    let all = all.sma.unwrap();
+    assert_eq!(all.bytes(), want.len() * 7 * column);
     // Room for three and a half windows: three are shared, and one line says so.
     let budget = 7 * column * 7 / 2;
-    let some = runner::tables_for(&**ma, &base, &space, &bundle, budget).unwrap().unwrap();
-    assert_eq!(some.complete_windows(), 3);
+    let some = runner::tables_for(&**ma, &base, &space, &bundle, budget).unwrap();
     let line = runner::shortfall(&some, budget).expect("over budget");
+    assert_eq!(some.sma.unwrap().complete_windows(), 3);
     assert!(line.contains(&format!("3 of {} windows are shared", want.len())), "{line}");
     assert!(!line.contains('\n'));
-    assert!(runner::tables_for(&**ma, &base, &space, &bundle, 0).unwrap().is_none());
+    assert!(runner::tables_for(&**ma, &base, &space, &bundle, 0).unwrap().sma.is_none());
 }
 
 /// `btopt optimize` with the tables (default), without (`BTOPT_SHARED_TABLES_MIB=0`) and with a
@@ -165,12 +167,80 @@ fn an_engine_reads_the_tables_of_its_own_bundle_only() {
         }
         sharpes
     };
-    let mut shared = runner::Engine::with_tables(bundle.clone(), Some(tables.clone())).unwrap();
+    let mut shared = runner::Engine::with_tables(bundle.clone(), runner::SharedTables::sma(tables.clone())).unwrap();
     let mut own = runner::Engine::new(bundle.clone()).unwrap();
     assert_eq!(run(&mut shared), run(&mut own));
     assert_eq!(shared.own_cache_bytes(), 0);
     assert_eq!(own.own_cache_bytes(), tables.bytes());
     let copy = Arc::new(bundle::Bundle::load(daily_bundle()).unwrap());
-    let refused = runner::Engine::with_tables(copy, Some(tables)).err().expect("refused");
+    let refused = runner::Engine::with_tables(copy, runner::SharedTables::sma(tables)).err().expect("refused");
     assert!(refused.to_string().contains("another market"), "{refused}");
+}
+
+/// Momentum's tables: one per lookback of the space, within the budget (a line says when not),
+/// and `btopt optimize` gives the same trials with them shared, not shared, or over budget.
+#[test]
+fn momentum_tables_hold_every_lookback_and_change_no_trial() {
+    use crate::optimize_cli::{parse_summary, timeless};
+    use crate::support::{btopt, start, wait_guarded};
+    let registry = engine::Registry::builtin();
+    let mom = registry.lookup("momentum").unwrap();
+    let base = engine::ParamValues::defaults(mom.parameters());
+    let space_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../spaces/momentum-5m.toml");
+    let space = optimize::Space::from_toml_file(std::path::Path::new(space_file)).unwrap();
+    let want: Vec<usize> = (10..=100).step_by(10).collect();
+    assert_eq!(runner::momentum_lookbacks(&**mom, &base, &space), want);
+    assert!(runner::sma_windows(&**mom, &base, &space).is_empty());
+
+    let bundle = bundle::Bundle::load(daily_bundle()).unwrap();
+    // Score and volatility for 7 assets on every bar.
+    let table = bundle.sessions().len() * 7 * 2 * 8;
+    let all = runner::tables_for(&**mom, &base, &space, &bundle, usize::MAX).unwrap();
+    assert!(all.sma.is_none());
+    assert_eq!(runner::shortfall(&all, usize::MAX), None);
+    let tables = all.momentum.as_ref().expect("momentum tables");
+    assert_eq!((tables.lookbacks(), tables.bytes()), (10, 10 * table));
+    let some = runner::tables_for(&**mom, &base, &space, &bundle, table * 7 / 2).unwrap();
+    assert_eq!(some.momentum.as_ref().unwrap().lookbacks(), 3);
+    let line = runner::shortfall(&some, table * 7 / 2).expect("over budget");
+    assert!(line.contains("3 of 10 lookbacks are shared"), "{line}");
+
+    let tiny = concat!(env!("CARGO_MANIFEST_DIR"), "/../spaces/momentum-5m-tiny.toml");
+    let run = |pool: &str, mib: Option<&str>| {
+        let mut cmd = btopt(&[
+            "optimize",
+            "--bundle",
+            p(daily_bundle()),
+            "--strategy",
+            "momentum",
+            "--json",
+            "--space",
+            tiny,
+            "--search",
+            "random",
+            "--evaluations",
+            "60",
+            "--deterministic",
+            "--pool",
+            pool,
+            "--workers",
+            "2",
+            "--no-overfitting",
+        ]);
+        match mib {
+            Some(m) => cmd.env(runner::TABLES_ENV, m),
+            None => cmd.env_remove(runner::TABLES_ENV),
+        };
+        let out = wait_guarded(start(&mut cmd));
+        let lines = out.stderr.lines().filter(|l| l.starts_with("shared indicator tables:")).count();
+        (timeless(parse_summary(&out)), lines, out.stderr)
+    };
+    let (want, lines, _) = run("thread", Some("0"));
+    assert_eq!(want["trials"].as_array().unwrap().len(), 60);
+    assert_eq!(lines, 0);
+    for pool in ["fork", "thread"] {
+        let (all, lines, stderr) = run(pool, None);
+        assert_eq!(all, want, "{pool} with the default budget");
+        assert_eq!(lines, 0, "{stderr}");
+    }
 }

@@ -24,9 +24,9 @@ use bench_driver::decide::{Decision, Verdict};
 use bench_driver::report::{Memory, MemorySample, ScenarioResult};
 use bench_driver::stats;
 use bundle::{Frequency, GenerateSpec};
-use engine::{Configured, MaCrossover, Registry, RunOptions, SmaTables};
+use engine::{Configured, MaCrossover, Registry, RunOptions};
 use optimize::{Completion, Config, Evaluator, Mode, SearchKind, SearchSpec, Searcher, Space, Suggestion};
-use runner::{BacktestWorker, HandleMode, JobOutput, PoolKind};
+use runner::{BacktestWorker, HandleMode, JobOutput, PoolKind, SharedTables};
 
 use crate::PerProfile;
 use crate::scenarios::{failures, fingerprint, interleave, ma_jobs, space, timed_row};
@@ -177,7 +177,7 @@ fn coordinator_secs(space: &Space, engine: &mut runner::Engine, configs: &[((i64
     Ok(secs[secs.len() / 2])
 }
 
-fn build(kind: PoolKind, builder: pool::PoolBuilder, data: &Data, tables: Option<&Arc<SmaTables>>) -> Result<Pool> {
+fn build(kind: PoolKind, builder: pool::PoolBuilder, data: &Data, tables: &SharedTables) -> Result<Pool> {
     if matches!(kind, PoolKind::Fork(_)) {
         wait_single_threaded()?;
     }
@@ -217,11 +217,11 @@ fn throughput(ctx: &mut Ctx, sizes: &Sizes) -> Result<Vec<ScenarioResult>> {
     let fork = PoolKind::Fork(HandleMode::Inherit);
     let mut pools: Vec<Option<Pool>> = vec![
         None,
-        Some(build(fork, w1.clone().chunk_size(pool::ChunkSize::Fixed(1)), &data, None)?),
-        Some(build(fork, w1.clone(), &data, tables.as_ref())?),
-        Some(build(fork, w2.clone(), &data, tables.as_ref())?),
-        Some(build(PoolKind::Thread, w1, &data, tables.as_ref())?),
-        Some(build(PoolKind::Thread, w2, &data, tables.as_ref())?),
+        Some(build(fork, w1.clone().chunk_size(pool::ChunkSize::Fixed(1)), &data, &SharedTables::none())?),
+        Some(build(fork, w1.clone(), &data, &tables)?),
+        Some(build(fork, w2.clone(), &data, &tables)?),
+        Some(build(PoolKind::Thread, w1, &data, &tables)?),
+        Some(build(PoolKind::Thread, w2, &data, &tables)?),
     ];
     let mut engine = runner::Engine::new(data.bundle.clone())?;
 
@@ -259,7 +259,7 @@ fn throughput(ctx: &mut Ctx, sizes: &Sizes) -> Result<Vec<ScenarioResult>> {
          fork-w1-per-task sends one task per frame (ChunkSize::Fixed(1)) and its worker keeps a private SMA cache, the \
          other pool arms chunk adaptively and share the tables ({} of SMAs)",
         data.bundle.sessions().len(),
-        tables.as_ref().map_or_else(|| "none".to_string(), |t| format!("{} KiB", t.bytes() >> 10)),
+        tables.sma.as_ref().map_or_else(|| "none".to_string(), |t| format!("{} KiB", t.bytes() >> 10)),
         max = sizes.max_window,
         short_max = sizes.max_window - 1,
     );
@@ -361,12 +361,16 @@ fn memory(ctx: &mut Ctx, sizes: &Sizes) -> Result<ScenarioResult> {
     let most = sizes.memory_workers.iter().copied().max().unwrap_or(1);
     for &w in sizes.memory_workers {
         for (name, kind, shared) in arms {
-            let tables = if shared { runner::tables_for(&*ma, &base, &space, &data.bundle, budget)? } else { None };
-            if let Some(line) = tables.as_deref().and_then(|t| runner::shortfall(t, budget)) {
+            let tables = if shared {
+                runner::tables_for(&*ma, &base, &space, &data.bundle, budget)?
+            } else {
+                SharedTables::none()
+            };
+            if let Some(line) = runner::shortfall(&tables, budget) {
                 eprintln!("{line}");
             }
-            table_bytes = table_bytes.max(tables.as_ref().map_or(0, |t| t.bytes()));
-            let mut pool = build(kind, pool::PoolBuilder::new().workers(w), &data, tables.as_ref())?;
+            table_bytes = table_bytes.max(tables.bytes());
+            let mut pool = build(kind, pool::PoolBuilder::new().workers(w), &data, &tables)?;
             // Only the pool's copies hold the tables from here on.
             drop(tables);
             let pss = |pool: &Pool| -> Result<pool::Memory> {
@@ -580,7 +584,7 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize) -> Result<ScenarioResult> {
     let budget = runner::tables_budget()?;
     let tables = runner::tables_for(&*ma, &base, &space, &data.bundle, budget)?;
     let mut pool =
-        build(PoolKind::Fork(HandleMode::Inherit), pool::PoolBuilder::new().workers(workers), &data, tables.as_ref())?;
+        build(PoolKind::Fork(HandleMode::Inherit), pool::PoolBuilder::new().workers(workers), &data, &tables)?;
     drop(tables);
     let (mut idle, mut late, mut per_suggestion, mut per_observe, mut walls, mut trials) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -211,18 +211,18 @@ impl Prepared {
         if let Some(t) = a.task_timeout {
             builder = builder.task_timeout(Duration::from_secs_f64(t));
         }
-        // The SMAs every config can read, computed once here and shared by the workers
-        // (spawned workers cannot inherit them and build their own).
+        // The SMAs or momentum tables every config can read, computed once here and shared by
+        // the workers (spawned workers cannot inherit them and build their own).
         let budget = runner::tables_budget().map_err(|e| crate::usage(e.to_string()))?;
         let tables = match self.kind {
-            PoolKind::Spawn(_) => None,
+            PoolKind::Spawn(_) => runner::SharedTables::none(),
             _ => runner::tables_for(&**self.base.strategy(), self.base.values(), &self.space, bundle, budget)
                 .context("failed to build the shared indicator tables")?,
         };
-        if let Some(line) = tables.as_deref().and_then(|t| runner::shortfall(t, budget)) {
+        if let Some(line) = runner::shortfall(&tables, budget) {
             eprintln!("{line}");
         }
-        runner::build_pool_with(self.kind, builder, bundle, tables.as_ref(), &a.bundle, strategies)
+        runner::build_pool_with(self.kind, builder, bundle, &tables, &a.bundle, strategies)
             .context("failed to start the pool")
     }
 }

@@ -11,7 +11,7 @@ use crate::run::Run;
 use crate::sma::{SmaCache, SmaTables};
 use crate::strategies::momentum::MomScratch;
 use crate::strategy::{Configured, DynStrategy, ScratchStore};
-use crate::{Error, Market, Momentum, RunOptions};
+use crate::{Error, Market, Momentum, MomentumTables, RunOptions};
 
 /// Runs many backtests over one market, reusing work between them.
 ///
@@ -28,6 +28,7 @@ pub struct Backtester<'m> {
     /// Asset indices sorted by sid, so results never depend on the order of `assets`.
     order: Vec<usize>,
     cache: SmaCache,
+    momentum: Option<Arc<MomentumTables>>,
     returns: Vec<f64>,
     equity: Vec<f64>,
     scratch: ScratchStore,
@@ -55,6 +56,7 @@ impl<'m> Backtester<'m> {
             market,
             order,
             cache: SmaCache::new(bytes),
+            momentum: None,
             returns: Vec::new(),
             equity: Vec::new(),
             scratch: ScratchStore::default(),
@@ -76,6 +78,15 @@ impl<'m> Backtester<'m> {
     pub fn share_tables(&mut self, tables: Arc<SmaTables>) -> Result<(), Error> {
         tables.check(self.market)?;
         self.cache.share(tables);
+        Ok(())
+    }
+
+    /// From now on, reads the momentum score/volatility tables `tables` hold from them, and
+    /// builds only the lookbacks they lack in its own cache. Results are bit-identical to a
+    /// backtester without them. Refuses tables built from another market.
+    pub fn share_momentum_tables(&mut self, tables: Arc<MomentumTables>) -> Result<(), Error> {
+        tables.check(self.market)?;
+        self.momentum = Some(tables);
         Ok(())
     }
 
@@ -162,6 +173,7 @@ impl<'m> Backtester<'m> {
             returns: &mut self.returns,
             equity: &mut self.equity,
             sma: &mut self.cache,
+            momentum: self.momentum.as_deref(),
             equity_out: equity,
         };
         strategy.run_erased(values, &mut run, &mut self.scratch)

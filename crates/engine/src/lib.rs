@@ -68,8 +68,10 @@
 //! Memory across workers: [`SmaTables`] hold the SMAs a whole search reads (the windows a
 //! strategy names in [`Strategy::sma_windows`]), computed once and shared read-only by many
 //! backtesters ([`Backtester::with_tables`]), which then compute only what the tables lack;
-//! the bits are those of the per-worker cache. The engine only builds and reads them: glue
-//! code decides what goes in, and how the processes share the pages.
+//! the bits are those of the per-worker cache. [`MomentumTables`] do the same for momentum's
+//! score/volatility tables per lookback ([`Strategy::momentum_lookbacks`],
+//! [`Backtester::share_momentum_tables`]). The engine only builds and reads them: glue code
+//! decides what goes in, and how the processes share the pages.
 //!
 //! ```
 //! use engine::{AssetSeries, Market, Registry, RunOptions};
@@ -108,7 +110,7 @@ pub use options::{Fidelity, RunOptions};
 pub use params::{MAX_PARAMS, ParamKind, ParamSpec, ParamValue, ParamValues, ParamValuesBuilder};
 pub use run::{Run, SharedCash};
 pub use sma::SmaTables;
-pub use strategies::{MaCrossover, MaCrossoverStrategy, Momentum, MomentumStrategy, WeightingScheme};
+pub use strategies::{MaCrossover, MaCrossoverStrategy, Momentum, MomentumStrategy, MomentumTables, WeightingScheme};
 pub use strategy::{Configured, DynStrategy, Registry, ScratchStore, Strategy, StrategyId};
 
 /// Runs one backtest on a fresh [`Backtester`]. Sweeps should keep a `Backtester` instead,

@@ -21,6 +21,8 @@ pub struct Run<'r, 'm> {
     pub(crate) returns: &'r mut Vec<f64>,
     pub(crate) equity: &'r mut Vec<f64>,
     pub(crate) sma: &'r mut SmaCache,
+    /// Shared momentum tables, if the backtester has them.
+    pub(crate) momentum: Option<&'r crate::MomentumTables>,
     pub(crate) equity_out: Option<&'r mut Vec<f64>>,
 }
 

@@ -214,7 +214,7 @@ pub struct SmaTables {
 
 /// One asset of the market the tables were built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Origin {
+pub(crate) struct Origin {
     sid: u32,
     first_bar: usize,
     end_bar: usize,
@@ -223,7 +223,7 @@ struct Origin {
 }
 
 impl Origin {
-    fn of(market: &Market<'_>) -> Vec<Origin> {
+    pub(crate) fn of(market: &Market<'_>) -> Vec<Origin> {
         let origin = |a: &crate::AssetSeries<'_>| Origin {
             sid: a.sid,
             first_bar: a.first_bar,

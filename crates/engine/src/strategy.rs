@@ -61,6 +61,14 @@ pub trait Strategy: Send + Sync + 'static {
     fn sma_windows(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// The integer parameters whose value is a lookback of the [`crate::MomentumTables`] a
+    /// backtest reads (score and volatility per asset and bar), by name. Only the built-in
+    /// momentum kernel reads those tables; glue code may build them once for a whole search
+    /// and share them between workers, which changes memory and speed only. Default: none.
+    fn momentum_lookbacks(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// The object-safe face of a [`Strategy`], implemented for every one; registries hold these.
@@ -77,6 +85,8 @@ pub trait DynStrategy: Send + Sync + 'static {
     fn warmup(&self, values: &ParamValues) -> Result<usize, Error>;
     /// See [`Strategy::sma_windows`].
     fn sma_windows(&self) -> &'static [&'static str];
+    /// See [`Strategy::momentum_lookbacks`].
+    fn momentum_lookbacks(&self) -> &'static [&'static str];
     /// Runs one backtest with checked values; `scratch` is the backtester's store of
     /// per-strategy buffers.
     #[doc(hidden)]
@@ -108,6 +118,9 @@ impl<S: Strategy> DynStrategy for S {
     }
     fn sma_windows(&self) -> &'static [&'static str] {
         Strategy::sma_windows(self)
+    }
+    fn momentum_lookbacks(&self) -> &'static [&'static str] {
+        Strategy::momentum_lookbacks(self)
     }
     fn run_erased(
         &self,

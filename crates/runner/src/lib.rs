@@ -11,9 +11,9 @@
 //!   and its typed, checked [`engine::ParamValues`], never text to parse again;
 //! - [`BacktestWorker`] runs [`Job`]s in a [`pool::Pool`], and [`build_pool`] builds one on any
 //!   backend ([`PoolKind`]), with the bundle inherited, reopened, loaded or mapped;
-//! - [`tables_for`] computes the SMA columns a whole search reads once, before the pool, so
-//!   that [`build_pool_with`] gives every forked or thread worker one shared copy
-//!   ([`engine::SmaTables`]) instead of a private cache each;
+//! - [`tables_for`] computes the SMA columns or momentum tables a whole search reads once,
+//!   before the pool, so that [`build_pool_with`] gives every forked or thread worker one
+//!   shared copy ([`SharedTables`]) instead of a private cache each;
 //! - [`PoolEvaluator`] is the optimizer's [`optimize::Evaluator`] over such a pool;
 //! - [`check_space`] and [`params_of`] hold a space and its configs against a strategy's
 //!   parameter table, so that a typo is refused before any work starts.
@@ -35,7 +35,10 @@ mod worker;
 
 pub use evaluator::{PoolEvaluator, TrialSample, metrics_map};
 pub use params::{check_space, listing, max_warmup, params_of};
-pub use tables::{DEFAULT_TABLES_BYTES, TABLES_ENV, shared_tables, shortfall, sma_windows, tables_budget, tables_for};
+pub use tables::{
+    DEFAULT_TABLES_BYTES, SharedTables, TABLES_ENV, momentum_lookbacks, shared_tables, shortfall, sma_windows,
+    tables_budget, tables_for,
+};
 pub use worker::{
     BacktestWorker, HandleMode, Job, JobOutput, PoolKind, SpawnInit, SpawnLoad, build_pool, build_pool_with,
     worker_main_if_requested,
@@ -46,9 +49,7 @@ use std::sync::Arc;
 
 use bundle::{Bundle, Field};
 use chrono::NaiveDate;
-use engine::{
-    AssetSeries, Backtester, Configured, Market, Metrics, ParamValues, Registry, RunOptions, SmaTables, StrategyId,
-};
+use engine::{AssetSeries, Backtester, Configured, Market, Metrics, ParamValues, Registry, RunOptions, StrategyId};
 use serde::{Deserialize, Serialize};
 
 /// Errors of the glue layer.
@@ -148,20 +149,24 @@ pub struct Engine {
 impl Engine {
     /// Views `bundle` as a market (checking every price once) and builds a backtester on it.
     pub fn new(bundle: Arc<Bundle>) -> Result<Engine, Error> {
-        Engine::with_tables(bundle, None)
+        Engine::with_tables(bundle, SharedTables::none())
     }
 
-    /// Like [`Engine::new`], with the backtester reading every SMA `tables` hold from them
-    /// (built from this same `bundle`, see [`tables_for`]; tables of another bundle are
-    /// refused).
-    pub fn with_tables(bundle: Arc<Bundle>, tables: Option<Arc<SmaTables>>) -> Result<Engine, Error> {
+    /// Like [`Engine::new`], with the backtester reading every SMA column and momentum table
+    /// `tables` hold from them (built from this same `bundle`, see [`tables_for`]; tables of
+    /// another bundle are refused).
+    pub fn with_tables(bundle: Arc<Bundle>, tables: SharedTables) -> Result<Engine, Error> {
         let market = MarketCell::try_new(MarketOwner { bundle }, |o| market_of(&o.bundle))?;
         let cell = EngineCell::try_new(market, |m| {
             let market = m.borrow_dependent();
-            match tables {
-                Some(t) => Backtester::with_tables(market, Backtester::DEFAULT_CACHE_BYTES, t),
-                None => Backtester::new(market),
+            let mut bt = match tables.sma {
+                Some(t) => Backtester::with_tables(market, Backtester::DEFAULT_CACHE_BYTES, t)?,
+                None => Backtester::new(market)?,
+            };
+            if let Some(t) = tables.momentum {
+                bt.share_momentum_tables(t)?;
             }
+            Ok::<_, engine::Error>(bt)
         })?;
         Ok(Engine { cell })
     }

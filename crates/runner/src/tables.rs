@@ -1,9 +1,10 @@
-//! Shared indicator tables: the SMAs a whole search reads, built once before the pool starts.
+//! Shared indicator tables: the SMAs, or the momentum score/volatility tables, a whole search
+//! reads, built once before the pool starts.
 //!
-//! Every worker of a sweep needs the same SMA columns (each window of the space, for every
-//! asset). Left to themselves, workers each compute and keep a private copy, so memory grows
-//! with the worker count. Here the parent computes them once, within a memory budget, before
-//! it builds the pool: forked workers (and the zygote) inherit the columns copy-on-write and
+//! Every worker of a sweep needs the same columns (each SMA window of the space, or each
+//! momentum lookback, for every asset). Left to themselves, workers each compute and keep a
+//! private copy, so memory grows with the worker count. Here the parent computes them once,
+//! within a memory budget, before it builds the pool: forked workers (and the zygote) inherit the columns copy-on-write and
 //! only read them, thread workers share them through `Arc`, and spawned workers, which cannot
 //! inherit memory, build their own as before. A worker computes only the columns the tables
 //! lack, in its own cache. Results are bit-identical either way (the engine computes both
@@ -12,7 +13,7 @@
 use std::sync::Arc;
 
 use bundle::Bundle;
-use engine::{DynStrategy, ParamValue, ParamValues, SmaTables};
+use engine::{DynStrategy, MomentumTables, ParamValue, ParamValues, SmaTables};
 use optimize::{Space, Value};
 
 use crate::{Error, market_of};
@@ -20,8 +21,9 @@ use crate::{Error, market_of};
 /// The environment variable that sets the shared tables' budget in MiB (`0`: no sharing).
 pub const TABLES_ENV: &str = "BTOPT_SHARED_TABLES_MIB";
 
-/// The default budget of the shared tables: 1 GiB of SMA columns (the 20 windows of the
-/// 1,100-point MA space over the mag-7 minute bundle take about 0.5 GiB).
+/// The default budget of the shared tables: 1 GiB of columns (the 20 windows of the 1,100-point
+/// MA space over the mag-7 minute bundle take about 0.5 GiB; the 10 lookbacks of the 5.4M
+/// momentum space over the 100-asset universe, 20 MB).
 pub const DEFAULT_TABLES_BYTES: usize = 1 << 30;
 
 /// A parameter with more levels than this is not enumerated for its windows (its SMAs are
@@ -41,14 +43,52 @@ pub fn tables_budget() -> Result<usize, Error> {
     }
 }
 
+/// The tables a search shares between its workers: SMA columns, momentum tables, or neither
+/// (see the module docs). Cloning clones the `Arc`s.
+#[derive(Debug, Clone, Default)]
+pub struct SharedTables {
+    /// The SMAs of the space's windows ([`engine::Strategy::sma_windows`]).
+    pub sma: Option<Arc<SmaTables>>,
+    /// The momentum tables of the space's lookbacks ([`engine::Strategy::momentum_lookbacks`]).
+    pub momentum: Option<Arc<MomentumTables>>,
+}
+
+impl SharedTables {
+    /// No shared tables: every worker builds what it reads.
+    pub fn none() -> SharedTables {
+        SharedTables::default()
+    }
+
+    /// Shared SMA tables only.
+    pub fn sma(tables: Arc<SmaTables>) -> SharedTables {
+        SharedTables { sma: Some(tables), momentum: None }
+    }
+
+    /// Bytes of columns held, of both kinds.
+    pub fn bytes(&self) -> usize {
+        self.sma.as_ref().map_or(0, |t| t.bytes()) + self.momentum.as_ref().map_or(0, |t| t.bytes())
+    }
+}
+
 /// Every SMA window a config of `space` can ask of `strategy` ([`engine::Strategy::sma_windows`]):
 /// each window parameter's values in the space, or its value in `base` when the space does
 /// not vary it. Sorted and distinct. A parameter too fine to enumerate (truly continuous, or
 /// more than 100,000 levels) contributes nothing: workers build those windows themselves.
 pub fn sma_windows(strategy: &dyn DynStrategy, base: &ParamValues, space: &Space) -> Vec<usize> {
+    positive_values(strategy, strategy.sma_windows(), base, space)
+}
+
+/// Every momentum lookback a config of `space` can ask of `strategy`
+/// ([`engine::Strategy::momentum_lookbacks`]), as [`sma_windows`] enumerates windows.
+pub fn momentum_lookbacks(strategy: &dyn DynStrategy, base: &ParamValues, space: &Space) -> Vec<usize> {
+    positive_values(strategy, strategy.momentum_lookbacks(), base, space)
+}
+
+/// The positive integer values the parameters `names` take over `space` (or in `base`).
+fn positive_values(strategy: &dyn DynStrategy, names: &[&str], base: &ParamValues, space: &Space) -> Vec<usize> {
     let table = strategy.parameters();
     let mut windows = Vec::new();
-    for name in strategy.sma_windows() {
+    for name in names {
         match space.params().iter().find(|p| p.name == *name) {
             Some(p) => {
                 let Some(levels) = p.levels().filter(|&n| n <= MAX_LEVELS) else { continue };
@@ -87,29 +127,48 @@ pub fn shared_tables(bundle: &Bundle, windows: &[usize], budget: usize) -> Resul
     Ok(Some(Arc::new(tables)))
 }
 
-/// The shared tables for a search of `space` with `strategy` over `bundle` (see
-/// [`sma_windows`] and [`shared_tables`]).
+/// The shared tables for a search of `space` with `strategy` over `bundle`: its SMA windows
+/// ([`sma_windows`], [`shared_tables`]) and its momentum lookbacks ([`momentum_lookbacks`]),
+/// within `budget` bytes in all (SMAs first).
 pub fn tables_for(
     strategy: &dyn DynStrategy,
     base: &ParamValues,
     space: &Space,
     bundle: &Bundle,
     budget: usize,
-) -> Result<Option<Arc<SmaTables>>, Error> {
-    shared_tables(bundle, &sma_windows(strategy, base, space), budget)
+) -> Result<SharedTables, Error> {
+    let sma = shared_tables(bundle, &sma_windows(strategy, base, space), budget)?;
+    let left = budget.saturating_sub(sma.as_ref().map_or(0, |t| t.bytes()));
+    let lookbacks = momentum_lookbacks(strategy, base, space);
+    let momentum = if lookbacks.is_empty() || left == 0 {
+        None
+    } else {
+        Some(Arc::new(MomentumTables::build(&market_of(bundle)?, &lookbacks, left)))
+    };
+    Ok(SharedTables { sma, momentum })
 }
 
 /// One line for stderr when the space needs more than the budget allowed, else `None`.
-pub fn shortfall(tables: &SmaTables, budget: usize) -> Option<String> {
+pub fn shortfall(tables: &SharedTables, budget: usize) -> Option<String> {
     let mib = |b: usize| b as f64 / f64::from(1 << 20);
-    (!tables.is_complete()).then(|| {
-        format!(
+    if let Some(t) = tables.sma.as_ref().filter(|t| !t.is_complete()) {
+        return Some(format!(
             "shared indicator tables: the space needs {:.0} MiB of SMAs, over the budget of {:.0} MiB ({TABLES_ENV}); \
              {} of {} windows are shared, workers build the rest",
-            mib(tables.needed_bytes()),
+            mib(t.needed_bytes()),
             mib(budget),
-            tables.complete_windows(),
-            tables.windows()
+            t.complete_windows(),
+            t.windows()
+        ));
+    }
+    tables.momentum.as_ref().filter(|t| !t.is_complete()).map(|t| {
+        format!(
+            "shared indicator tables: the space needs {:.0} MiB of momentum tables, over the budget of {:.0} MiB \
+             ({TABLES_ENV}); {} of {} lookbacks are shared, workers build the rest",
+            mib(t.needed_bytes()),
+            mib(budget),
+            t.lookbacks(),
+            t.wanted()
         )
     })
 }

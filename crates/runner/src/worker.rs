@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use bundle::{Bundle, Handles};
-use engine::{Metrics, Registry, SmaTables};
+use engine::{Metrics, Registry};
 use serde::{Deserialize, Serialize};
 
-use crate::{BacktestOutcome, BacktestTask, Engine, Error};
+use crate::{BacktestOutcome, BacktestTask, Engine, Error, SharedTables};
 
 /// How a worker's SQLite handles come about (fork backend).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,14 +116,14 @@ impl BacktestWorker {
     /// [`HandleMode::Inherit`] (so that forked children inherit them) and left for
     /// [`BacktestWorker::reopen_handles`] otherwise.
     pub fn new(bundle: Arc<Bundle>, dir: &Path, mode: HandleMode, strategies: Arc<Registry>) -> Result<Self, Error> {
-        Self::with_tables(bundle, None, dir, mode, strategies)
+        Self::with_tables(bundle, SharedTables::none(), dir, mode, strategies)
     }
 
-    /// Like [`BacktestWorker::new`], reading every SMA the shared `tables` hold from them
-    /// (built from this same `bundle`, see [`crate::tables_for`]).
+    /// Like [`BacktestWorker::new`], reading every SMA and momentum table the shared `tables`
+    /// hold from them (built from this same `bundle`, see [`crate::tables_for`]).
     pub fn with_tables(
         bundle: Arc<Bundle>,
-        tables: Option<Arc<SmaTables>>,
+        tables: SharedTables,
         dir: &Path,
         mode: HandleMode,
         strategies: Arc<Registry>,
@@ -247,10 +247,10 @@ pub fn build_pool(
     dir: &Path,
     strategies: &Arc<Registry>,
 ) -> Result<pool::Pool<BacktestWorker>, Error> {
-    build_pool_with(kind, builder, bundle, None, dir, strategies)
+    build_pool_with(kind, builder, bundle, &SharedTables::none(), dir, strategies)
 }
 
-/// [`build_pool`] with shared SMA tables, built from `bundle` before this call
+/// [`build_pool`] with shared SMA or momentum tables, built from `bundle` before this call
 /// ([`crate::tables_for`]). Forked workers (fork, per-batch) inherit them copy-on-write from
 /// this process and only ever read them; thread workers share them through `Arc`; spawned
 /// workers cannot inherit memory and build what they need in their own caches, as without
@@ -260,11 +260,11 @@ pub fn build_pool_with(
     kind: PoolKind,
     builder: pool::PoolBuilder,
     bundle: &Arc<Bundle>,
-    tables: Option<&Arc<SmaTables>>,
+    tables: &SharedTables,
     dir: &Path,
     strategies: &Arc<Registry>,
 ) -> Result<pool::Pool<BacktestWorker>, Error> {
-    let tables = tables.cloned();
+    let tables = tables.clone();
     let fork_state = |mode| BacktestWorker::with_tables(bundle.clone(), tables.clone(), dir, mode, strategies.clone());
     match kind {
         #[cfg(unix)]

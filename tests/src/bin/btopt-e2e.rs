@@ -303,9 +303,11 @@ const SHARED_WINDOWS: std::ops::RangeInclusive<usize> = 2..=250;
 fn shared(pool: &str, on: bool, bundle: &Arc<Bundle>, dir: &std::path::Path) -> Result<()> {
     let windows: Vec<usize> = SHARED_WINDOWS.collect();
     let tables = if on {
-        Some(runner::shared_tables(bundle, &windows, usize::MAX).map_err(|e| anyhow!("tables: {e}"))?.expect("tables"))
+        runner::SharedTables::sma(
+            runner::shared_tables(bundle, &windows, usize::MAX).map_err(|e| anyhow!("tables: {e}"))?.expect("tables"),
+        )
     } else {
-        None
+        runner::SharedTables::none()
     };
     let strategies = Arc::new(Registry::builtin());
     let task = |s, l, t| -> Result<Job> {
@@ -328,7 +330,7 @@ fn shared(pool: &str, on: bool, bundle: &Arc<Bundle>, dir: &std::path::Path) -> 
         jobs.into_iter().map(|j| Ok(w.execute(j))).collect()
     } else {
         let builder = pool::PoolBuilder::new().workers(1);
-        let mut pool = runner::build_pool_with(pool_kind(pool)?, builder, bundle, tables.as_ref(), dir, &strategies)
+        let mut pool = runner::build_pool_with(pool_kind(pool)?, builder, bundle, &tables, dir, &strategies)
             .map_err(|e| anyhow!("failed to start the pool: {e}"))?;
         pool.map(jobs)
     };
@@ -340,7 +342,7 @@ fn shared(pool: &str, on: bool, bundle: &Arc<Bundle>, dir: &std::path::Path) -> 
     println!(
         "{}",
         json!({
-            "table_bytes": tables.as_ref().map_or(0, |t| t.bytes()),
+            "table_bytes": tables.bytes(),
             "before": bytes(&outs[1]),
             "after": bytes(&outs[outs.len() - 1]),
             "metrics": metrics,

@@ -7,6 +7,7 @@ mod mom_fast;
 pub(crate) mod momentum;
 
 pub use ma_crossover::{MaCrossover, MaCrossoverStrategy, MaScratch};
+pub use mom_fast::MomentumTables;
 pub use momentum::{MomScratch, Momentum, MomentumStrategy, WeightingScheme};
 
 use crate::{Configured, Error, Registry};

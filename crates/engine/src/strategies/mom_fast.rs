@@ -188,55 +188,12 @@ impl MomCache {
         if self.tables.contains_key(&lb) {
             return;
         }
-        let n = order.len();
-        let n_bars = market.n_bars();
-        let cells = n_bars * n;
+        let cells = market.n_bars() * order.len();
         self.make_room(cells * 16, None);
-        let mut score = vec![f64::NAN; cells];
-        let mut vol = vec![f64::NAN; cells];
-        let ann = 252.0_f64.sqrt();
-        let m = lb as f64;
-        for (k, &i) in order.iter().enumerate() {
-            let a = &market.assets[i];
-            let from = a.first_bar.saturating_add(lb);
-            if from >= a.end_bar {
-                continue;
-            }
-            // r[j − first − 1] is the return into bar j, for j in first+1..end.
-            let r = &mut self.returns_col;
-            r.clear();
-            r.extend(a.close[a.first_bar..a.end_bar].windows(2).map(|w| w[1] / w[0] - 1.0));
-            let len = a.end_bar - from;
-            // The window of bar t holds the returns into bars t−lb+1..=t, that is
-            // r[t − lb − first ..][..lb]; bar `from + i` starts at r[i].
-            let acc = &mut self.sum_col;
-            acc.clear();
-            // `Sum for f64` folds from −0.0; starting there keeps even the sign of zero.
-            acc.resize(len, -0.0);
-            for j in 0..lb {
-                for (s, &x) in acc.iter_mut().zip(&r[j..j + len]) {
-                    *s += x;
-                }
-            }
-            for s in acc.iter_mut() {
-                *s /= m;
-            }
-            let mut ss = vec![-0.0_f64; len];
-            for j in 0..lb {
-                for ((q, &x), &mean) in ss.iter_mut().zip(&r[j..j + len]).zip(acc.iter()) {
-                    let d = x - mean;
-                    *q += d * d;
-                }
-            }
-            for (i, q) in ss.iter().enumerate() {
-                let t = from + i;
-                score[k * n_bars + t] = a.close[t] / a.close[t - lb] - 1.0;
-                vol[k * n_bars + t] = (q / (m - 1.0)).sqrt() * ann;
-            }
-        }
+        let mut table = build_table(market, order, lb, &mut self.returns_col, &mut self.sum_col);
         self.bytes += cells * 16;
-        let stamp = self.tick();
-        self.tables.insert(lb, Table { score, vol, n_bars, stamp });
+        table.stamp = self.tick();
+        self.tables.insert(lb, table);
     }
 
     /// Makes sure a selection exists for `key` (after its table).
@@ -251,6 +208,172 @@ impl MomCache {
         self.bytes += size;
         let stamp = self.tick();
         self.selections.insert(key, Selection { bits: vec![0; n_bars * words], done: vec![false; n_bars], stamp });
+    }
+}
+
+/// The score/volatility table of lookback `lb` for the assets `order` (sid order), built with
+/// the scratch columns `returns_col` and `sum_col`: the one place both the private cache and
+/// [`MomentumTables`] compute it, so the two hold the same bits.
+fn build_table(
+    market: &Market<'_>,
+    order: &[usize],
+    lb: usize,
+    returns_col: &mut Vec<f64>,
+    sum_col: &mut Vec<f64>,
+) -> Table {
+    let n = order.len();
+    let n_bars = market.n_bars();
+    let cells = n_bars * n;
+    let mut score = vec![f64::NAN; cells];
+    let mut vol = vec![f64::NAN; cells];
+    let ann = 252.0_f64.sqrt();
+    let m = lb as f64;
+    for (k, &i) in order.iter().enumerate() {
+        let a = &market.assets[i];
+        let from = a.first_bar.saturating_add(lb);
+        if from >= a.end_bar {
+            continue;
+        }
+        // r[j − first − 1] is the return into bar j, for j in first+1..end.
+        let r = &mut *returns_col;
+        r.clear();
+        r.extend(a.close[a.first_bar..a.end_bar].windows(2).map(|w| w[1] / w[0] - 1.0));
+        let len = a.end_bar - from;
+        // The window of bar t holds the returns into bars t−lb+1..=t, that is
+        // r[t − lb − first ..][..lb]; bar `from + i` starts at r[i].
+        let acc = &mut *sum_col;
+        acc.clear();
+        // `Sum for f64` folds from −0.0; starting there keeps even the sign of zero.
+        acc.resize(len, -0.0);
+        for j in 0..lb {
+            for (s, &x) in acc.iter_mut().zip(&r[j..j + len]) {
+                *s += x;
+            }
+        }
+        for s in acc.iter_mut() {
+            *s /= m;
+        }
+        let mut ss = vec![-0.0_f64; len];
+        for j in 0..lb {
+            for ((q, &x), &mean) in ss.iter_mut().zip(&r[j..j + len]).zip(acc.iter()) {
+                let d = x - mean;
+                *q += d * d;
+            }
+        }
+        for (i, q) in ss.iter().enumerate() {
+            let t = from + i;
+            score[k * n_bars + t] = a.close[t] / a.close[t - lb] - 1.0;
+            vol[k * n_bars + t] = (q / (m - 1.0)).sqrt() * ann;
+        }
+    }
+    Table { score, vol, n_bars, stamp: 0 }
+}
+
+/// The momentum kernel's score/volatility tables for a whole search, built once before the
+/// pool and read by every backtester that shares them ([`crate::Backtester::share_momentum_tables`]):
+/// forked workers inherit them copy-on-write, threads share the `Arc`. A backtester computes
+/// (in its own cache) only the lookbacks these lack. Results are bit-identical either way: the
+/// same function builds both. The per-(lookback, top_n, threshold) selections stay per
+/// backtester: they fill bar by bar as backtests ask, within its cache capacity.
+///
+/// ```
+/// use std::sync::Arc;
+/// use engine::{AssetSeries, Backtester, Market, MomentumTables};
+///
+/// let close = [10.0, 11.0, 12.0, 11.0, 10.0, 9.0];
+/// let bounds: Vec<usize> = (0..=close.len()).collect();
+/// let asset = AssetSeries::new(0, &close, &close, &close, &close, 0..close.len(), 1.0);
+/// let market = Market::new_checked(252.0, &bounds, vec![asset])?;
+/// // Two lookbacks of one asset over 6 bars: score and volatility, 2 · 6 · 8 bytes each.
+/// let tables = MomentumTables::build(&market, &[2, 3], usize::MAX);
+/// assert_eq!((tables.lookbacks(), tables.bytes(), tables.is_complete()), (2, 2 * 2 * 6 * 8, true));
+/// // A budget of one table keeps the lower lookback only.
+/// assert_eq!(MomentumTables::build(&market, &[3, 2], 2 * 6 * 8).lookbacks(), 1);
+/// let mut bt = Backtester::new(&market)?;
+/// bt.share_momentum_tables(Arc::new(tables))?;
+/// # Ok::<(), engine::Error>(())
+/// ```
+pub struct MomentumTables {
+    prices: Prices,
+    tables: std::collections::BTreeMap<usize, Table>,
+    built_from: Vec<crate::sma::Origin>,
+    needed_bytes: usize,
+    wanted: usize,
+}
+
+impl std::fmt::Debug for MomentumTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MomentumTables")
+            .field("lookbacks", &self.tables.keys().collect::<Vec<_>>())
+            .field("bytes", &self.bytes())
+            .field("needed_bytes", &self.needed_bytes)
+            .finish()
+    }
+}
+
+impl MomentumTables {
+    /// The tables of `lookbacks` (zero and repeated ones ignored) over `market`, within
+    /// `budget` bytes: lookbacks are taken in ascending order until the next would not fit.
+    /// [`MomentumTables::needed_bytes`] says what all of them would take.
+    pub fn build(market: &Market<'_>, lookbacks: &[usize], budget: usize) -> MomentumTables {
+        let mut wanted: Vec<usize> = lookbacks.iter().copied().filter(|&l| l > 0).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut order: Vec<usize> = (0..market.assets.len()).collect();
+        order.sort_unstable_by_key(|&i| market.assets[i].sid);
+        let per_table = market.n_bars() * order.len() * 2 * size_of::<f64>();
+        let (mut returns_col, mut sum_col) = (Vec::new(), Vec::new());
+        let mut tables = std::collections::BTreeMap::new();
+        for (k, &lb) in wanted.iter().enumerate() {
+            if (k + 1) * per_table > budget {
+                break;
+            }
+            tables.insert(lb, build_table(market, &order, lb, &mut returns_col, &mut sum_col));
+        }
+        MomentumTables {
+            prices: Prices::new(market, &order),
+            tables,
+            built_from: crate::sma::Origin::of(market),
+            needed_bytes: per_table * wanted.len(),
+            wanted: wanted.len(),
+        }
+    }
+
+    /// Bytes of score and volatility columns held (the packed prices, read by every
+    /// momentum backtest, not counted).
+    pub fn bytes(&self) -> usize {
+        self.tables.values().map(|t| (t.score.len() + t.vol.len()) * size_of::<f64>()).sum()
+    }
+
+    /// Bytes that every lookback asked for would have taken.
+    pub fn needed_bytes(&self) -> usize {
+        self.needed_bytes
+    }
+
+    /// Lookbacks held.
+    pub fn lookbacks(&self) -> usize {
+        self.tables.len()
+    }
+
+    /// Distinct lookbacks asked for.
+    pub fn wanted(&self) -> usize {
+        self.wanted
+    }
+
+    /// Whether every lookback asked for fit in the budget.
+    pub fn is_complete(&self) -> bool {
+        self.tables.len() == self.wanted
+    }
+
+    /// Refuses tables of another market.
+    pub(crate) fn check(&self, market: &Market<'_>) -> Result<(), crate::Error> {
+        if self.built_from == crate::sma::Origin::of(market) {
+            Ok(())
+        } else {
+            Err(crate::Error::InvalidMarket(
+                "the shared momentum tables were built from another market's closes".into(),
+            ))
+        }
     }
 }
 
@@ -280,12 +403,16 @@ pub(crate) fn run(r: &mut Run<'_, '_>, p: &Momentum, c: &mut MomCache) -> Metric
     let n_bars = market.n_bars();
     let lb = p.lookback_period;
     let key: SelKey = (lb, p.top_n_assets, p.volatility_threshold.to_bits());
-    if c.prices.is_none() {
+    let shared = r.momentum;
+    let shared_table = shared.and_then(|s| s.tables.get(&lb));
+    if shared.is_none() && c.prices.is_none() {
         c.prices = Some(Prices::new(market, order));
     }
-    c.ensure_table(market, order, lb);
+    if shared_table.is_none() {
+        c.ensure_table(market, order, lb);
+    }
     c.ensure_selection(n_bars, words, key);
-    {
+    if shared_table.is_none() {
         let stamp = c.tick();
         c.tables.get_mut(&lb).expect("built").stamp = stamp;
     }
@@ -319,9 +446,15 @@ pub(crate) fn run(r: &mut Run<'_, '_>, p: &Momentum, c: &mut MomCache) -> Metric
         trace,
         ..
     } = c;
-    let px = prices.as_ref().expect("built");
+    let px = match shared {
+        Some(s) => &s.prices,
+        None => prices.as_ref().expect("built"),
+    };
     let equity = &mut equity[..len];
-    let table = &tables[&lb];
+    let table = match shared_table {
+        Some(t) => t,
+        None => &tables[&lb],
+    };
     let sel = selections.get_mut(&key).expect("built");
 
     let mut cash = 1.0_f64;

@@ -164,6 +164,10 @@ impl Strategy for MomentumStrategy {
     fn warmup(&self, p: &Momentum) -> usize {
         p.lookback_period + 1
     }
+
+    fn momentum_lookbacks(&self) -> &'static [&'static str] {
+        &["lookback_period"]
+    }
 }
 /// Marks an asset that is not held.
 const NOT_HELD: usize = usize::MAX;

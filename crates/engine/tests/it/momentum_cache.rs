@@ -146,3 +146,54 @@ fn a_batch_refuses_what_a_single_run_refuses() {
     assert_eq!(got, want);
     assert_eq!(bt.run_momentum_batch(&[], &RunOptions::default()).unwrap(), vec![]);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 32,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(13),
+        ..ProptestConfig::default()
+    })]
+
+    /// Shared momentum tables (all the sweep's lookbacks, or only some, so the backtester
+    /// builds the rest itself) change no bit of any result.
+    #[test]
+    fn shared_momentum_tables_change_no_result(
+        seed in any::<u64>(),
+        n_assets in prop_oneof![2usize..12, 60usize..71],
+        runs in proptest::collection::vec((momentum(), run_options()), 1..10),
+        keep_every in 1usize..3,
+    ) {
+        let data = Data::random(seed, n_assets, 100, 1);
+        let market = data.market();
+        let lookbacks: Vec<usize> = runs.iter().map(|(p, _)| p.lookback_period).step_by(keep_every).collect();
+        let tables = std::sync::Arc::new(engine::MomentumTables::build(&market, &lookbacks, usize::MAX));
+        prop_assert!(tables.is_complete());
+        let mut shared = Backtester::new(&market).expect("backtester");
+        shared.share_momentum_tables(tables.clone()).expect("same market");
+        let got = sweep(&mut shared, &runs);
+        // The same, evicting its own tables after every backtest.
+        let mut tiny = Backtester::with_cache_bytes(&market, 1).expect("backtester");
+        tiny.share_momentum_tables(tables).expect("same market");
+        let evicting = sweep(&mut tiny, &runs);
+        for (((p, o), (m, eq)), (m2, eq2)) in runs.iter().zip(&got).zip(&evicting) {
+            let mut fresh = Backtester::with_cache_bytes(&market, 0).expect("backtester");
+            let mut want = Vec::new();
+            let reference = fresh.run_with_equity(&configured(p), o, &mut want).expect("runs");
+            assert_same(m, &reference);
+            assert_same(m2, &reference);
+            prop_assert_eq!(bits(eq), bits(&want));
+            prop_assert_eq!(bits(eq2), bits(&want));
+        }
+    }
+}
+
+#[test]
+fn momentum_tables_of_another_market_are_refused() {
+    let (a, b) = (Data::random(1, 5, 80, 1), Data::random(1, 5, 80, 1));
+    let (ma, mb) = (a.market(), b.market());
+    let tables = std::sync::Arc::new(engine::MomentumTables::build(&ma, &[5, 10], usize::MAX));
+    let mut bt = Backtester::new(&mb).expect("backtester");
+    let e = bt.share_momentum_tables(tables.clone()).expect_err("another market's closes");
+    assert!(e.to_string().contains("momentum tables"), "{e}");
+    Backtester::new(&ma).expect("backtester").share_momentum_tables(tables).expect("its own market");
+}
