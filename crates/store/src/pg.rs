@@ -135,12 +135,15 @@ struct Conn {
     listening: Vec<&'static str>,
     /// The study whose session-level lock this connection holds.
     locked: Option<String>,
+    /// A fault for tests: the next statement of this name succeeds on the server, and then
+    /// its reply is lost, as if the connection broke just then (see [`Queue::lose_next_reply`]).
+    lose_reply: Option<&'static str>,
 }
 
 impl Conn {
     fn open(target: &PgTarget) -> Result<Conn> {
         let client = connect_with_backoff(target)?;
-        let mut conn = Conn { target: target.clone(), client, listening: Vec::new(), locked: None };
+        let mut conn = Conn { target: target.clone(), client, listening: Vec::new(), locked: None, lose_reply: None };
         conn.run("create the schema", |c| {
             let mut tx = c.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_CLASS])?;
@@ -155,6 +158,10 @@ impl Conn {
     fn run<T>(&mut self, what: &str, mut f: impl FnMut(&mut Client) -> Result<T, postgres::Error>) -> Result<T> {
         loop {
             match f(&mut self.client) {
+                Ok(_) if self.lose_reply == Some(what) => {
+                    self.lose_reply = None;
+                    self.reconnect()?;
+                }
                 Ok(v) => return Ok(v),
                 Err(e) if is_connection_loss(&e, &mut self.client) => self.reconnect()?,
                 Err(e) => return Err(self.target.error(what, &e)),
@@ -642,6 +649,8 @@ pub struct Queue {
     study: String,
     owner: String,
     lease_secs: f64,
+    /// Calls of [`Queue::take_done`] so far: each marks what it takes with its own token.
+    takes: u64,
 }
 
 impl std::fmt::Debug for Queue {
@@ -660,6 +669,7 @@ impl Queue {
             study: study.to_string(),
             owner: format!("{} #{:x}", holder_name(), nanos & 0xffff_ffff),
             lease_secs: lease.as_secs_f64(),
+            takes: 0,
         })
     }
 
@@ -853,29 +863,54 @@ impl Queue {
         Ok(n as usize)
     }
 
+    /// For tests of the retry paths: the next statement named `what` (as in its error
+    /// messages, say `"take results"`) commits on the server, and then this client behaves as
+    /// if the connection broke before the reply came: it reconnects and runs it again.
+    #[doc(hidden)]
+    pub fn lose_next_reply(&mut self, what: &'static str) {
+        self.conn.lose_reply = Some(what);
+    }
+
     /// Takes the outcomes that workers have written since the last call (each exactly once),
     /// after writing the outcome of every trial whose lease expired on its last allowed
     /// attempt: crashed, `lost its worker N times (its lease expired on every attempt)`. One
     /// statement, so a trial is failed and taken together or not at all.
+    ///
+    /// Retry-safe: each call marks what it takes with its own token (in `lease_owner`, which a
+    /// taken row no longer needs), and a retry after a lost connection takes those rows again
+    /// with the rest. The statement may have committed on the server while its reply was lost
+    /// (a server restart just then): without the token, those results would be taken by
+    /// nobody, and the coordinator would wait for them for ever.
     pub fn take_done(&mut self) -> Result<Vec<Completion>> {
         let study = self.study.clone();
+        self.takes += 1;
+        let token = format!("take {} {}", self.owner, self.takes);
+        // A first attempt cannot find rows of its fresh token: only a retry looks for them (a
+        // scan of the study's taken rows, which the queue index leaves out), once per lost
+        // connection.
+        let mut retry = false;
         let rows = self.conn.run("take results", |c| {
+            let again = std::mem::replace(&mut retry, true);
+            let taken =
+                if again { "queue = 'done' OR (queue = 'taken' AND lease_owner = $2)" } else { "queue = 'done'" };
             c.query_typed(
-                "WITH failed AS (
-                    UPDATE btopt_trials t SET status = 'crashed', loss = NULL, metrics = NULL, duration = NULL,
-                           worker = NULL, queue = 'taken', lease_expires = NULL,
-                           message = 'lost its worker ' || t.attempts
-                                     || CASE WHEN t.attempts = 1 THEN ' time' ELSE ' times' END
-                                     || ' (its lease expired on every attempt)'
-                    FROM btopt_studies s
-                    WHERE s.name = $1 AND t.study = $1 AND t.queue = 'running' AND t.lease_expires < now()
-                          AND t.attempts >= s.max_attempts
-                    RETURNING t.trial_id, t.status, t.loss, t.metrics, t.message, t.duration, t.worker),
-                 written AS (
-                    UPDATE btopt_trials SET queue = 'taken' WHERE study = $1 AND queue = 'done'
-                    RETURNING trial_id, status, loss, metrics, message, duration, worker)
-                 SELECT * FROM failed UNION ALL SELECT * FROM written",
-                &[(&study, Type::TEXT)],
+                &format!(
+                    "WITH failed AS (
+                        UPDATE btopt_trials t SET status = 'crashed', loss = NULL, metrics = NULL, duration = NULL,
+                               worker = NULL, queue = 'taken', lease_expires = NULL, lease_owner = $2,
+                               message = 'lost its worker ' || t.attempts
+                                         || CASE WHEN t.attempts = 1 THEN ' time' ELSE ' times' END
+                                         || ' (its lease expired on every attempt)'
+                        FROM btopt_studies s
+                        WHERE s.name = $1 AND t.study = $1 AND t.queue = 'running' AND t.lease_expires < now()
+                              AND t.attempts >= s.max_attempts
+                        RETURNING t.trial_id, t.status, t.loss, t.metrics, t.message, t.duration, t.worker),
+                     written AS (
+                        UPDATE btopt_trials SET queue = 'taken', lease_owner = $2 WHERE study = $1 AND ({taken})
+                        RETURNING trial_id, status, loss, metrics, message, duration, worker)
+                     SELECT * FROM failed UNION ALL SELECT * FROM written"
+                ),
+                &[(&study, Type::TEXT), (&token, Type::TEXT)],
             )
         })?;
         let mut out = BTreeMap::new();

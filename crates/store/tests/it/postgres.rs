@@ -238,3 +238,28 @@ fn a_server_restart_mid_study_is_survived_by_every_client() {
     let attempts = coordinator.attempts().unwrap();
     assert!(attempts.values().all(|(a, s)| *a == 1 && s == "ok"), "{attempts:?}");
 }
+
+/// A take whose statement commits while its reply is lost (a server restart just then) is
+/// retried, and the retry hands over the results the lost reply carried: none is lost, none
+/// is taken twice.
+#[test]
+fn a_take_whose_reply_is_lost_loses_no_result() {
+    let Some(target) = fresh() else { return };
+    let ids = study_with_trials(&target, "lost");
+    let lease = Duration::from_secs(60);
+    let mut coordinator = Queue::connect(&target, "lost", lease).unwrap();
+    let mut w = Queue::connect(&target, "lost", lease).unwrap();
+    coordinator.enqueue(&ids).unwrap();
+    let first = w.claim(30).unwrap();
+    assert_eq!(w.complete(&first.iter().map(|c| done(c, -1.0)).collect::<Vec<_>>()).unwrap(), 30);
+    coordinator.lose_next_reply("take results");
+    let taken = coordinator.take_done().unwrap();
+    assert_eq!(taken.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids[..30].to_vec());
+    // The next take has a fresh token: it takes only what was completed since.
+    let rest = w.claim(100).unwrap();
+    assert_eq!(w.complete(&rest.iter().map(|c| done(c, -2.0)).collect::<Vec<_>>()).unwrap(), 51);
+    let taken = coordinator.take_done().unwrap();
+    assert_eq!(taken.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids[30..].to_vec());
+    assert!(taken.iter().all(|c| c.outcome == Outcome::loss(-2.0)));
+    assert!(coordinator.take_done().unwrap().is_empty());
+}
