@@ -49,15 +49,32 @@ pub struct DeflatedSharpe {
 ///   reaches 0 only for a two-point return distribution. A radicand ≤ 0 (or a non-finite one)
 ///   is [`Error::DegenerateDeflatedSharpe`] rather than an infinite z.
 pub fn deflated_sharpe(m: &ReturnMatrix) -> Result<DeflatedSharpe, Error> {
-    let n = m.trials();
+    let sharpes: Vec<f64> = m.iter().map(sharpe).collect();
+    let best = best_of(&sharpes);
+    deflated_from_sharpes(&sharpes, m.returns(), best.map(|b| m.trial(b)).unwrap_or(&[]))
+}
+
+/// The first position of the largest sharpe, if any.
+pub(crate) fn best_of(sharpes: &[f64]) -> Option<usize> {
+    let mut best = None;
+    for (i, &s) in sharpes.iter().enumerate() {
+        if best.is_none_or(|b: usize| s > sharpes[b]) {
+            best = Some(i);
+        }
+    }
+    best
+}
+
+/// [`deflated_sharpe`] from the N trials' sharpes over T returns each, and the T returns of
+/// the best trial (the first of the largest sharpe), which its skewness and kurtosis need.
+pub(crate) fn deflated_from_sharpes(sharpes: &[f64], t: usize, best_returns: &[f64]) -> Result<DeflatedSharpe, Error> {
+    let n = sharpes.len();
     if n < 2 {
         return Err(Error::TooFewTrials(n));
     }
-    let t = m.returns();
     if t < 2 {
         return Err(Error::TooFewReturns { got: t, needed: 2, why: "the deflated sharpe needs at least 2" });
     }
-    let sharpes: Vec<f64> = m.iter().map(sharpe).collect();
     let mean_sr = sharpes.iter().sum::<f64>() / n as f64;
     let v = sharpes.iter().map(|s| (s - mean_sr) * (s - mean_sr)).sum::<f64>() / (n - 1) as f64;
 
@@ -67,14 +84,12 @@ pub fn deflated_sharpe(m: &ReturnMatrix) -> Result<DeflatedSharpe, Error> {
         * ((1.0 - EULER_GAMMA) * phi.inverse_cdf(1.0 - 1.0 / nf)
             + EULER_GAMMA * phi.inverse_cdf(1.0 - 1.0 / (nf * std::f64::consts::E)));
 
-    let mut best_trial = 0;
-    for (i, &s) in sharpes.iter().enumerate() {
-        if s > sharpes[best_trial] {
-            best_trial = i;
-        }
-    }
+    let best_trial = best_of(sharpes).expect("n ≥ 2");
     let sr = sharpes[best_trial];
-    let best = m.trial(best_trial);
+    let best = best_returns;
+    if best.len() != t || sharpe(best).to_bits() != sr.to_bits() {
+        return Err(Error::BestReturnsMismatch { got: best.len(), expected: t, sharpe: sr });
+    }
     let (g3, g4) = if is_constant(best) { (0.0, 0.0) } else { skew_kurtosis(best) };
     let radicand = if sr == 0.0 { 1.0 } else { 1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr * sr };
     if !(radicand > 0.0 && radicand.is_finite()) {

@@ -25,6 +25,26 @@ pub enum Error {
         /// The value.
         value: f64,
     },
+    /// A trial's moments were built for another number of CSCV blocks.
+    #[error("trial {trial}'s moments have {blocks} blocks, not {expected}")]
+    InvalidMoments {
+        /// The trial (its position).
+        trial: usize,
+        /// Its number of blocks.
+        blocks: usize,
+        /// The number asked for.
+        expected: usize,
+    },
+    /// The returns given for the best trial are not the ones its moments came from.
+    #[error("the best trial's returns ({got}) do not match its moments ({expected} returns, sharpe {sharpe})")]
+    BestReturnsMismatch {
+        /// How many returns were given.
+        got: usize,
+        /// T of its moments.
+        expected: usize,
+        /// The sharpe of its moments.
+        sharpe: f64,
+    },
     /// Fewer than 2 trials: there is no variance of sharpes and no ranking.
     #[error("fewer than 2 trials ({0})")]
     TooFewTrials(usize),

@@ -38,6 +38,7 @@
 mod deflated;
 mod error;
 mod matrix;
+mod moments;
 mod pbo;
 mod sharpe;
 mod subsample;
@@ -46,7 +47,8 @@ mod walkforward;
 pub use deflated::{DeflatedSharpe, EULER_GAMMA, deflated_sharpe};
 pub use error::Error;
 pub use matrix::ReturnMatrix;
-pub use pbo::{DEFAULT_CSCV_BLOCKS, MAX_CSCV_BLOCKS, Pbo, check_blocks, pbo, pbo_on_threads, splits};
+pub use moments::{TrialMoments, best_trial};
+pub use pbo::{DEFAULT_CSCV_BLOCKS, MAX_CSCV_BLOCKS, Pbo, check_blocks, pbo, pbo_from_moments, pbo_on_threads, splits};
 pub use sharpe::sharpe;
 pub use subsample::{DEFAULT_MAX_TRIALS, Sample, sample_key};
 pub use walkforward::{Fold, segments};
@@ -122,15 +124,48 @@ pub fn compute(m: &ReturnMatrix, blocks: usize) -> Result<Overfitting, Error> {
     }
     let d = deflated_sharpe(m)?;
     let p = pbo(m, blocks)?;
-    Ok(Overfitting {
-        trials: m.trials(),
-        returns: m.returns(),
-        cscv_blocks: blocks,
-        pbo: p.pbo,
-        deflated_sharpe: d.deflated_sharpe,
-        expected_max_sharpe: d.expected_max_sharpe,
-        best_sharpe: d.best_sharpe,
-        best_trial: d.best_trial,
-        logits: p.logits,
-    })
+    Ok(Overfitting::of(m.trials(), m.returns(), blocks, d, p))
+}
+
+/// [`compute`] from each trial's [`TrialMoments`] (in trial-id order, all of the same T, built
+/// for S = `blocks`) and the T returns of the best trial ([`best_trial`]), which the deflated
+/// sharpe's skewness and kurtosis need: the same bits as [`compute`] on the series, with the
+/// series of one trial instead of all. Refuses as [`compute`] does, and best returns that are
+/// not the best trial's ([`Error::BestReturnsMismatch`]).
+pub fn compute_from_moments(
+    trials: &[TrialMoments],
+    blocks: usize,
+    best_returns: &[f64],
+) -> Result<Overfitting, Error> {
+    check_blocks(blocks)?;
+    if trials.len() < 2 {
+        return Err(Error::TooFewTrials(trials.len()));
+    }
+    let t = trials[0].returns;
+    if t < 2 * blocks {
+        return Err(Error::TooFewReturns { got: t, needed: 2 * blocks, why: "cscv needs 2 per block" });
+    }
+    if let Some((index, &value)) = best_returns.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::NonFinite { trial: best_trial(trials), index, value });
+    }
+    let sharpes: Vec<f64> = trials.iter().map(|m| m.sharpe).collect();
+    let p = pbo_from_moments(trials, blocks, None)?;
+    let d = deflated::deflated_from_sharpes(&sharpes, t, best_returns)?;
+    Ok(Overfitting::of(trials.len(), t, blocks, d, p))
+}
+
+impl Overfitting {
+    fn of(trials: usize, returns: usize, blocks: usize, d: DeflatedSharpe, p: Pbo) -> Overfitting {
+        Overfitting {
+            trials,
+            returns,
+            cscv_blocks: blocks,
+            pbo: p.pbo,
+            deflated_sharpe: d.deflated_sharpe,
+            expected_max_sharpe: d.expected_max_sharpe,
+            best_sharpe: d.best_sharpe,
+            best_trial: d.best_trial,
+            logits: p.logits,
+        }
+    }
 }

@@ -22,8 +22,7 @@
 //! blocks whose rows are all equal (a strategy that stayed out of the market) has sharpe
 //! exactly 0, as the contract's "0 when std = 0" asks.
 
-use crate::sharpe::block_moments;
-use crate::{Error, ReturnMatrix};
+use crate::{Error, ReturnMatrix, TrialMoments};
 
 /// The default number of CSCV blocks S.
 pub const DEFAULT_CSCV_BLOCKS: usize = 16;
@@ -81,11 +80,24 @@ pub fn pbo(m: &ReturnMatrix, blocks: usize) -> Result<Pbo, Error> {
 #[doc(hidden)]
 pub fn pbo_on_threads(m: &ReturnMatrix, blocks: usize, threads: Option<usize>) -> Result<Pbo, Error> {
     check_blocks(blocks)?;
-    let n = m.trials();
+    pbo_from_moments(&TrialMoments::of_matrix(m, blocks)?, blocks, threads)
+}
+
+/// [`pbo()`] from each trial's [`TrialMoments`] (all of the same T, built for S = `blocks`),
+/// on `threads` threads as [`pbo_on_threads`]: the same bits as from the series.
+pub fn pbo_from_moments(trials: &[TrialMoments], blocks: usize, threads: Option<usize>) -> Result<Pbo, Error> {
+    check_blocks(blocks)?;
+    let n = trials.len();
     if n < 2 {
         return Err(Error::TooFewTrials(n));
     }
-    let t = m.returns();
+    let t = trials[0].returns;
+    if let Some((trial, m)) = trials.iter().enumerate().find(|(_, m)| m.returns != t) {
+        return Err(Error::RaggedReturns { trial, got: m.returns, expected: t });
+    }
+    if let Some((trial, m)) = trials.iter().enumerate().find(|(_, m)| m.blocks() != blocks) {
+        return Err(Error::InvalidMoments { trial, blocks: m.blocks(), expected: blocks });
+    }
     if t < 2 * blocks {
         return Err(Error::TooFewReturns { got: t, needed: 2 * blocks, why: "cscv needs 2 per block" });
     }
@@ -94,12 +106,10 @@ pub fn pbo_on_threads(m: &ReturnMatrix, blocks: usize, threads: Option<usize>) -
     // Block-major moments: [b * n + trial], so the per-split loops run over contiguous trials.
     let mut mean = vec![0.0; blocks * n];
     let mut m2 = vec![0.0; blocks * n];
-    for (trial, series) in m.iter().enumerate() {
+    for (trial, tm) in trials.iter().enumerate() {
         for b in 0..blocks {
-            let start = dropped + b * rows;
-            let (mu, ss) = block_moments(&series[start..start + rows]);
-            mean[b * n + trial] = mu;
-            m2[b * n + trial] = ss;
+            mean[b * n + trial] = tm.block_mean[b];
+            m2[b * n + trial] = tm.block_m2[b];
         }
     }
     let moments = BlockMoments { trials: n, rows, mean, m2 };

@@ -4,6 +4,7 @@
 mod cscv;
 mod deflated;
 mod matrix;
+mod moments;
 mod sample;
 mod segments;
 
