@@ -129,3 +129,58 @@ fn bad_cscv_settings_are_refused_before_any_work() {
     assert!(v["overfitting"].is_null());
     assert!(v["overfitting_skipped"].as_str().unwrap().contains("returns"), "{v}");
 }
+
+/// The statistics `optimize` computes from the moments its workers send equal
+/// `overfitting::compute` over the whole return series, computed here in-process: every field,
+/// to the bit.
+#[test]
+fn the_statistics_from_worker_moments_equal_those_from_the_series() {
+    use crate::support::daily_bundle;
+    let space_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../spaces/ma-36.toml");
+    let out = wait_guarded(start(&mut btopt(&[
+        "optimize",
+        "--bundle",
+        p(daily_bundle()),
+        "--strategy",
+        "ma-crossover",
+        "--space",
+        space_file,
+        "--search",
+        "grid",
+        "--workers",
+        "2",
+        "--json",
+    ])));
+    let v: Value = serde_json::from_str(out.ok()).expect("one JSON object");
+    let trials = v["trials"].as_array().unwrap();
+
+    let bundle = bundle::Bundle::load(daily_bundle()).unwrap();
+    let market = runner::market_of(&bundle).unwrap();
+    let mut bt = engine::Backtester::new(&market).unwrap();
+    let registry = engine::Registry::builtin();
+    let opts = engine::RunOptions::default();
+    let mut by_id: Vec<(u64, Vec<f64>)> = Vec::new();
+    for t in trials {
+        let params = &t["params"];
+        let pairs: Vec<(String, String)> =
+            params.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        let configured = registry.configure("ma-crossover", &pairs).unwrap();
+        let mut equity = Vec::new();
+        bt.run_with_equity(&configured, &opts, &mut equity).unwrap();
+        by_id.push((t["trial_id"].as_u64().unwrap(), runner::session_returns(&equity, bundle.session_bounds())));
+    }
+    by_id.sort_by_key(|(id, _)| *id);
+    let m = overfitting::ReturnMatrix::from_trials(by_id.iter().map(|(_, r)| r.as_slice())).unwrap();
+    let o = overfitting::compute(&m, 16).unwrap();
+    let got = &v["overfitting"];
+    assert_eq!(got["trials"].as_u64(), Some(o.trials as u64), "{got}");
+    assert_eq!(got["returns"].as_u64(), Some(o.returns as u64), "{got}");
+    for (field, want) in [
+        ("pbo", o.pbo),
+        ("deflated_sharpe", o.deflated_sharpe),
+        ("expected_max_sharpe", o.expected_max_sharpe),
+        ("best_sharpe", o.best_sharpe),
+    ] {
+        assert_eq!(got[field].as_f64().map(f64::to_bits), Some(want.to_bits()), "{field}: {got}");
+    }
+}

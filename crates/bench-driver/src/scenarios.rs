@@ -47,7 +47,7 @@ pub(crate) fn ma_jobs(space: &Space, n: usize, budget: f64, sessions: Option<Ran
             let config = space.config_at(i * card / n)?;
             let params = runner::params_of(&*ma, &base, &config)?;
             let options = RunOptions::new_checked(budget, sessions.clone(), RunOptions::DEFAULT_FEE)?;
-            Ok(Job::Backtest(BacktestTask { strategy: id, params, options, returns: false }))
+            Ok(Job::Backtest(BacktestTask { strategy: id, params, options, returns: false, moments: None }))
         })
         .collect()
 }
@@ -793,8 +793,11 @@ fn judge(pool: &mut Pool, data: &Data, space: &Space, spec: &SearchSpec) -> Resu
     let base = engine::ParamValues::defaults(ma.parameters());
     let options = optimize::SearchOptions { deterministic: true, reuse_results: false, streaming: false };
     let mut searcher = spec.build(space)?;
-    let mut ev = runner::PoolEvaluator::new(pool, ma.clone(), id, base, None, RunOptions::DEFAULT_FEE)
-        .collect_returns(1.0, overfitting::DEFAULT_MAX_TRIALS);
+    let mut ev = runner::PoolEvaluator::new(pool, ma.clone(), id, base, None, RunOptions::DEFAULT_FEE).collect_moments(
+        1.0,
+        overfitting::DEFAULT_MAX_TRIALS,
+        overfitting::DEFAULT_CSCV_BLOCKS,
+    );
     let summary =
         optimize::optimize(space, &mut *searcher, &mut ev, &mut optimize::MemoryStore::new(), options, &mut ())?;
     let mut sample = runner::TrialSample::new(1.0, overfitting::DEFAULT_MAX_TRIALS, 0);

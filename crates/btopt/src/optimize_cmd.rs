@@ -318,7 +318,7 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
                 runner::PoolEvaluator::new(pool, strategy, id, *base.values(), Some(sessions), a.range.fee)
                     .with_fidelity(fidelity);
             if !a.no_overfitting {
-                evaluator = evaluator.collect_returns(FULL_BUDGET, a.overfitting_max_trials);
+                evaluator = evaluator.collect_moments(FULL_BUDGET, a.overfitting_max_trials, blocks);
             }
             let summary = optimize::optimize(space, &mut *searcher, &mut evaluator, store, options, &mut observer)
                 .context("optimization failed")?;
@@ -327,7 +327,7 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
                 None => Err("disabled by --no-overfitting".to_string()),
                 Some(sample) => evaluator
                     .overfitting(sample, blocks)
-                    .map_err(|e| anyhow::anyhow!("failed to collect returns: {e}"))?,
+                    .map_err(|e| anyhow::anyhow!("failed to collect the returns' moments: {e}"))?,
             };
             (summary, overfit)
         }

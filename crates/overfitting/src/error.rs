@@ -25,6 +25,14 @@ pub enum Error {
         /// The value.
         value: f64,
     },
+    /// A return series (one trial's, before it has a position) holds a NaN or infinity.
+    #[error("a non-finite return at {index}: {value}")]
+    NonFiniteReturn {
+        /// The return's index in its series.
+        index: usize,
+        /// The value.
+        value: f64,
+    },
     /// A trial's moments were built for another number of CSCV blocks.
     #[error("trial {trial}'s moments have {blocks} blocks, not {expected}")]
     InvalidMoments {

@@ -24,11 +24,11 @@ pub struct TrialMoments {
 
 impl TrialMoments {
     /// The moments of `returns` for S = `blocks` CSCV blocks. Refuses an invalid S and a
-    /// non-finite return (reported as trial 0; the caller knows which trial it is).
+    /// non-finite return ([`Error::NonFiniteReturn`]: the caller knows which trial it is).
     pub fn of(returns: &[f64], blocks: usize) -> Result<TrialMoments, Error> {
         check_blocks(blocks)?;
         if let Some((index, &value)) = returns.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::NonFinite { trial: 0, index, value });
+            return Err(Error::NonFiniteReturn { index, value });
         }
         Ok(TrialMoments::of_finite(returns, blocks))
     }

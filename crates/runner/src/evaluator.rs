@@ -26,20 +26,23 @@ pub struct PoolEvaluator<'p> {
     fee: f64,
     in_flight: HashMap<pool::TaskId, (u64, Instant)>,
     ready: VecDeque<Completion>,
-    returns: Option<ReturnsSink>,
+    returns: Option<MomentsSink>,
     fidelity: Fidelity,
 }
 
-/// Per-session returns collected while a search runs, for the overfitting statistics.
+/// The overfitting moments of the per-session returns ([`crate::Moments`]), collected while a
+/// search runs: each worker reduces a trial's returns to 2·S + 1 numbers, so the series never
+/// cross to the coordinator.
 ///
 /// Only trials at the full budget ask for them, and only up to `cap` trials: past the cap
-/// the sink drops what it holds and stops asking, so memory stays at `cap · T · 8` bytes at
-/// most whatever the search's size; [`PoolEvaluator::returns_of`] then computes the returns
-/// of a subsample after the search.
-struct ReturnsSink {
+/// the sink drops what it holds and stops asking, so memory stays at `cap · (2·S + 1) · 8`
+/// bytes at most whatever the search's size; [`PoolEvaluator::moments_of`] then computes
+/// those of a subsample after the search.
+struct MomentsSink {
     budget: f64,
     cap: usize,
-    by_trial: BTreeMap<u64, Vec<f64>>,
+    blocks: usize,
+    by_trial: BTreeMap<u64, Result<overfitting::TrialMoments, String>>,
     overflowed: bool,
 }
 
@@ -76,43 +79,61 @@ impl<'p> PoolEvaluator<'p> {
         self
     }
 
-    /// Also collect the per-session returns of trials at `budget`, for up to `cap` trials
-    /// (see [`PoolEvaluator::returns_of`]). Other trials run exactly as without it.
-    pub fn collect_returns(mut self, budget: f64, cap: usize) -> Self {
-        self.returns = Some(ReturnsSink { budget, cap, by_trial: BTreeMap::new(), overflowed: false });
+    /// Also collect the overfitting moments (for S = `blocks`) of trials at `budget`, for up
+    /// to `cap` trials (see [`PoolEvaluator::moments_of`]). Other trials run exactly as
+    /// without it.
+    pub fn collect_moments(mut self, budget: f64, cap: usize, blocks: usize) -> Self {
+        self.returns = Some(MomentsSink { budget, cap, blocks, by_trial: BTreeMap::new(), overflowed: false });
         self
     }
 
-    /// The per-session returns of `trials` (id, config) at `budget`: those collected during the
-    /// search, and the rest (replayed from a store, or past the cap) computed now on the pool.
-    /// Call it when no trial is in flight.
-    pub fn returns_of(&mut self, trials: &[(u64, Config)], budget: f64) -> Result<BTreeMap<u64, Vec<f64>>, String> {
-        let mut have = self.returns.take().map(|s| s.by_trial).unwrap_or_default();
+    /// The overfitting moments (for S = `blocks`) of `trials` (id, config) at `budget`: those
+    /// collected during the search, and the rest (replayed from a store, or past the cap)
+    /// computed now on the pool. Call it when no trial is in flight.
+    pub fn moments_of(
+        &mut self,
+        trials: &[(u64, Config)],
+        budget: f64,
+        blocks: usize,
+    ) -> Result<BTreeMap<u64, Result<overfitting::TrialMoments, String>>, String> {
+        let mut have = self.returns.take().filter(|s| s.blocks == blocks).map(|s| s.by_trial).unwrap_or_default();
         let wanted: std::collections::BTreeSet<u64> = trials.iter().map(|(id, _)| *id).collect();
         have.retain(|id, _| wanted.contains(id));
         let missing: Vec<&(u64, Config)> = trials.iter().filter(|(id, _)| !have.contains_key(id)).collect();
         let mut jobs = Vec::with_capacity(missing.len());
         for (_, config) in &missing {
             let mut task = self.task(config, budget)?;
-            task.returns = true;
+            task.moments = Some(blocks as u32);
             jobs.push(Job::Backtest(task));
         }
         for ((id, _), out) in missing.iter().zip(self.pool.map(jobs)) {
             match out {
-                Ok(JobOutput::Metrics { returns: Some(r), .. }) => {
-                    have.insert(*id, r);
+                Ok(JobOutput::Metrics { moments: Some(m), .. }) => {
+                    have.insert(*id, m.map(overfitting::TrialMoments::from));
                 }
-                Ok(other) => return Err(format!("trial {id}: the worker returned {other:?}, not returns")),
+                Ok(other) => return Err(format!("trial {id}: the worker returned {other:?}, not moments")),
                 Err(e) => return Err(format!("trial {id}: {e}")),
             }
         }
         Ok(have)
     }
 
+    /// The per-session returns of one trial at `budget`, computed now on the pool.
+    fn returns_of(&mut self, config: &Config, budget: f64) -> Result<Vec<f64>, String> {
+        let mut task = self.task(config, budget)?;
+        task.returns = true;
+        match self.pool.map([Job::Backtest(task)]).pop() {
+            Some(Ok(JobOutput::Metrics { returns: Some(r), .. })) => Ok(r),
+            Some(Ok(other)) => Err(format!("the worker returned {other:?}, not returns")),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("the pool returned nothing".into()),
+        }
+    }
+
     /// The overfitting statistics (design-notes section 9) over the trials `sample` chose,
-    /// in trial-id order; their returns come from [`PoolEvaluator::returns_of`].
-    /// `Ok(Err(reason))` when the statistics cannot be computed; `Err` when the pool failed to
-    /// produce returns.
+    /// in trial-id order, from their moments ([`PoolEvaluator::moments_of`]) and the returns of
+    /// the best of them (one more backtest). `Ok(Err(reason))` when the statistics cannot be
+    /// computed; `Err` when the pool failed to produce moments or returns.
     pub fn overfitting(
         &mut self,
         sample: TrialSample,
@@ -123,12 +144,20 @@ impl<'p> PoolEvaluator<'p> {
             return Ok(Err(format!("{seen} full-budget trials ended ok, the statistics need at least 2")));
         }
         let chosen = sample.sample.into_sorted();
-        let returns = self.returns_of(&chosen, budget)?;
-        let matrix = match overfitting::ReturnMatrix::from_trials(chosen.iter().map(|(id, _)| returns[id].as_slice())) {
-            Ok(m) => m,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        Ok(overfitting::compute(&matrix, blocks).map_err(|e| e.to_string()))
+        let mut by_id = self.moments_of(&chosen, budget, blocks)?;
+        let mut moments = Vec::with_capacity(chosen.len());
+        for (id, _) in &chosen {
+            match by_id.remove(id).ok_or_else(|| format!("trial {id}: no moments"))? {
+                Ok(m) => moments.push(m),
+                Err(e) => return Ok(Err(format!("trial {id} has {e}"))),
+            }
+        }
+        if moments.len() < 2 {
+            return Ok(Err(overfitting::Error::TooFewTrials(moments.len()).to_string()));
+        }
+        let best = overfitting::best_trial(&moments);
+        let returns = self.returns_of(&chosen[best].1, budget).map_err(|e| format!("trial {}: {e}", chosen[best].0))?;
+        Ok(overfitting::compute_from_moments(&moments, blocks, &returns).map_err(|e| e.to_string()))
     }
 
     fn task(&self, config: &Config, budget: f64) -> Result<BacktestTask, String> {
@@ -136,7 +165,7 @@ impl<'p> PoolEvaluator<'p> {
         let options = RunOptions::new_checked(budget, self.sessions.clone(), self.fee)
             .map_err(|e| e.to_string())?
             .with_fidelity(self.fidelity);
-        Ok(BacktestTask { strategy: self.id, params, options, returns: false })
+        Ok(BacktestTask { strategy: self.id, params, options, returns: false, moments: None })
     }
 }
 
@@ -199,7 +228,8 @@ impl Evaluator for PoolEvaluator<'_> {
     fn submit(&mut self, trial_id: u64, config: &Config, budget: f64) -> optimize::Result<()> {
         match self.task(config, budget) {
             Ok(mut task) => {
-                task.returns = self.returns.as_ref().is_some_and(|s| !s.overflowed && s.budget == budget);
+                task.moments =
+                    self.returns.as_ref().filter(|s| !s.overflowed && s.budget == budget).map(|s| s.blocks as u32);
                 let id = self
                     .pool
                     .submit(Job::Backtest(task))
@@ -235,9 +265,9 @@ impl Evaluator for PoolEvaluator<'_> {
             .remove(&id)
             .ok_or_else(|| optimize::Error::Evaluator(format!("the pool returned unknown task {id}")))?;
         let (outcome, worker) = match result {
-            Ok(JobOutput::Metrics { metrics, worker, returns }) => {
-                if let (Some(sink), Some(r)) = (self.returns.as_mut(), returns) {
-                    sink.by_trial.insert(trial_id, r);
+            Ok(JobOutput::Metrics { metrics, worker, moments, .. }) => {
+                if let (Some(sink), Some(m)) = (self.returns.as_mut(), moments) {
+                    sink.by_trial.insert(trial_id, m.map(overfitting::TrialMoments::from));
                     if sink.by_trial.len() > sink.cap {
                         sink.by_trial.clear();
                         sink.overflowed = true;

@@ -204,14 +204,20 @@ impl Engine {
         let Some(strategy) = strategies.by_id(task.strategy) else {
             return BacktestOutcome::Invalid(format!("no strategy with id {} in this worker", task.strategy.0));
         };
-        let mut equity = task.returns.then(Vec::new);
+        let mut equity = (task.returns || task.moments.is_some()).then(Vec::new);
         let ran = self
             .cell
             .with_dependent_mut(|_, bt| bt.run_values(&**strategy, &task.params, &task.options, equity.as_mut()));
         match ran {
             Ok(m) => {
                 let returns = equity.map(|e| session_returns(&e, self.bundle().session_bounds()));
-                BacktestOutcome::Done(m, returns)
+                let moments = match (task.moments, &returns) {
+                    (Some(blocks), Some(r)) => Some(
+                        overfitting::TrialMoments::of(r, blocks as usize).map(Moments::from).map_err(|e| e.to_string()),
+                    ),
+                    _ => None,
+                };
+                BacktestOutcome::Done(m, returns.filter(|_| task.returns), moments)
             }
             Err(e) => BacktestOutcome::Invalid(e.to_string()),
         }
@@ -252,8 +258,11 @@ pub struct BacktestTask {
     pub params: ParamValues,
     /// Budget, session range and fee.
     pub options: RunOptions,
-    /// Also return the per-session returns (for the overfitting statistics).
+    /// Also return the per-session returns.
     pub returns: bool,
+    /// Also return the overfitting moments of the per-session returns for this many CSCV
+    /// blocks ([`Moments`]): 2·S + 1 numbers instead of one per session.
+    pub moments: Option<u32>,
 }
 
 impl BacktestTask {
@@ -264,15 +273,47 @@ impl BacktestTask {
             params: *strategy.values(),
             options,
             returns: false,
+            moments: None,
         })
+    }
+}
+
+/// One trial's [`overfitting::TrialMoments`] as they cross the process boundary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Moments {
+    /// T, the number of returns.
+    pub returns: usize,
+    /// The per-period sharpe over all T returns.
+    pub sharpe: f64,
+    /// Each CSCV block's mean.
+    pub block_mean: Vec<f64>,
+    /// Each CSCV block's M2.
+    pub block_m2: Vec<f64>,
+}
+
+impl From<overfitting::TrialMoments> for Moments {
+    fn from(m: overfitting::TrialMoments) -> Moments {
+        Moments { returns: m.returns, sharpe: m.sharpe, block_mean: m.block_mean, block_m2: m.block_m2 }
+    }
+}
+
+impl From<Moments> for overfitting::TrialMoments {
+    fn from(m: Moments) -> overfitting::TrialMoments {
+        overfitting::TrialMoments {
+            returns: m.returns,
+            sharpe: m.sharpe,
+            block_mean: m.block_mean,
+            block_m2: m.block_m2,
+        }
     }
 }
 
 /// What a worker returns for a [`BacktestTask`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum BacktestOutcome {
-    /// The backtest ran, with the per-session returns if the task asked for them.
-    Done(Metrics, Option<Vec<f64>>),
+    /// The backtest ran, with the per-session returns and the overfitting moments if the task
+    /// asked for them (the moments, or why they cannot be computed).
+    Done(Metrics, Option<Vec<f64>>, Option<Result<Moments, String>>),
     /// The engine refused the task; the message says why.
     Invalid(String),
 }

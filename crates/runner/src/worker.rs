@@ -88,6 +88,8 @@ pub enum JobOutput {
         worker: u32,
         /// The per-session returns of the window, if the task asked for them.
         returns: Option<Vec<f64>>,
+        /// Their overfitting moments, if the task asked for them.
+        moments: Option<Result<crate::Moments, String>>,
     },
     /// The engine or the SQLite handle refused the job; the message says why.
     Invalid(String),
@@ -150,9 +152,9 @@ impl BacktestWorker {
     pub fn execute(&mut self, job: Job) -> JobOutput {
         match job {
             Job::Backtest(task) => match self.engine.execute(&self.strategies, &task) {
-                BacktestOutcome::Done(metrics, returns) => {
+                BacktestOutcome::Done(metrics, returns, moments) => {
                     let worker = *self.pid.get_or_insert_with(std::process::id);
-                    JobOutput::Metrics { metrics, worker, returns }
+                    JobOutput::Metrics { metrics, worker, returns, moments }
                 }
                 BacktestOutcome::Invalid(msg) => JobOutput::Invalid(msg),
             },

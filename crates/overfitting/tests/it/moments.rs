@@ -54,6 +54,6 @@ fn moments_refuse_what_the_series_refuse_and_a_wrong_best() {
     let e = compute_from_moments(&TrialMoments::of_matrix(&m, 4).unwrap(), 8, m.trial(best)).unwrap_err();
     assert!(matches!(e, Error::InvalidMoments { blocks: 4, expected: 8, .. }), "{e}");
     let e = TrialMoments::of(&[0.1, f64::NAN, 0.2, 0.0, 0.1, 0.1, 0.3, 0.2], 4).unwrap_err();
-    assert!(matches!(e, Error::NonFinite { index: 1, .. }), "{e}");
+    assert!(matches!(e, Error::NonFiniteReturn { index: 1, .. }), "{e}");
     assert!(matches!(TrialMoments::of(&[0.0; 16], 5), Err(Error::InvalidBlocks { got: 5 })));
 }
