@@ -225,6 +225,12 @@ impl Evaluator for QueueEvaluator<'_> {
         Ok(())
     }
 
+    /// Results taken from the queue but not yet handed over: the optimizer flushes its store
+    /// only when these run out (one statement per batch of results, not one per trial).
+    fn has_completed(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     fn next_completed(&mut self) -> optimize::Result<Completion> {
         loop {
             if let Some(c) = self.ready.pop_front() {

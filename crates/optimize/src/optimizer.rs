@@ -523,14 +523,22 @@ pub fn optimize(
             if !evaluator.has_completed() && !evaluator.wait_completed(FLUSH_WHEN_IDLE)? {
                 store.flush()?;
             }
-            let c = evaluator.next_completed()?;
-            if !run.outstanding.contains_key(&c.trial_id) {
-                return Err(Error::Evaluator(format!("unexpected completion for trial {}", c.trial_id)));
+            // Every result already at hand is fed before the searcher is asked again, so the
+            // capacity they free is refilled, and recorded, in one batch: one statement per
+            // chunk of results on a database store, not one per trial.
+            loop {
+                let c = evaluator.next_completed()?;
+                if !run.outstanding.contains_key(&c.trial_id) {
+                    return Err(Error::Evaluator(format!("unexpected completion for trial {}", c.trial_id)));
+                }
+                in_flight -= 1;
+                let seq = run.next_seq();
+                store.record_completed(&c, None, Some(seq))?;
+                run.feed(c, false, None)?;
+                if in_flight == 0 || !evaluator.has_completed() {
+                    break;
+                }
             }
-            in_flight -= 1;
-            let seq = run.next_seq();
-            store.record_completed(&c, None, Some(seq))?;
-            run.feed(c, false, None)?;
         }
     }
     store.flush()?;

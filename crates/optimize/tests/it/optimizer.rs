@@ -182,3 +182,76 @@ fn a_grid_plans_its_size() {
         assert_eq!(s.trials.len() as u64, cap.unwrap_or(21));
     }
 }
+
+/// An evaluator whose every submitted trial is done at once, and says so (`has_completed`),
+/// as a pool does for the rest of a chunk of results.
+struct AllAtOnce {
+    inner: InProcessEvaluator,
+    in_flight: usize,
+}
+
+impl optimize::Evaluator for AllAtOnce {
+    fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+    fn submit(&mut self, id: u64, c: &optimize::Config, b: f64) -> optimize::Result<()> {
+        self.in_flight += 1;
+        self.inner.submit(id, c, b)
+    }
+    fn next_completed(&mut self) -> optimize::Result<optimize::Completion> {
+        self.in_flight -= 1;
+        self.inner.next_completed()
+    }
+    fn has_completed(&self) -> bool {
+        self.in_flight > 0
+    }
+}
+
+/// A store that counts the trials in each `record_suggested` call.
+struct Counting {
+    inner: optimize::MemoryStore,
+    batches: Rc<RefCell<Vec<usize>>>,
+}
+
+impl TrialStore for Counting {
+    fn open_study(
+        &mut self,
+        identity: &serde_json::Value,
+        visit: &mut dyn FnMut(optimize::TrialRecord) -> optimize::Result<()>,
+    ) -> optimize::Result<()> {
+        self.inner.open_study(identity, visit)
+    }
+    fn record_suggested(&mut self, trials: &[(optimize::Trial, u64)]) -> optimize::Result<()> {
+        self.batches.borrow_mut().push(trials.len());
+        self.inner.record_suggested(trials)
+    }
+    fn record_completed(&mut self, c: &optimize::Completion, r: Option<u64>, f: Option<u64>) -> optimize::Result<()> {
+        self.inner.record_completed(c, r, f)
+    }
+    fn record_fed(&mut self, fed: &[(u64, u64)]) -> optimize::Result<()> {
+        self.inner.record_fed(fed)
+    }
+}
+
+/// In async mode the results already at hand are all fed before the searcher is asked again,
+/// so the capacity they free is suggested and recorded in one batch, not one trial at a time.
+#[test]
+fn async_mode_refills_the_capacity_results_free_in_one_batch() {
+    let space = optimize::Space::from_toml_str(
+        "[[parameter]]\nname = \"a\"\ntype = \"discrete\"\nmin = 1\nmax = 100\nstep = 1\n",
+    )
+    .unwrap();
+    let mut grid = optimize::GridSearch::new(space.clone(), 1.0, None).unwrap();
+    let inner = InProcessEvaluator::new(8, |_, c: &optimize::Config, _| Outcome::loss(c["a"].as_f64().unwrap()));
+    let mut ev = AllAtOnce { inner, in_flight: 0 };
+    let batches = Rc::new(RefCell::new(Vec::new()));
+    let mut store = Counting { inner: optimize::MemoryStore::new(), batches: batches.clone() };
+    let async_mode = SearchOptions { deterministic: false, ..DET };
+    let s = optimize(&space, &mut grid, &mut ev, &mut store, async_mode, &mut ()).unwrap();
+    assert_eq!(s.evaluations, 100);
+    assert_eq!(s.best.unwrap().loss, 1.0);
+    let b = batches.borrow();
+    assert_eq!(b.iter().sum::<usize>(), 100);
+    assert_eq!(b[..b.len() - 1], vec![8; b.len() - 1][..], "{b:?}");
+    assert_eq!(b.last(), Some(&4), "{b:?}");
+}
