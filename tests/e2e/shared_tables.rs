@@ -101,7 +101,7 @@ fn the_tables_hold_every_window_of_the_space_within_the_budget() {
 /// budget the space exceeds: the same trials, and one stderr line only when over budget.
 #[test]
 fn btopt_optimize_gives_the_same_trials_with_the_tables_on_off_and_over_budget() {
-    use crate::optimize_cli::{optimize_cmd, parse_summary, timeless};
+    use crate::optimize_cli::optimize_cmd;
     use crate::support::{start, wait_guarded};
     // 298 windows (short 2..=150, long 151..=300): about 8 MiB of SMAs on the test bundle.
     let dir = tempfile::tempdir().unwrap();
@@ -124,14 +124,7 @@ fn btopt_optimize_gives_the_same_trials_with_the_tables_on_off_and_over_budget()
             "2",
             "--no-overfitting",
         ];
-        let mut cmd = optimize_cmd(&args, "");
-        match mib {
-            Some(m) => cmd.env(runner::TABLES_ENV, m),
-            None => cmd.env_remove(runner::TABLES_ENV),
-        };
-        let out = wait_guarded(start(&mut cmd));
-        let tables_lines = out.stderr.lines().filter(|l| l.starts_with("shared indicator tables:")).count();
-        (timeless(parse_summary(&out)), tables_lines, out.stderr)
+        with_tables_budget(optimize_cmd(&args, ""), mib)
     };
     let (want, lines, _) = run("thread", Some("0"));
     assert_eq!(want["trials"].as_array().unwrap().len(), 150);
@@ -178,11 +171,10 @@ fn an_engine_reads_the_tables_of_its_own_bundle_only() {
 }
 
 /// Momentum's tables: one per lookback of the space, within the budget (a line says when not),
-/// and `btopt optimize` gives the same trials with them shared, not shared, or over budget.
+/// and `btopt optimize` gives the same trials with them shared or not.
 #[test]
 fn momentum_tables_hold_every_lookback_and_change_no_trial() {
-    use crate::optimize_cli::{parse_summary, timeless};
-    use crate::support::{btopt, start, wait_guarded};
+    use crate::support::btopt;
     let registry = engine::Registry::builtin();
     let mom = registry.lookup("momentum").unwrap();
     let base = engine::ParamValues::defaults(mom.parameters());
@@ -207,7 +199,7 @@ fn momentum_tables_hold_every_lookback_and_change_no_trial() {
 
     let tiny = concat!(env!("CARGO_MANIFEST_DIR"), "/../spaces/momentum-5m-tiny.toml");
     let run = |pool: &str, mib: Option<&str>| {
-        let mut cmd = btopt(&[
+        let cmd = btopt(&[
             "optimize",
             "--bundle",
             p(daily_bundle()),
@@ -227,13 +219,7 @@ fn momentum_tables_hold_every_lookback_and_change_no_trial() {
             "2",
             "--no-overfitting",
         ]);
-        match mib {
-            Some(m) => cmd.env(runner::TABLES_ENV, m),
-            None => cmd.env_remove(runner::TABLES_ENV),
-        };
-        let out = wait_guarded(start(&mut cmd));
-        let lines = out.stderr.lines().filter(|l| l.starts_with("shared indicator tables:")).count();
-        (timeless(parse_summary(&out)), lines, out.stderr)
+        with_tables_budget(cmd, mib)
     };
     let (want, lines, _) = run("thread", Some("0"));
     assert_eq!(want["trials"].as_array().unwrap().len(), 60);
@@ -243,4 +229,19 @@ fn momentum_tables_hold_every_lookback_and_change_no_trial() {
         assert_eq!(all, want, "{pool} with the default budget");
         assert_eq!(lines, 0, "{stderr}");
     }
+}
+
+/// Runs an `optimize --json` command with the shared tables' budget set to `mib` MiB (`None`:
+/// the default): its summary without the wall time, its number of "shared indicator tables:"
+/// lines on stderr, and its stderr.
+fn with_tables_budget(mut cmd: std::process::Command, mib: Option<&str>) -> (Value, usize, String) {
+    use crate::optimize_cli::{parse_summary, timeless};
+    use crate::support::{start, wait_guarded};
+    match mib {
+        Some(m) => cmd.env(runner::TABLES_ENV, m),
+        None => cmd.env_remove(runner::TABLES_ENV),
+    };
+    let out = wait_guarded(start(&mut cmd));
+    let lines = out.stderr.lines().filter(|l| l.starts_with("shared indicator tables:")).count();
+    (timeless(parse_summary(&out)), lines, out.stderr)
 }

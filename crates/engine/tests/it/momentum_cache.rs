@@ -54,6 +54,26 @@ fn bits(x: &[f64]) -> Vec<u64> {
     x.iter().map(|v| v.to_bits()).collect()
 }
 
+/// Every sweep in `sweeps` (the metrics and equity of each of `runs`) holds exactly the bits of
+/// a fresh, cache-less backtester's reference run of the same config.
+fn same_as_fresh_runs(
+    market: &engine::Market<'_>,
+    runs: &[(Momentum, RunOptions)],
+    sweeps: &[&[(Metrics, Vec<f64>)]],
+) -> Result<(), TestCaseError> {
+    for (k, (p, o)) in runs.iter().enumerate() {
+        let mut fresh = Backtester::with_cache_bytes(market, 0).expect("backtester");
+        let mut want = Vec::new();
+        let reference = fresh.run_with_equity(&configured(p), o, &mut want).expect("runs");
+        for sweep in sweeps {
+            let (m, eq) = &sweep[k];
+            assert_same(m, &reference);
+            prop_assert_eq!(bits(eq), bits(&want));
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 48,
@@ -75,15 +95,7 @@ proptest! {
         // A capacity below one table: every backtest evicts what the previous one kept.
         let mut tiny = Backtester::with_cache_bytes(&market, 1).expect("backtester");
         let evicting = sweep(&mut tiny, &runs);
-        for (((p, o), (m, eq)), (m2, eq2)) in runs.iter().zip(&cached).zip(&evicting) {
-            let mut fresh = Backtester::with_cache_bytes(&market, 0).expect("backtester");
-            let mut want = Vec::new();
-            let reference = fresh.run_with_equity(&configured(p), o, &mut want).expect("runs");
-            assert_same(m, &reference);
-            assert_same(m2, &reference);
-            prop_assert_eq!(bits(eq), bits(&want));
-            prop_assert_eq!(bits(eq2), bits(&want));
-        }
+        same_as_fresh_runs(&market, &runs, &[&cached, &evicting])?;
     }
 }
 
@@ -175,15 +187,7 @@ proptest! {
         let mut tiny = Backtester::with_cache_bytes(&market, 1).expect("backtester");
         tiny.share_momentum_tables(tables).expect("same market");
         let evicting = sweep(&mut tiny, &runs);
-        for (((p, o), (m, eq)), (m2, eq2)) in runs.iter().zip(&got).zip(&evicting) {
-            let mut fresh = Backtester::with_cache_bytes(&market, 0).expect("backtester");
-            let mut want = Vec::new();
-            let reference = fresh.run_with_equity(&configured(p), o, &mut want).expect("runs");
-            assert_same(m, &reference);
-            assert_same(m2, &reference);
-            prop_assert_eq!(bits(eq), bits(&want));
-            prop_assert_eq!(bits(eq2), bits(&want));
-        }
+        same_as_fresh_runs(&market, &runs, &[&got, &evicting])?;
     }
 }
 
