@@ -26,7 +26,7 @@ pub struct PoolEvaluator<'p> {
     fee: f64,
     in_flight: HashMap<pool::TaskId, (u64, Instant)>,
     ready: VecDeque<Completion>,
-    returns: Option<MomentsSink>,
+    moments: Option<MomentsSink>,
     fidelity: Fidelity,
 }
 
@@ -67,7 +67,7 @@ impl<'p> PoolEvaluator<'p> {
             fee,
             in_flight: HashMap::new(),
             ready: VecDeque::new(),
-            returns: None,
+            moments: None,
             fidelity: Fidelity::Recent,
         }
     }
@@ -83,7 +83,7 @@ impl<'p> PoolEvaluator<'p> {
     /// to `cap` trials (see [`PoolEvaluator::moments_of`]). Other trials run exactly as
     /// without it.
     pub fn collect_moments(mut self, budget: f64, cap: usize, blocks: usize) -> Self {
-        self.returns = Some(MomentsSink { budget, cap, blocks, by_trial: BTreeMap::new(), overflowed: false });
+        self.moments = Some(MomentsSink { budget, cap, blocks, by_trial: BTreeMap::new(), overflowed: false });
         self
     }
 
@@ -96,7 +96,7 @@ impl<'p> PoolEvaluator<'p> {
         budget: f64,
         blocks: usize,
     ) -> Result<BTreeMap<u64, Result<overfitting::TrialMoments, String>>, String> {
-        let mut have = self.returns.take().filter(|s| s.blocks == blocks).map(|s| s.by_trial).unwrap_or_default();
+        let mut have = self.moments.take().filter(|s| s.blocks == blocks).map(|s| s.by_trial).unwrap_or_default();
         let wanted: std::collections::BTreeSet<u64> = trials.iter().map(|(id, _)| *id).collect();
         have.retain(|id, _| wanted.contains(id));
         let missing: Vec<&(u64, Config)> = trials.iter().filter(|(id, _)| !have.contains_key(id)).collect();
@@ -229,7 +229,7 @@ impl Evaluator for PoolEvaluator<'_> {
         match self.task(config, budget) {
             Ok(mut task) => {
                 task.moments =
-                    self.returns.as_ref().filter(|s| !s.overflowed && s.budget == budget).map(|s| s.blocks as u32);
+                    self.moments.as_ref().filter(|s| !s.overflowed && s.budget == budget).map(|s| s.blocks as u32);
                 let id = self
                     .pool
                     .submit(Job::Backtest(task))
@@ -266,7 +266,7 @@ impl Evaluator for PoolEvaluator<'_> {
             .ok_or_else(|| optimize::Error::Evaluator(format!("the pool returned unknown task {id}")))?;
         let (outcome, worker) = match result {
             Ok(JobOutput::Metrics { metrics, worker, moments, .. }) => {
-                if let (Some(sink), Some(m)) = (self.returns.as_mut(), moments) {
+                if let (Some(sink), Some(m)) = (self.moments.as_mut(), moments) {
                     sink.by_trial.insert(trial_id, m.map(overfitting::TrialMoments::from));
                     if sink.by_trial.len() > sink.cap {
                         sink.by_trial.clear();

@@ -198,8 +198,8 @@ impl Engine {
 
     /// Runs one task, resolving its strategy in `strategies`. Errors come back as data: a bad
     /// task must not kill a worker. With `task.returns`, also the per-session returns of the
-    /// evaluation window ([`session_returns`]); otherwise nothing beyond the metrics is
-    /// computed or allocated.
+    /// evaluation window ([`session_returns`]); with `task.moments`, their overfitting
+    /// [`Moments`]; otherwise nothing beyond the metrics is computed or allocated.
     pub fn execute(&mut self, strategies: &Registry, task: &BacktestTask) -> BacktestOutcome {
         let Some(strategy) = strategies.by_id(task.strategy) else {
             return BacktestOutcome::Invalid(format!("no strategy with id {} in this worker", task.strategy.0));
