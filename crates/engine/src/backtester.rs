@@ -50,8 +50,7 @@ impl<'m> Backtester<'m> {
     /// kernel).
     pub fn with_cache_bytes(market: &'m Market<'m>, bytes: usize) -> Result<Self, Error> {
         market.check_structure()?;
-        let mut order: Vec<usize> = (0..market.assets.len()).collect();
-        order.sort_unstable_by_key(|&i| market.assets[i].sid);
+        let order = market.sid_order();
         Ok(Backtester {
             market,
             order,

@@ -113,6 +113,14 @@ impl<'a> Market<'a> {
         Ok(market)
     }
 
+    /// The positions of the assets in sid order: the order every per-asset loop of a backtest
+    /// and every shared table follows.
+    pub(crate) fn sid_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.assets.len()).collect();
+        order.sort_unstable_by_key(|&i| self.assets[i].sid);
+        order
+    }
+
     /// Number of bars on the shared axis.
     pub fn n_bars(&self) -> usize {
         self.session_bounds.last().copied().unwrap_or(0)

@@ -234,17 +234,22 @@ impl Origin {
     }
 }
 
+/// `xs` without zeros and repeats, ascending: the windows or lookbacks a shared table holds.
+pub(crate) fn distinct_positive(xs: &[usize]) -> Vec<usize> {
+    let mut v: Vec<usize> = xs.iter().copied().filter(|&x| x > 0).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 impl SmaTables {
     /// The SMA of every asset's adjusted closes for each of `windows` (zero and repeated
     /// windows are ignored), within `budget` bytes of columns: windows are taken in
     /// ascending order, each for every asset in sid order, until the next column would not
     /// fit. [`SmaTables::needed_bytes`] says what all of them would take.
     pub fn build(market: &Market<'_>, windows: &[usize], budget: usize) -> SmaTables {
-        let mut wanted: Vec<usize> = windows.iter().copied().filter(|&w| w > 0).collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        let mut order: Vec<usize> = (0..market.assets.len()).collect();
-        order.sort_unstable_by_key(|&i| market.assets[i].sid);
+        let wanted = distinct_positive(windows);
+        let order = market.sid_order();
         let span = |i: usize| market.assets[i].end_bar - market.assets[i].first_bar;
         let per_window: usize = order.iter().map(|&i| span(i)).sum();
         let needed_bytes = per_window * wanted.len() * size_of::<f64>();

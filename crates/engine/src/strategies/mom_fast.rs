@@ -316,11 +316,8 @@ impl MomentumTables {
     /// `budget` bytes: lookbacks are taken in ascending order until the next would not fit.
     /// [`MomentumTables::needed_bytes`] says what all of them would take.
     pub fn build(market: &Market<'_>, lookbacks: &[usize], budget: usize) -> MomentumTables {
-        let mut wanted: Vec<usize> = lookbacks.iter().copied().filter(|&l| l > 0).collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        let mut order: Vec<usize> = (0..market.assets.len()).collect();
-        order.sort_unstable_by_key(|&i| market.assets[i].sid);
+        let wanted = crate::sma::distinct_positive(lookbacks);
+        let order = market.sid_order();
         let per_table = market.n_bars() * order.len() * 2 * size_of::<f64>();
         let (mut returns_col, mut sum_col) = (Vec::new(), Vec::new());
         let mut tables = std::collections::BTreeMap::new();
