@@ -48,8 +48,9 @@ pub(crate) struct Sizes {
     pub(crate) memory_space: &'static str,
     /// Budget of the memory part's backtests (SMAs span the whole bundle whatever it is).
     pub(crate) memory_budget: f64,
-    /// Workers of the async BOHB measurement on the minute bundle (`None`: not measured).
-    pub(crate) bohb_workers: Option<usize>,
+    /// Workers and brackets of the async BOHB measurement on the minute bundle (`None`: not
+    /// measured).
+    pub(crate) bohb: Option<(usize, usize)>,
 }
 
 /// The arms of part one, in run order.
@@ -67,8 +68,8 @@ pub(crate) fn run(ctx: &mut Ctx, sizes: &PerProfile<Sizes>) -> Result<Vec<Scenar
     let sizes = sizes.pick(ctx.profile.name);
     let mut rows = throughput(ctx, &sizes)?;
     rows.push(memory(ctx, &sizes)?);
-    if let Some(w) = sizes.bohb_workers {
-        rows.push(bohb_idle(ctx, w)?);
+    if let Some((workers, iterations)) = sizes.bohb {
+        rows.push(bohb_idle(ctx, workers, iterations)?);
     }
     Ok(rows)
 }
@@ -566,10 +567,10 @@ impl Evaluator for Watched<'_> {
     }
 }
 
-/// Async BOHB on the 1,100-point space over the minute bundle at `workers` fork workers:
-/// the share of worker time with no trial submitted, and the searcher's cost per suggestion.
-fn bohb_idle(ctx: &mut Ctx, workers: usize) -> Result<ScenarioResult> {
-    let p = ctx.profile.clone();
+/// Async BOHB of `iterations` brackets on the 1,100-point space over the minute bundle at
+/// `workers` fork workers: the share of worker time with no trial submitted, and the
+/// searcher's cost per suggestion.
+fn bohb_idle(ctx: &mut Ctx, workers: usize, iterations: usize) -> Result<ScenarioResult> {
     let runs: u64 = 3;
     ctx.progress.start("dispatch/bohb", runs);
     let data = Data { dir: ctx.minute.dir.clone(), bundle: ctx.minute.bundle.clone() };
@@ -589,14 +590,14 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize) -> Result<ScenarioResult> {
     let (mut idle, mut late, mut per_suggestion, mut per_observe, mut walls, mut trials) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for seed in 0..runs {
-        let spec = SearchSpec { kind: SearchKind::Bohb, iterations: p.iterations, seed, ..SearchSpec::default() };
+        let spec = SearchSpec { kind: SearchKind::Bohb, iterations, seed, ..SearchSpec::default() };
         let mut inner = spec.build(&space)?;
         let mut searcher = TimedSearcher {
             inner: &mut *inner,
             suggest_secs: 0.0,
             observe_secs: 0.0,
             suggestions: 0,
-            last_bracket: u32::try_from(p.iterations.saturating_sub(1))?,
+            last_bracket: u32::try_from(iterations.saturating_sub(1))?,
             last_bracket_at: None,
         };
         let mut ev =
@@ -654,6 +655,6 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize) -> Result<ScenarioResult> {
              nothing) over workers × wall time, a lower bound of idleness that the coordinator controls (on 2 cores, 8 \
              workers cannot all run at once anyway); suggest = time in the searcher's suggest per suggested trial, observe per \
              finished trial",
-            p.iterations,
+            iterations,
         )))
 }

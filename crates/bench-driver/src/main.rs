@@ -68,93 +68,25 @@ enum ProfileArg {
     Tiny,
 }
 
-/// Sizes that differ between profiles.
+/// What every scenario shares in a profile; each scenario owns its other sizes
+/// ([`PerProfile`] in its entry of [`SCENARIOS`]).
 #[derive(Clone, Debug)]
 pub(crate) struct Profile {
     pub(crate) name: &'static str,
+    /// Timed runs per arm.
     pub(crate) runs: usize,
+    /// Workers per pool.
     pub(crate) workers: usize,
-    /// Backtests per batch and batches per run in persistent-pool.
-    pub(crate) batches: usize,
-    pub(crate) batch_size: usize,
-    /// Backtests per run, and their budget, in shared-bundle (minute bundle).
-    pub(crate) shared_grid: usize,
-    pub(crate) shared_budget: f64,
-    /// Worker counts at which memory is measured.
-    pub(crate) memory_workers: Vec<usize>,
-    /// Date range of the minute bundle for bohb-1100 (None: everything).
-    pub(crate) minute_range: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
-    /// Whether bohb-1100 runs on the minute bundle too.
-    pub(crate) bohb_minute: bool,
-    /// Grid points evaluated in bohb-1100 (1,100 is the whole space).
-    pub(crate) grid_limit: Option<u64>,
-    /// BOHB / Hyperband brackets.
-    pub(crate) iterations: usize,
-    /// The space bohb-5m searches when the whole 5.4M space's exact optimum is not cached:
-    /// the whole space (full profile) or a documented sub-space of it (`spaces/`).
-    pub(crate) bohb_5m_space: &'static str,
-    /// BOHB brackets of the long runs of bohb-5m's convergence plot (360 brackets spend about
-    /// 1,000 full-budget evaluations, the guidance's figure).
-    pub(crate) convergence_iterations: usize,
-    /// Assets in the universe bundle.
+    /// Assets in the universe bundle (prepared before any scenario runs).
     pub(crate) universe_assets: usize,
 }
 
 impl Profile {
     fn new(arg: ProfileArg) -> Profile {
-        let d = |s: &str| s.parse().expect("valid date");
         match arg {
-            ProfileArg::Quick => Profile {
-                name: "quick",
-                runs: 10,
-                workers: 2,
-                batches: 10,
-                batch_size: 36,
-                shared_grid: 8,
-                shared_budget: 0.25,
-                memory_workers: vec![2, 8],
-                minute_range: Some((d("2024-10-01"), d("2024-12-31"))),
-                bohb_minute: true,
-                grid_limit: None,
-                iterations: 10,
-                bohb_5m_space: "momentum-5m-quick.toml",
-                convergence_iterations: 120,
-                universe_assets: 100,
-            },
-            ProfileArg::Full => Profile {
-                name: "full",
-                runs: 10,
-                workers: 8,
-                batches: 20,
-                batch_size: 36,
-                shared_grid: 32,
-                shared_budget: 1.0,
-                memory_workers: vec![2, 8],
-                minute_range: None,
-                bohb_minute: true,
-                grid_limit: None,
-                iterations: 10,
-                bohb_5m_space: "momentum-5m.toml",
-                convergence_iterations: 360,
-                universe_assets: 100,
-            },
-            ProfileArg::Tiny => Profile {
-                name: "tiny",
-                runs: 10,
-                workers: 2,
-                batches: 3,
-                batch_size: 8,
-                shared_grid: 2,
-                shared_budget: 0.05,
-                memory_workers: vec![2],
-                minute_range: Some((d("2024-12-02"), d("2024-12-31"))),
-                bohb_minute: false,
-                grid_limit: Some(200),
-                iterations: 4,
-                bohb_5m_space: "momentum-5m-tiny.toml",
-                convergence_iterations: 12,
-                universe_assets: 30,
-            },
+            ProfileArg::Quick => Profile { name: "quick", runs: 10, workers: 2, universe_assets: 100 },
+            ProfileArg::Full => Profile { name: "full", runs: 10, workers: 8, universe_assets: 100 },
+            ProfileArg::Tiny => Profile { name: "tiny", runs: 10, workers: 2, universe_assets: 30 },
         }
     }
 }
@@ -198,11 +130,88 @@ impl<S: Copy> PerProfile<S> {
 /// Every scenario, in run order: the one list that drives `--scenario`, validation and the
 /// run loop.
 pub(crate) const SCENARIOS: &[ScenarioDef] = &[
-    ScenarioDef { name: "persistent-pool", kind: Kind::Timed, run: scenarios::persistent_pool },
-    ScenarioDef { name: "shared-bundle", kind: Kind::Timed, run: scenarios::shared_bundle },
-    ScenarioDef { name: "bohb-1100", kind: Kind::Quality, run: scenarios::bohb_1100 },
-    ScenarioDef { name: "bohb-5m", kind: Kind::Quality, run: scenarios::bohb_5m },
-    ScenarioDef { name: "hyperband", kind: Kind::Timed, run: scenarios::hyperband },
+    ScenarioDef {
+        name: "persistent-pool",
+        kind: Kind::Timed,
+        run: |ctx| {
+            // Batches of MA backtests on mag-7 daily, each run building and stopping its pool.
+            const SIZES: PerProfile<scenarios::PoolSizes> = PerProfile {
+                tiny: scenarios::PoolSizes { batches: 3, batch_size: 8 },
+                quick: scenarios::PoolSizes { batches: 10, batch_size: 36 },
+                full: scenarios::PoolSizes { batches: 20, batch_size: 36 },
+            };
+            scenarios::persistent_pool(ctx, &SIZES)
+        },
+    },
+    ScenarioDef {
+        name: "shared-bundle",
+        kind: Kind::Timed,
+        run: |ctx| {
+            // Backtests of the 1,100-point space on the mag-7 minute bundle, at this budget.
+            const SIZES: PerProfile<scenarios::SharedSizes> = PerProfile {
+                tiny: scenarios::SharedSizes { backtests: 2, budget: 0.05, memory_workers: &[2] },
+                quick: scenarios::SharedSizes { backtests: 8, budget: 0.25, memory_workers: &[2, 8] },
+                full: scenarios::SharedSizes { backtests: 32, budget: 1.0, memory_workers: &[2, 8] },
+            };
+            scenarios::shared_bundle(ctx, &SIZES)
+        },
+    },
+    ScenarioDef {
+        name: "bohb-1100",
+        kind: Kind::Quality,
+        run: |ctx| {
+            // The guidance's 10 brackets; the minute bundle over a quarter (quick) or all of it
+            // (full); CI's tiny run stops the grid after 200 points and skips the minute bundle.
+            const SIZES: PerProfile<scenarios::Bohb1100Sizes> = PerProfile {
+                tiny: scenarios::Bohb1100Sizes { iterations: 4, grid_points: Some(200), minute: None },
+                quick: scenarios::Bohb1100Sizes {
+                    iterations: 10,
+                    grid_points: None,
+                    minute: Some(Some(("2024-10-01", "2024-12-31"))),
+                },
+                full: scenarios::Bohb1100Sizes { iterations: 10, grid_points: None, minute: Some(None) },
+            };
+            scenarios::bohb_1100(ctx, &SIZES)
+        },
+    },
+    ScenarioDef {
+        name: "bohb-5m",
+        kind: Kind::Quality,
+        run: |ctx| {
+            // The space searched when the whole 5.4M space's exact optimum is not cached (a
+            // documented sub-space of it in `spaces/`), and the convergence runs: 360 brackets
+            // spend about 1,000 full-budget evaluations, the guidance's figure.
+            const SIZES: PerProfile<scenarios::Bohb5mSizes> = PerProfile {
+                tiny: scenarios::Bohb5mSizes {
+                    iterations: 4,
+                    space: "momentum-5m-tiny.toml",
+                    convergence_iterations: 12,
+                    convergence_seeds: 2,
+                },
+                quick: scenarios::Bohb5mSizes {
+                    iterations: 10,
+                    space: "momentum-5m-quick.toml",
+                    convergence_iterations: 120,
+                    convergence_seeds: 10,
+                },
+                full: scenarios::Bohb5mSizes {
+                    iterations: 10,
+                    space: "momentum-5m.toml",
+                    convergence_iterations: 360,
+                    convergence_seeds: 10,
+                },
+            };
+            scenarios::bohb_5m(ctx, &SIZES)
+        },
+    },
+    ScenarioDef {
+        name: "hyperband",
+        kind: Kind::Timed,
+        run: |ctx| {
+            const ITERATIONS: PerProfile<usize> = PerProfile { tiny: 4, quick: 10, full: 10 };
+            scenarios::hyperband(ctx, ITERATIONS.pick(ctx.profile.name))
+        },
+    },
     ScenarioDef {
         name: "distributed",
         kind: Kind::Timed,
@@ -218,7 +227,15 @@ pub(crate) const SCENARIOS: &[ScenarioDef] = &[
             distributed::run(ctx, &SIZES)
         },
     },
-    ScenarioDef { name: "overfitting", kind: Kind::Quality, run: scenarios::overfitting },
+    ScenarioDef {
+        name: "overfitting",
+        kind: Kind::Quality,
+        run: |ctx| {
+            // BOHB's brackets among the judged searches.
+            const ITERATIONS: PerProfile<usize> = PerProfile { tiny: 4, quick: 10, full: 10 };
+            scenarios::overfitting(ctx, ITERATIONS.pick(ctx.profile.name))
+        },
+    },
     ScenarioDef {
         name: "dispatch",
         kind: Kind::Timed,
@@ -230,7 +247,7 @@ pub(crate) const SCENARIOS: &[ScenarioDef] = &[
                     memory_workers: &[1, 2],
                     memory_space: "ma-36.toml",
                     memory_budget: 0.01,
-                    bohb_workers: None,
+                    bohb: None,
                 },
                 quick: dispatch::Sizes {
                     end: "2024-12-31",
@@ -238,7 +255,7 @@ pub(crate) const SCENARIOS: &[ScenarioDef] = &[
                     memory_workers: &[1, 2, 4, 8],
                     memory_space: "ma-1100.toml",
                     memory_budget: 0.02,
-                    bohb_workers: Some(8),
+                    bohb: Some((8, 10)),
                 },
                 full: dispatch::Sizes {
                     end: "2024-12-31",
@@ -246,7 +263,7 @@ pub(crate) const SCENARIOS: &[ScenarioDef] = &[
                     memory_workers: &[1, 2, 4, 8],
                     memory_space: "ma-1100.toml",
                     memory_budget: 0.1,
-                    bohb_workers: Some(8),
+                    bohb: Some((8, 10)),
                 },
             };
             dispatch::run(ctx, &SIZES)
@@ -533,5 +550,37 @@ pub(crate) fn wait_single_threaded() -> Result<()> {
             }
             Some(_) => std::thread::sleep(Duration::from_millis(5)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_scenario_table_drives_the_command_line() {
+        let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "scenario names repeat: {names:?}");
+        let command = Cli::command();
+        let arg = command.get_arguments().find(|a| a.get_id() == "scenario").expect("--scenario exists");
+        let choices: Vec<String> = arg.get_possible_values().iter().map(|v| v.get_name().to_string()).collect();
+        assert_eq!(choices, names);
+        for name in &names {
+            let cli = Cli::try_parse_from(["bench-driver", "--scenario", name]).expect("a listed scenario parses");
+            assert_eq!(cli.scenario, vec![name.to_string()]);
+        }
+        assert!(Cli::try_parse_from(["bench-driver", "--scenario", "bohb-1100x"]).is_err());
+    }
+
+    #[test]
+    fn each_profile_picks_its_own_sizes() {
+        let sizes = PerProfile { tiny: 1, quick: 2, full: 3 };
+        let picked: Vec<i32> =
+            [ProfileArg::Tiny, ProfileArg::Quick, ProfileArg::Full].map(|p| sizes.pick(Profile::new(p).name)).to_vec();
+        assert_eq!(picked, [1, 2, 3]);
     }
 }

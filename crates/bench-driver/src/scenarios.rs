@@ -17,7 +17,7 @@ use engine::{Registry, RunOptions};
 use optimize::{SearchKind, SearchSpec, SearchSummary, Space};
 use runner::{BacktestTask, BacktestWorker, HandleMode, Job, JobOutput, PoolKind, SpawnLoad};
 
-use crate::{Ctx, Data, exact, wait_single_threaded};
+use crate::{Ctx, Data, PerProfile, exact, wait_single_threaded};
 
 pub(crate) type Pool = pool::Pool<BacktestWorker>;
 
@@ -108,11 +108,57 @@ pub(crate) fn timed_row(
     Ok(ScenarioResult::new(name, base, cand, true, Some(&cmp), &decide::decide(true, Some(&cmp))))
 }
 
+/// persistent-pool's sizes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoolSizes {
+    /// Batches each run maps through its pool.
+    pub(crate) batches: usize,
+    /// MA backtests per batch.
+    pub(crate) batch_size: usize,
+}
+
+/// shared-bundle's sizes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SharedSizes {
+    /// Backtests per run (the first of the 1,100-point space).
+    pub(crate) backtests: usize,
+    /// Their budget.
+    pub(crate) budget: f64,
+    /// Worker counts at which memory is measured.
+    pub(crate) memory_workers: &'static [usize],
+}
+
+/// bohb-1100's sizes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bohb1100Sizes {
+    /// BOHB brackets.
+    pub(crate) iterations: usize,
+    /// Grid points evaluated (`None`: all 1,100).
+    pub(crate) grid_points: Option<u64>,
+    /// Whether the scenario also runs on the minute bundle, and over which calendar days
+    /// (`Some(None)`: all of it).
+    pub(crate) minute: Option<Option<(&'static str, &'static str)>>,
+}
+
+/// bohb-5m's sizes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bohb5mSizes {
+    /// Brackets of the equal-budget comparison.
+    pub(crate) iterations: usize,
+    /// The space (in `spaces/`) when the whole 5.4M space's exact optimum is not cached.
+    pub(crate) space: &'static str,
+    /// Brackets of each convergence run.
+    pub(crate) convergence_iterations: usize,
+    /// Seeds of the convergence runs (one run per searcher and seed).
+    pub(crate) convergence_seeds: u64,
+}
+
 /// Scenario 1: A persistent fork pool against a fresh pool per batch, on the same batches.
-pub(crate) fn persistent_pool(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
+pub(crate) fn persistent_pool(ctx: &mut Ctx, sizes: &PerProfile<PoolSizes>) -> Result<Vec<ScenarioResult>> {
     let p = ctx.profile.clone();
+    let sizes = sizes.pick(p.name);
     ctx.progress.start("persistent-pool", (2 + 2 * p.runs) as u64);
-    let jobs = ma_jobs(&space(ctx, "ma-36.toml")?, p.batch_size, 1.0, None)?;
+    let jobs = ma_jobs(&space(ctx, "ma-36.toml")?, sizes.batch_size, 1.0, None)?;
     let kinds = [PoolKind::PerBatch, PoolKind::Fork(HandleMode::Inherit)];
     // Equivalence: every batch's results, bit for bit, from both arms.
     let mut prints = Vec::new();
@@ -128,7 +174,7 @@ pub(crate) fn persistent_pool(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
     let secs = interleave(ctx, "persistent-pool", &["per-batch", "fork-persistent"], |ctx, a, _| {
         let t = Instant::now();
         let mut pool = start_pool(kinds[a], p.workers, &ctx.daily)?;
-        for _ in 0..p.batches {
+        for _ in 0..sizes.batches {
             let out = pool.map(jobs.clone());
             if failures(&out) > 0 {
                 return Err(anyhow!("{} backtests failed", failures(&out)));
@@ -138,11 +184,11 @@ pub(crate) fn persistent_pool(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
         Ok(t.elapsed().as_secs_f64())
     })?;
     let row = timed_row("persistent-pool", "per-batch", "fork-persistent", equivalent, &secs[0], &secs[1])?
-        .with_metric("batches_per_run", p.batches)
+        .with_metric("batches_per_run", sizes.batches)
         .with_metric("backtests_per_batch", jobs.len())
         .with_note(format!(
             "each run builds the pool, maps {} batches of {} MA-crossover backtests on mag-7 daily, and stops it",
-            p.batches,
+            sizes.batches,
             jobs.len()
         ));
     Ok(vec![row])
@@ -151,8 +197,9 @@ pub(crate) fn persistent_pool(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
 /// Scenario 2: how workers get the bundle. Fork (inherited or reopened SQLite handles), spawn
 /// (load or mmap) and threads, on the minute bundle. The baseline is spawn-load, i.e. every
 /// worker reads the bundle itself (the guidance's "read-only extraction").
-pub(crate) fn shared_bundle(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
+pub(crate) fn shared_bundle(ctx: &mut Ctx, sizes: &PerProfile<SharedSizes>) -> Result<Vec<ScenarioResult>> {
     let p = ctx.profile.clone();
+    let sizes = sizes.pick(p.name);
     let arms = [
         PoolKind::Spawn(SpawnLoad::Load),
         PoolKind::Fork(HandleMode::Inherit),
@@ -161,9 +208,9 @@ pub(crate) fn shared_bundle(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
         PoolKind::Thread,
     ];
     let names: Vec<&str> = arms.iter().map(|k| k.name()).collect();
-    let steps = arms.len() * (2 + p.runs + p.memory_workers.len());
+    let steps = arms.len() * (2 + p.runs + sizes.memory_workers.len());
     ctx.progress.start("shared-bundle", steps as u64);
-    let jobs = ma_jobs(&space(ctx, "ma-1100.toml")?, p.shared_grid, p.shared_budget, None)?;
+    let jobs = ma_jobs(&space(ctx, "ma-1100.toml")?, sizes.backtests, sizes.budget, None)?;
     let sids = ctx.minute.bundle.assets().len() as u32;
     let with_sql: Vec<Job> = jobs.iter().cloned().chain((0..sids).map(|sid| Job::SqlCloses { sid })).collect();
 
@@ -202,7 +249,7 @@ pub(crate) fn shared_bundle(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
     // each worker has run backtests, at each worker count.
     let mut samples = Vec::new();
     let mut idle: Vec<(String, f64)> = Vec::new();
-    for &w in &p.memory_workers {
+    for &w in sizes.memory_workers {
         for kind in arms {
             let mut pool = start_pool(kind, w, &ctx.minute)?;
             // Idle: after start-up only, so the figure is the bundle copies and nothing else
@@ -212,7 +259,7 @@ pub(crate) fn shared_bundle(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
             pids.extend(pool.helper_pids());
             let m0 = pool::memory::of_pids(&pids).context("failed to read /proc smaps_rollup")?;
             idle.push((format!("pss_idle_mib.{}.w{w}", kind.name()), (m0.pss >> 20) as f64));
-            let warm = ma_jobs(&space(ctx, "ma-1100.toml")?, 2 * w, p.shared_budget, None)?;
+            let warm = ma_jobs(&space(ctx, "ma-1100.toml")?, 2 * w, sizes.budget, None)?;
             let out = pool.map(warm);
             if failures(&out) > 0 {
                 return Err(anyhow!("{} failed while warming up for memory", kind.name()));
@@ -255,7 +302,7 @@ pub(crate) fn shared_bundle(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
              sum right after start-up",
             ctx.minute.bundle.assets().iter().map(|a| a.bars()).sum::<usize>(),
             jobs.len(),
-            p.shared_budget
+            sizes.budget
         ));
         rows.push(row);
     }
@@ -335,23 +382,27 @@ fn search_equivalent(
 }
 
 /// Scenario 3: BOHB against the exhaustive grid on the 1,100-point space, daily and minute.
-pub(crate) fn bohb_1100(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
+pub(crate) fn bohb_1100(ctx: &mut Ctx, sizes: &PerProfile<Bohb1100Sizes>) -> Result<Vec<ScenarioResult>> {
     let p = ctx.profile.clone();
+    let sizes = sizes.pick(p.name);
     let space = space(ctx, "ma-1100.toml")?;
     let mut rows = Vec::new();
     let sets: Vec<(&str, bool)> =
-        if p.bohb_minute { vec![("daily", false), ("minute", true)] } else { vec![("daily", false)] };
+        if sizes.minute.is_some() { vec![("daily", false), ("minute", true)] } else { vec![("daily", false)] };
     for (label, minute) in sets {
         let name = if minute { "bohb-1100/minute" } else { "bohb-1100" };
         ctx.progress.start(name, (5 + 2 * p.runs) as u64);
         let data = if minute { &ctx.minute } else { &ctx.daily };
-        let sessions = match (minute, p.minute_range) {
-            (true, Some((a, b))) => Some(runner::session_range(&data.bundle, Some(a), Some(b))?),
+        let sessions = match (minute, sizes.minute.flatten()) {
+            (true, Some((a, b))) => {
+                let day = |d: &str| d.parse::<chrono::NaiveDate>().with_context(|| format!("bad date {d}"));
+                Some(runner::session_range(&data.bundle, Some(day(a)?), Some(day(b)?))?)
+            }
             _ => None,
         };
-        let grid_spec = SearchSpec { kind: SearchKind::Grid, evaluations: p.grid_limit, ..SearchSpec::default() };
+        let grid_spec = SearchSpec { kind: SearchKind::Grid, evaluations: sizes.grid_points, ..SearchSpec::default() };
         let equivalent =
-            search_equivalent(ctx, data, &space, &bohb_spec(p.iterations, 0), "ma-crossover", sessions.clone())?
+            search_equivalent(ctx, data, &space, &bohb_spec(sizes.iterations, 0), "ma-crossover", sessions.clone())?
                 && search_equivalent(ctx, data, &space, &grid_spec, "ma-crossover", sessions.clone())?;
         ctx.progress.step("equivalence");
         let data_dir = data.dir.clone();
@@ -375,7 +426,7 @@ pub(crate) fn bohb_1100(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
             } else {
                 let seed = if r == usize::MAX { 0 } else { r as u64 };
                 let (s, b) =
-                    search(&mut pool, &space, &bohb_spec(p.iterations, seed), "ma-crossover", sessions.clone())?;
+                    search(&mut pool, &space, &bohb_spec(sizes.iterations, seed), "ma-crossover", sessions.clone())?;
                 if r != usize::MAX {
                     let best = best_sharpe(&b);
                     bests.push(best);
@@ -389,7 +440,7 @@ pub(crate) fn bohb_1100(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
         // The same seeds under the other fidelity (untimed): quality and rank correlations.
         let mut blocks_runs = Vec::new();
         for seed in 0..p.runs as u64 {
-            let spec = bohb_spec(p.iterations, seed);
+            let spec = bohb_spec(sizes.iterations, seed);
             blocks_runs.push(
                 search_with(&mut pool, &space, &spec, "ma-crossover", sessions.clone(), engine::Fidelity::Blocks)?.1,
             );
@@ -439,7 +490,7 @@ pub(crate) fn bohb_1100(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
             .with_metric("bohb_best_shortfall_pct", decide::shortfall(mean_best, optimum) * 100.0)
             .with_metric("bohb_rank_percentile_mean", percentiles.iter().sum::<f64>() / percentiles.len() as f64)
             .with_metric("bohb_budget_fraction", fraction)
-            .with_metric("bohb_iterations", p.iterations)
+            .with_metric("bohb_iterations", sizes.iterations)
             .with_metric("spearman_mean_recent", rho(&recent_runs))
             .with_metric("spearman_mean_blocks", rho(&blocks_runs))
             .with_metric("bohb_blocks_best_sharpe_mean", blocks_mean)
@@ -467,20 +518,22 @@ pub(crate) fn bohb_1100(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
 /// Scenario 4: BOHB on the 5.4M-point momentum space, judged against its exact optimum (the
 /// exhaustive grid, cached under the data dir): against random search and Hyperband at an
 /// equal budget, under each fidelity, with a convergence plot toward 1,000 evaluations.
-pub(crate) fn bohb_5m(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
+pub(crate) fn bohb_5m(ctx: &mut Ctx, sizes: &PerProfile<Bohb5mSizes>) -> Result<Vec<ScenarioResult>> {
     let p = ctx.profile.clone();
+    let sizes = sizes.pick(p.name);
     let arms = ["random", "hyperband", "bohb", "bohb-blocks"];
-    ctx.progress.start("bohb-5m", (3 + arms.len() * (p.runs + 1) + 3) as u64);
+    let steps = 3 + arms.len() * (p.runs + 1) + 3 * sizes.convergence_seeds as usize;
+    ctx.progress.start("bohb-5m", steps as u64);
     let data = Data { dir: ctx.universe.dir.clone(), bundle: ctx.universe.bundle.clone() };
     // The whole space when the profile asks for it or its exact optimum is cached already;
     // otherwise the profile's documented sub-space, searched and solved exactly alike.
     let whole = space(ctx, "momentum-5m.toml")?;
-    let (file, space) = if p.bohb_5m_space == "momentum-5m.toml" || exact::is_cached(&ctx.data_dir, &data, &whole) {
+    let (file, space) = if sizes.space == "momentum-5m.toml" || exact::is_cached(&ctx.data_dir, &data, &whole) {
         ("momentum-5m.toml", whole)
     } else {
-        (p.bohb_5m_space, space(ctx, p.bohb_5m_space)?)
+        (sizes.space, space(ctx, sizes.space)?)
     };
-    let equivalent = search_equivalent(ctx, &data, &space, &bohb_spec(p.iterations, 0), "momentum", None)?;
+    let equivalent = search_equivalent(ctx, &data, &space, &bohb_spec(sizes.iterations, 0), "momentum", None)?;
     ctx.progress.step("equivalence");
     let mut pool = start_pool(PoolKind::Fork(HandleMode::Inherit), p.workers, &data)?;
     let exact = exact::exact(&mut pool, &ctx.data_dir, &data, &space)?;
@@ -490,7 +543,7 @@ pub(crate) fn bohb_5m(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
         if exact.cached { ", cached" } else { "" },
         exact.optimum
     ));
-    let (_, first) = search(&mut pool, &space, &bohb_spec(p.iterations, 0), "momentum", None)?;
+    let (_, first) = search(&mut pool, &space, &bohb_spec(sizes.iterations, 0), "momentum", None)?;
     let equal_budget = first.total_budget.ceil().max(1.0) as u64;
     let hb = |iterations, seed| SearchSpec { kind: SearchKind::Hyperband, iterations, seed, ..SearchSpec::default() };
     let random = |evaluations, seed| SearchSpec {
@@ -507,9 +560,9 @@ pub(crate) fn bohb_5m(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
         let seed = if r == usize::MAX { 0 } else { r as u64 };
         let (spec, fidelity) = match a {
             0 => (random(equal_budget, seed), engine::Fidelity::Recent),
-            1 => (hb(p.iterations, seed), engine::Fidelity::Recent),
-            2 => (bohb_spec(p.iterations, seed), engine::Fidelity::Recent),
-            _ => (bohb_spec(p.iterations, seed), engine::Fidelity::Blocks),
+            1 => (hb(sizes.iterations, seed), engine::Fidelity::Recent),
+            2 => (bohb_spec(sizes.iterations, seed), engine::Fidelity::Recent),
+            _ => (bohb_spec(sizes.iterations, seed), engine::Fidelity::Blocks),
         };
         let (s, summary) = search_with(&mut pool, &space, &spec, "momentum", None, fidelity)?;
         if r != usize::MAX {
@@ -529,26 +582,36 @@ pub(crate) fn bohb_5m(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
         title: format!("BOHB on {file}, seeds 0..{}", p.runs),
         series,
     });
-    // Convergence toward the guidance's ~1,000 evaluations: one long run per searcher.
-    let mut series = Vec::new();
-    let long_bohb = search(&mut pool, &space, &bohb_spec(p.convergence_iterations, 0), "momentum", None)?.1;
-    ctx.progress.step("long BOHB run");
-    let long_budget = long_bohb.total_budget.ceil().max(1.0) as u64;
-    let long_hb = search(&mut pool, &space, &hb(p.convergence_iterations, 0), "momentum", None)?.1;
-    ctx.progress.step("long Hyperband run");
-    let long_random = search(&mut pool, &space, &random(long_budget, 0), "momentum", None)?.1;
-    ctx.progress.step("long random run");
-    drop(pool);
-    for (name, s) in [("BOHB", &long_bohb), ("Hyperband", &long_hb), ("random", &long_random)] {
-        series.push(ConvergenceSeries { searcher: name.to_string(), seeds: vec![convergence_points(s)] });
+    // Convergence toward the guidance's ~1,000 evaluations, per seed: a long BOHB run, Hyperband
+    // over the same brackets, and random search at that BOHB run's budget.
+    let searchers = ["BOHB", "Hyperband", "random"];
+    let mut curves: [Vec<Vec<(f64, f64)>>; 3] = Default::default();
+    let mut long_bests: [Vec<f64>; 3] = Default::default();
+    let mut long_budgets = Vec::new();
+    for seed in 0..sizes.convergence_seeds {
+        let bohb = search(&mut pool, &space, &bohb_spec(sizes.convergence_iterations, seed), "momentum", None)?.1;
+        let budget = bohb.total_budget.ceil().max(1.0) as u64;
+        long_budgets.push(bohb.total_budget);
+        let hyperband = search(&mut pool, &space, &hb(sizes.convergence_iterations, seed), "momentum", None)?.1;
+        let random = search(&mut pool, &space, &random(budget, seed), "momentum", None)?.1;
+        for (a, s) in [bohb, hyperband, random].iter().enumerate() {
+            curves[a].push(convergence_points(s));
+            long_bests[a].push(best_sharpe(s));
+            ctx.progress.step(&format!("long {} run, seed {seed}", searchers[a]));
+        }
     }
+    drop(pool);
     ctx.convergence.push(Convergence {
         stem: "convergence-5m".into(),
         title: format!(
             "{file} on the universe: best loss (−sharpe) at full budget vs budget spent; exact optimum {:.4}",
             -exact.optimum
         ),
-        series,
+        series: searchers
+            .iter()
+            .zip(curves)
+            .map(|(name, seeds)| ConvergenceSeries { searcher: name.to_string(), seeds })
+            .collect(),
     });
 
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -589,10 +652,15 @@ pub(crate) fn bohb_5m(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
         .with_metric("spearman_mean_recent", mean(&rhos[2]))
         .with_metric("spearman_mean_blocks", mean(&rhos[3]))
         .with_metric("fidelity_decision", fidelity_choice)
-        .with_metric("convergence_bohb_evaluations", long_bohb.total_budget)
-        .with_metric("convergence_bohb_best_sharpe", best_sharpe(&long_bohb))
-        .with_metric("convergence_hyperband_best_sharpe", best_sharpe(&long_hb))
-        .with_metric("convergence_random_best_sharpe", best_sharpe(&long_random))
+        .with_metric("convergence_seeds", sizes.convergence_seeds)
+        .with_metric("convergence_iterations", sizes.convergence_iterations)
+        .with_metric("convergence_bohb_evaluations", mean(&long_budgets))
+        .with_metric("convergence_bohb_best_sharpe", mean(&long_bests[0]))
+        .with_metric("convergence_hyperband_best_sharpe", mean(&long_bests[1]))
+        .with_metric("convergence_random_best_sharpe", mean(&long_bests[2]))
+        .with_metric("convergence_bohb_shortfall_pct", decide::shortfall(mean(&long_bests[0]), exact.optimum) * 100.0)
+        .with_metric("convergence_welch_p_vs_random", p_of(&long_bests[2], &long_bests[0]))
+        .with_metric("convergence_welch_p_vs_hyperband", p_of(&long_bests[1], &long_bests[0]))
         .with_note(format!(
             "reference: the exact optimum of {file} ({} points), from the exhaustive grid at full budget{}; {:.2}% of the \
              points are within 10% of it",
@@ -624,13 +692,18 @@ pub(crate) fn bohb_5m(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
             mean(&rhos[3]),
         ))
         .with_note(format!(
-            "convergence: BOHB over {} brackets spent {:.0} full evaluations and reached {:.4}; Hyperband {:.4}; random {:.4} \
-             at that budget (plot convergence-5m.svg)",
-            p.convergence_iterations,
-            long_bohb.total_budget,
-            best_sharpe(&long_bohb),
-            best_sharpe(&long_hb),
-            best_sharpe(&long_random),
+            "convergence over seeds 0..{}: BOHB over {} brackets spent {:.0} full evaluations on average and reached {:.4} \
+             (shortfall {:.1}%); Hyperband over the same brackets {:.4}; random {:.4} at each BOHB run's budget; Welch p {} \
+             vs random, {} vs Hyperband (plot convergence-5m.svg)",
+            sizes.convergence_seeds,
+            sizes.convergence_iterations,
+            mean(&long_budgets),
+            mean(&long_bests[0]),
+            decide::shortfall(mean(&long_bests[0]), exact.optimum) * 100.0,
+            mean(&long_bests[1]),
+            mean(&long_bests[2]),
+            decide::format_p(p_of(&long_bests[2], &long_bests[0])),
+            decide::format_p(p_of(&long_bests[1], &long_bests[0])),
         ));
     Ok(vec![row])
 }
@@ -677,13 +750,14 @@ fn convergence_points(s: &SearchSummary) -> Vec<(f64, f64)> {
     points
 }
 
-/// Scenario 5: Hyperband against BOHB at an equal budget (same brackets): what the model adds.
-pub(crate) fn hyperband(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
+/// Scenario 5: Hyperband against BOHB at an equal budget (the same `iterations` brackets):
+/// what the model adds.
+pub(crate) fn hyperband(ctx: &mut Ctx, iterations: usize) -> Result<Vec<ScenarioResult>> {
     let p = ctx.profile.clone();
     ctx.progress.start("hyperband", (4 + 3 * p.runs) as u64);
     let space = space(ctx, "ma-1100.toml")?;
     let data = Data { dir: ctx.daily.dir.clone(), bundle: ctx.daily.bundle.clone() };
-    let hb = |seed| SearchSpec { kind: SearchKind::Hyperband, iterations: p.iterations, seed, ..SearchSpec::default() };
+    let hb = |seed| SearchSpec { kind: SearchKind::Hyperband, iterations, seed, ..SearchSpec::default() };
     let equivalent = search_equivalent(ctx, &data, &space, &hb(0), "ma-crossover", None)?;
     let mut pool = start_pool(PoolKind::Fork(HandleMode::Inherit), p.workers, &data)?;
     let (_, first) = search(&mut pool, &space, &hb(0), "ma-crossover", None)?;
@@ -695,7 +769,7 @@ pub(crate) fn hyperband(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
         let seed = if r == usize::MAX { 0 } else { r as u64 };
         let spec = match a {
             0 => hb(seed),
-            1 => bohb_spec(p.iterations, seed),
+            1 => bohb_spec(iterations, seed),
             _ => {
                 SearchSpec { kind: SearchKind::Random, evaluations: Some(equal_budget), seed, ..SearchSpec::default() }
             }
@@ -713,7 +787,7 @@ pub(crate) fn hyperband(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
     // Both bracket searches again under the other fidelity (untimed): quality and ρ.
     let mut blocks: [(Vec<f64>, Vec<f64>); 2] = Default::default();
     for seed in 0..p.runs as u64 {
-        for (a, spec) in [hb(seed), bohb_spec(p.iterations, seed)].iter().enumerate() {
+        for (a, spec) in [hb(seed), bohb_spec(iterations, seed)].iter().enumerate() {
             let (_, s) = search_with(&mut pool, &space, spec, "ma-crossover", None, engine::Fidelity::Blocks)?;
             blocks[a].0.push(best_sharpe(&s));
             blocks[a].1.extend(optimize::fidelity(&s.trials).iter().filter_map(|f| f.spearman));
@@ -757,7 +831,7 @@ pub(crate) fn hyperband(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
         .with_note(format!(
             "equal budget: both run {} brackets of the same schedule; the model's value shows in quality \
              (mean best sharpe {:.4} for BOHB vs {:.4} for Hyperband, Welch p {}), not in time",
-            p.iterations,
+            iterations,
             mean(&bests[1]),
             mean(&bests[0]),
             quality.map_or("n/a".to_string(), |t| decide::format_p(t.p_value))
@@ -832,14 +906,14 @@ fn judge(pool: &mut Pool, data: &Data, space: &Space, spec: &SearchSpec) -> Resu
 /// and walk-forward efficiency of grid, random and BOHB on the 1,100-point MA space. ACCEPT
 /// when the planted edge's grid search shows PBO < 0.2 and DSR > 0.95 and finds the planted
 /// configuration, and the plain bundle's grid PBO is above the planted one's.
-pub(crate) fn overfitting(ctx: &mut Ctx) -> Result<Vec<ScenarioResult>> {
+pub(crate) fn overfitting(ctx: &mut Ctx, iterations: usize) -> Result<Vec<ScenarioResult>> {
     let p = ctx.profile.clone();
     let space = space(ctx, "ma-1100.toml")?;
     ctx.progress.start("overfitting", 6);
     let searches = [
         ("grid", SearchSpec { kind: SearchKind::Grid, ..SearchSpec::default() }),
         ("random", SearchSpec { kind: SearchKind::Random, evaluations: Some(110), seed: 1, ..SearchSpec::default() }),
-        ("bohb", bohb_spec(p.iterations, 1)),
+        ("bohb", bohb_spec(iterations, 1)),
     ];
     let mut judged = BTreeMap::new();
     for (label, data) in [("plain", &ctx.daily), ("planted", &ctx.planted)] {
