@@ -48,7 +48,9 @@ pub enum Suggestion {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// HpBandSter's scheduling: when every active bracket waits at a stage barrier, start the
-    /// next bracket, so workers never idle. Results depend on completion timing.
+    /// next bracket, so workers never idle. Results depend on completion timing. Brackets with
+    /// more stages open first, and runs come from the open bracket with the longest chain of
+    /// stages left, so the search ends on short brackets, whose runs are independent.
     Async,
     /// One stage at a time: no new bracket while one is unfinished. Combined with the
     /// optimizer's in-order result delivery this is deterministic at any worker count.
@@ -294,6 +296,8 @@ struct Entry {
 
 #[derive(Debug, Clone)]
 struct Bracket {
+    /// HpBandSter's iteration number, which sets the plan.
+    iteration: usize,
     plan: BracketPlan,
     stage: usize,
     entries: Vec<Entry>,
@@ -456,6 +460,43 @@ impl BracketSearch {
         self.space.sample(&mut self.rng)
     }
 
+    /// The bracket to issue the next run from: of those with a run to give, the one with the
+    /// longest chain of stages left (the sum of their budgets), the oldest on a tie. Work on
+    /// the longest chain first ends the search soonest, so fewer workers idle at its end (a
+    /// bracket's stages run one after the other). In synchronous mode one bracket is active.
+    fn next_bracket(&self) -> Option<usize> {
+        let left = |b: &Bracket| b.plan.budgets[b.stage..].iter().sum::<f64>();
+        let mut best: Option<(usize, f64)> = None;
+        for (i, b) in self.brackets.iter().enumerate().filter(|(_, b)| b.has_run()) {
+            if best.is_none_or(|(_, l)| left(b) > l) {
+                best = Some((i, left(b)));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// The iteration of the next bracket to open. Synchronous mode keeps HpBandSter's order.
+    /// Async mode opens the brackets with the most stages first (iteration order among equals):
+    /// a bracket's stages run one after another, so a long bracket opened last would leave
+    /// most workers idle while its last stages run; short ones (a single stage, whose runs are
+    /// independent) fill the end instead. With 10 brackets of budgets 1/9 to 1 on a simulated
+    /// pool where a run takes its budget, the idle share at 8 workers is 10.7% instead of
+    /// 17.9% (`tests/it/idle.rs`). The brackets are the same; only their order changes.
+    fn next_iteration(&self, mode: Mode) -> Result<usize> {
+        let opened: BTreeSet<usize> = self.brackets.iter().map(|b| b.iteration).collect();
+        let left = (0..self.settings.iterations).filter(|i| !opened.contains(i));
+        let next = match mode {
+            Mode::Synchronous => left.min(),
+            Mode::Async => {
+                let s = &self.settings;
+                let m = max_sh_iter(s.min_budget, s.max_budget, s.eta)?;
+                // Iteration i has s = m - 1 - (i mod m) successive-halving steps.
+                left.min_by_key(|&i| (i % m, i))
+            }
+        };
+        next.ok_or_else(|| Error::Stalled("no bracket left to open".into()))
+    }
+
     fn issue(&mut self, b: usize) -> Result<Trial> {
         if self.brackets[b].stage == 0 && self.brackets[b].entries.len() == self.brackets[b].issued {
             let config = self.sample_config()?;
@@ -480,14 +521,15 @@ impl BracketSearch {
 
 impl Searcher for BracketSearch {
     fn suggest(&mut self, mode: Mode) -> Result<Suggestion> {
-        if let Some(b) = self.brackets.iter().position(Bracket::has_run) {
+        if let Some(b) = self.next_bracket() {
             return self.issue(b).map(Suggestion::Trial);
         }
         let any_active = self.brackets.iter().any(|b| !b.finished);
         if self.brackets.len() < self.settings.iterations && (mode == Mode::Async || !any_active) {
             let s = &self.settings;
-            let plan = bracket_for_iteration(s.min_budget, s.max_budget, s.eta, self.brackets.len())?;
-            self.brackets.push(Bracket { plan, stage: 0, entries: Vec::new(), issued: 0, finished: false });
+            let iteration = self.next_iteration(mode)?;
+            let plan = bracket_for_iteration(s.min_budget, s.max_budget, s.eta, iteration)?;
+            self.brackets.push(Bracket { iteration, plan, stage: 0, entries: Vec::new(), issued: 0, finished: false });
             return self.issue(self.brackets.len() - 1).map(Suggestion::Trial);
         }
         Ok(if any_active { Suggestion::Wait } else { Suggestion::Done })

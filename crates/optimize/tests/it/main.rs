@@ -2,6 +2,7 @@
 
 mod bohb;
 mod diagnostics;
+mod idle;
 mod optimizer;
 mod schedule;
 mod searchers;
