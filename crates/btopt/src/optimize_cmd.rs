@@ -227,6 +227,20 @@ impl Prepared {
     }
 }
 
+/// A thread pool of this machine's cores, for a coordinator without workers of its own to
+/// compute the overfitting statistics' backtests (threads: it has database connections open,
+/// so it may not fork).
+fn coordinator_pool(
+    a: &OptimizeArgs,
+    strategies: &Arc<engine::Registry>,
+) -> Result<pool::Pool<runner::BacktestWorker>> {
+    let bundle = Arc::new(bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let builder = pool::PoolBuilder::new().workers(workers);
+    runner::build_pool_with(PoolKind::Thread, builder, &bundle, &runner::SharedTables::none(), &a.bundle, strategies)
+        .context("failed to start a thread pool for the overfitting statistics")
+}
+
 pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Result<()> {
     let started = Instant::now();
     let prep = Prepared::new(a, strategies)?;
@@ -270,7 +284,7 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             let spec = TaskSpec {
                 strategy: a.strategy.clone(),
                 set: a.set.clone(),
-                sessions,
+                sessions: sessions.clone(),
                 fee: a.range.fee,
                 fidelity: a.fidelity.clone(),
             };
@@ -294,11 +308,31 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             let summary = optimize::optimize(space, &mut *searcher, &mut evaluator, &mut **pg, options, &mut observer)
                 .context("optimization failed")?;
             pg.finish().context("failed to mark the study finished")?;
+            drop(evaluator);
             progress.finish();
-            (
-                summary,
-                Err("not computed for distributed studies: the workers do not return per-session returns".to_string()),
-            )
+            let overfit = match sink.sample.take() {
+                None => Err("disabled by --no-overfitting".to_string()),
+                Some(sample) => {
+                    // The workers send outcomes only; the sample's moments and the best
+                    // trial's returns are computed here, on this machine's pool, or on a
+                    // thread pool of its cores for `--workers 0` (no fork: connections are
+                    // open). The same backtests as a local run's, so the same statistics.
+                    let mut own;
+                    let pool = match pool.as_mut() {
+                        Some(p) => p,
+                        None => {
+                            own = coordinator_pool(a, strategies)?;
+                            &mut own
+                        }
+                    };
+                    let id = strategies.id_of(strategy.name())?;
+                    runner::PoolEvaluator::new(pool, strategy, id, *base.values(), Some(sessions), a.range.fee)
+                        .with_fidelity(fidelity)
+                        .overfitting(sample, blocks)
+                        .map_err(|e| anyhow::anyhow!("failed to compute the returns' moments: {e}"))?
+                }
+            };
+            (summary, overfit)
         }
         _ => {
             let mut opened = a
