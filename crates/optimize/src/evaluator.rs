@@ -88,7 +88,7 @@ pub struct Completion {
     pub trial_id: u64,
     /// What happened.
     pub outcome: Outcome,
-    /// Wall time of the evaluation, for the record.
+    /// Time the evaluation itself took, for the record (on a pool, as its worker measured it).
     pub duration_secs: f64,
     /// Which worker ran it, for the record.
     pub worker: Option<u32>,

@@ -76,7 +76,8 @@ pub struct TrialSummary {
     pub metrics: Metrics,
     /// Crash message, if crashed.
     pub message: Option<String>,
-    /// Evaluation wall time.
+    /// Time the evaluation took (its worker's own time on a pool: not the time it waited in
+    /// a chunk behind other trials).
     pub duration_secs: f64,
     /// The earlier trial whose outcome was reused (see [`SearchOptions::reuse_results`]).
     pub reused_from: Option<u64>,

@@ -9,7 +9,7 @@
 //! request = ChunkHeader  { count: u32, flags: u8 }          then count times:
 //!           TaskHeader   { id: u64, attempt: u32, len: u32 } postcard task (len bytes)
 //! result  = ResultsHeader{ count: u32, busy_ns: u64, flags: u8 } then count times:
-//!           ResultHeader { id: u64, tag: u8, len: u32 }       body (len bytes)
+//!           ResultHeader { id: u64, tag: u8, len: u32, ns: u64 } body (len bytes)
 //! ```
 //! All integers are little-endian; the types below are the one place that encodes and
 //! decodes them. A worker sends one result frame per chunk (per task when asked), and the
@@ -262,17 +262,20 @@ pub(crate) struct ResultHeader {
     pub(crate) id: TaskId,
     pub(crate) tag: Tag,
     pub(crate) len: u32,
+    /// Nanoseconds the worker spent on this task (decoding it, running it).
+    pub(crate) ns: u64,
 }
 
 impl ResultHeader {
-    /// Encoded size: `id` (u64 LE), the tag byte, `len` (u32 LE).
-    pub(crate) const LEN: usize = 13;
+    /// Encoded size: `id` (u64 LE), the tag byte, `len` (u32 LE), `ns` (u64 LE).
+    pub(crate) const LEN: usize = 21;
 
     pub(crate) fn to_bytes(self) -> [u8; Self::LEN] {
         let mut b = [0u8; Self::LEN];
         b[0..8].copy_from_slice(&self.id.to_le_bytes());
         b[8] = self.tag as u8;
         b[9..13].copy_from_slice(&self.len.to_le_bytes());
+        b[13..21].copy_from_slice(&self.ns.to_le_bytes());
         b
     }
 
@@ -285,7 +288,8 @@ impl ResultHeader {
             2 => Tag::Codec,
             _ => return None,
         };
-        let head = ResultHeader { id, tag, len: c.u32()? };
+        let (len, ns) = (c.u32()?, c.u64()?);
+        let head = ResultHeader { id, tag, len, ns };
         Some((head, c.bytes(head.len as usize)?))
     }
 }
@@ -301,7 +305,7 @@ mod tests {
         buf.extend_from_slice(&TaskHeader { id: 7, attempt: 2, len: 4 }.to_bytes());
         buf.extend_from_slice(b"task");
         buf.extend_from_slice(&ResultsHeader { count: 1, busy_ns: 99, sure: true, faulting: true }.to_bytes());
-        buf.extend_from_slice(&ResultHeader { id: u64::MAX, tag: Tag::Panic, len: 2 }.to_bytes());
+        buf.extend_from_slice(&ResultHeader { id: u64::MAX, tag: Tag::Panic, len: 2, ns: u64::MAX - 1 }.to_bytes());
         buf.extend_from_slice(b"no");
         let mut c = Cursor::new(&buf);
         assert_eq!(ChunkHeader::decode(&mut c), Some(ChunkHeader { count: 2, flush_each: true }));
@@ -311,11 +315,11 @@ mod tests {
             Some(ResultsHeader { count: 1, busy_ns: 99, sure: true, faulting: true })
         );
         let r = ResultHeader::decode(&mut c);
-        assert_eq!(r, Some((ResultHeader { id: u64::MAX, tag: Tag::Panic, len: 2 }, &b"no"[..])));
+        assert_eq!(r, Some((ResultHeader { id: u64::MAX, tag: Tag::Panic, len: 2, ns: u64::MAX - 1 }, &b"no"[..])));
         assert!(c.is_empty());
         // A body shorter than its header claims, and an unknown tag, are refused.
         assert_eq!(TaskHeader::decode(&mut Cursor::new(&TaskHeader { id: 1, attempt: 0, len: 9 }.to_bytes())), None);
-        let mut bad = ResultHeader { id: 1, tag: Tag::Ok, len: 0 }.to_bytes();
+        let mut bad = ResultHeader { id: 1, tag: Tag::Ok, len: 0, ns: 5 }.to_bytes();
         bad[8] = 9;
         assert_eq!(ResultHeader::decode(&mut Cursor::new(&bad)), None);
     }

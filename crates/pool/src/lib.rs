@@ -99,7 +99,7 @@ pub use chunk::{CHUNK_ENV, ChunkSize, MAX_CHUNK, TARGET_CHUNK_NANOS};
 pub use error::{Error, TaskId};
 pub use fault::FAULT_ENV;
 pub use memory::Memory;
-pub use pool::{Backend, Pool, PoolBuilder};
+pub use pool::{Backend, Finished, Pool, PoolBuilder};
 pub use proc::Stats;
 pub use spawn::{Registry, WORKER_ENV, worker_main_if_requested};
 pub use worker::{SpawnWorker, Worker};

@@ -280,7 +280,20 @@ pub struct Pool<W: Worker> {
     backend: Backend,
     workers: usize,
     next_id: TaskId,
-    stash: VecDeque<(TaskId, Result<W::Output, Error>)>,
+    stash: VecDeque<Finished<W::Output>>,
+}
+
+/// A finished task, from [`Pool::recv_timed`].
+#[derive(Debug)]
+pub struct Finished<O> {
+    /// The id [`Pool::submit`] gave it.
+    pub id: TaskId,
+    /// Its output, or why there is none.
+    pub result: Result<O, Error>,
+    /// The time its worker spent on it (decoding, running, and for a thread worker nothing
+    /// else), measured in the worker: not the time it waited in a chunk behind other tasks.
+    /// Zero when no worker reported it (a worker lost, a timeout, a start-up failure).
+    pub busy: std::time::Duration,
 }
 
 impl<W: Worker> Pool<W> {
@@ -307,20 +320,26 @@ impl<W: Worker> Pool<W> {
 
     /// The next finished task, in completion order; `None` when nothing is outstanding.
     pub fn recv(&mut self) -> Option<(TaskId, Result<W::Output, Error>)> {
+        self.recv_timed().map(|f| (f.id, f.result))
+    }
+
+    /// [`Pool::recv`], with the time the task's worker spent on it.
+    pub fn recv_timed(&mut self) -> Option<Finished<W::Output>> {
         if let Some(d) = self.stash.pop_front() {
             return Some(d);
         }
-        match &mut self.inner {
+        let (id, result, ns) = match &mut self.inner {
             Inner::Proc(p) => {
-                let (id, r) = p.next()?;
+                let (id, r, ns) = p.next()?;
                 let r = r.and_then(|bytes| {
                     postcard::from_bytes(bytes)
                         .map_err(|e| Error::new(Kind::Codec { task: id, message: format!("bad output: {e}") }))
                 });
-                Some((id, r))
+                (id, r, ns)
             }
-            Inner::Thread(t) => t.next(),
-        }
+            Inner::Thread(t) => t.next()?,
+        };
+        Some(Finished { id, result, busy: std::time::Duration::from_nanos(ns) })
     }
 
     /// Runs every task and returns the results in task order. Results of tasks submitted
@@ -341,13 +360,13 @@ impl<W: Worker> Pool<W> {
         }
         let mut other = VecDeque::new();
         while missing > 0 {
-            let Some((id, r)) = self.recv() else { break };
-            match id.checked_sub(first).and_then(|k| slots.get_mut(k as usize)) {
+            let Some(f) = self.recv_timed() else { break };
+            match f.id.checked_sub(first).and_then(|k| slots.get_mut(k as usize)) {
                 Some(slot) if slot.is_none() => {
-                    *slot = Some(r);
+                    *slot = Some(f.result);
                     missing -= 1;
                 }
-                _ => other.push_back((id, r)),
+                _ => other.push_back(f),
             }
         }
         self.stash.extend(other);

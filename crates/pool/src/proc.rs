@@ -271,6 +271,10 @@ pub struct Stats {
     pub timeouts: u64,
 }
 
+/// A finished task as [`ProcPool::next`] gives it: id, output bytes or error, and the
+/// nanoseconds its worker spent on it.
+pub(crate) type RawFinished<'a> = (TaskId, Result<&'a [u8], Error>, u64);
+
 pub(crate) struct ProcPool {
     launcher: Box<dyn Launcher>,
     ev_tx: Sender<Event>,
@@ -279,7 +283,9 @@ pub(crate) struct ProcPool {
     cfg: Cfg,
     tasks: Tasks,
     queue: VecDeque<TaskId>,
-    done: VecDeque<(TaskId, Result<Range<usize>, Error>)>,
+    /// Finished tasks: id, output bytes (a range of `done_bytes`) or error, and the
+    /// nanoseconds their worker spent on them (0 when no worker reported them).
+    done: VecDeque<(TaskId, Result<Range<usize>, Error>, u64)>,
     /// Output bytes of the `Ok` results in `done`; cleared whenever `done` is empty.
     done_bytes: Vec<u8>,
     /// The request frame being built (reused).
@@ -526,7 +532,7 @@ impl ProcPool {
     fn fail_queue(&mut self, why: &str) {
         while let Some(task) = self.queue.pop_front() {
             self.tasks.remove(task);
-            self.done.push_back((task, Err(Error::new(Kind::Startup(why.to_string())))));
+            self.done.push_back((task, Err(Error::new(Kind::Startup(why.to_string()))), 0));
         }
     }
 
@@ -558,7 +564,7 @@ impl ProcPool {
                         let (task, attempts, frame) = (s.task, e.attempts, why == Retire::BadFrame);
                         self.tasks.remove(task);
                         let lost = Kind::WorkerLost { task, attempts, cause: cause.clone(), frame };
-                        self.done.push_back((task, Err(Error::new(lost))));
+                        self.done.push_back((task, Err(Error::new(lost)), 0));
                         continue;
                     }
                     self.stats.retries += 1;
@@ -635,7 +641,7 @@ impl ProcPool {
                 Tag::Codec => Err(Error::new(Kind::Codec { task, message: text() })),
             };
             self.tasks.remove(task);
-            self.done.push_back((task, result));
+            self.done.push_back((task, result, r.ns));
         }
         if !c.is_empty() {
             return self.retire(i, "sent a corrupt result frame".into(), Retire::BadFrame);
@@ -670,18 +676,18 @@ impl ProcPool {
         self.fill(Some(Instant::now() + timeout))
     }
 
-    /// The next finished task in completion order, with its output bytes; `None` when
-    /// nothing is outstanding.
-    pub(crate) fn next(&mut self) -> Option<(TaskId, Result<&[u8], Error>)> {
+    /// The next finished task in completion order, with its output bytes and the nanoseconds
+    /// its worker spent on it; `None` when nothing is outstanding.
+    pub(crate) fn next(&mut self) -> Option<RawFinished<'_>> {
         if !self.fill(None) {
             return None;
         }
-        let (id, r) = self.done.pop_front()?;
+        let (id, r, ns) = self.done.pop_front()?;
         if self.cfg.per_batch && self.tasks.live == 0 && self.done.is_empty() {
             // The batch is over: per-batch workers do not outlive it.
             self.stop_workers();
         }
-        Some((id, r.map(|range| &self.done_bytes[range])))
+        Some((id, r.map(|range| &self.done_bytes[range]), ns))
     }
 
     /// Runs the pool until a result is at hand (`true`), nothing is outstanding, or `until`
@@ -736,7 +742,7 @@ impl ProcPool {
             let Some(Sent { task, .. }) = live.pop() else { continue };
             self.tasks.remove(task);
             self.stats.timeouts += 1;
-            self.done.push_back((task, Err(Error::new(Kind::Timeout { task, after }))));
+            self.done.push_back((task, Err(Error::new(Kind::Timeout { task, after })), 0));
             self.retire(i, "timed out".into(), Retire::TimedOut);
             self.deaths_in_row = 0;
         }

@@ -21,7 +21,8 @@ use crate::worker::Worker;
 /// Chunks per thread in flight: the one it runs and the next.
 const DEPTH: usize = 2;
 
-type Done<W> = (TaskId, Result<<W as Worker>::Output, Error>);
+/// A finished task: its id, result, and the nanoseconds its thread spent on it.
+type Done<W> = (TaskId, Result<<W as Worker>::Output, Error>, u64);
 type Chunk<W> = Vec<(TaskId, <W as Worker>::Task)>;
 
 /// What a thread sends back for a chunk: its results, the emptied chunk (for reuse) and the
@@ -69,8 +70,17 @@ impl<W: Worker> ThreadPool<W> {
                         let next = task_rx.lock().map(|r| r.recv());
                         let Ok(Ok(mut chunk)) = next else { return };
                         let started = Instant::now();
-                        let results: Vec<Done<W>> =
-                            chunk.drain(..).map(|(id, task)| (id, run(&mut w, id, task))).collect();
+                        let mut lap = started;
+                        let results: Vec<Done<W>> = chunk
+                            .drain(..)
+                            .map(|(id, task)| {
+                                let r = run(&mut w, id, task);
+                                let now = Instant::now();
+                                let ns = now.duration_since(lap).as_nanos().min(u64::MAX as u128) as u64;
+                                lap = now;
+                                (id, r, ns)
+                            })
+                            .collect();
                         let busy_ns = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
                         if done_tx.send(Reply { results, chunk, busy_ns }).is_err() {
                             return;

@@ -73,6 +73,8 @@ struct Results {
     buf: Vec<u8>,
     count: u32,
     since: Instant,
+    /// When the last task ended (or the frame started): the next task's time runs from here.
+    lap: Instant,
 }
 
 impl Results {
@@ -80,7 +82,8 @@ impl Results {
     const BODY: usize = 4 + ResultsHeader::LEN;
 
     fn new() -> Results {
-        Results { buf: Vec::with_capacity(64 << 10), count: 0, since: Instant::now() }
+        let now = Instant::now();
+        Results { buf: Vec::with_capacity(64 << 10), count: 0, since: now, lap: now }
     }
 
     fn start(&mut self) {
@@ -88,15 +91,26 @@ impl Results {
         self.buf.resize(Self::BODY, 0);
         self.count = 0;
         self.since = Instant::now();
+        self.lap = self.since;
     }
 
-    /// Appends one record; the body is written by `body` straight into the frame.
-    fn push(&mut self, id: TaskId, tag: Tag, body: impl FnOnce(&mut Vec<u8>)) {
+    /// Nanoseconds since the last lap (the end of the previous task, or the frame's start):
+    /// the time of the task that just ran. One clock read per task.
+    fn lap(&mut self) -> u64 {
+        let now = Instant::now();
+        let ns = now.duration_since(self.lap).as_nanos().min(u64::MAX as u128) as u64;
+        self.lap = now;
+        ns
+    }
+
+    /// Appends one record of a task that took `ns`; the body is written by `body` straight
+    /// into the frame.
+    fn push(&mut self, id: TaskId, tag: Tag, ns: u64, body: impl FnOnce(&mut Vec<u8>)) {
         let at = self.buf.len();
-        self.buf.extend_from_slice(&ResultHeader { id, tag, len: 0 }.to_bytes());
+        self.buf.extend_from_slice(&ResultHeader { id, tag, len: 0, ns }.to_bytes());
         body(&mut self.buf);
         let len = (self.buf.len() - at - ResultHeader::LEN) as u32;
-        self.buf[at..at + ResultHeader::LEN].copy_from_slice(&ResultHeader { id, tag, len }.to_bytes());
+        self.buf[at..at + ResultHeader::LEN].copy_from_slice(&ResultHeader { id, tag, len, ns }.to_bytes());
         self.count += 1;
     }
 
@@ -137,9 +151,14 @@ fn run_one<W: Worker>(
     max: usize,
 ) -> io::Result<()> {
     let at = res.buf.len();
-    match postcard::from_bytes::<W::Task>(body) {
-        Err(e) => res
-            .push(id, Tag::Codec, |b| b.extend_from_slice(format!("worker could not decode the task: {e}").as_bytes())),
+    let ns = match postcard::from_bytes::<W::Task>(body) {
+        Err(e) => {
+            let ns = res.lap();
+            res.push(id, Tag::Codec, ns, |b| {
+                b.extend_from_slice(format!("worker could not decode the task: {e}").as_bytes())
+            });
+            ns
+        }
         Ok(task) => {
             let ran = catch_unwind(AssertUnwindSafe(|| {
                 if inject_panic {
@@ -147,10 +166,11 @@ fn run_one<W: Worker>(
                 }
                 worker.run(task)
             }));
+            let ns = res.lap();
             match ran {
                 Ok(output) => {
                     let mut failed = None;
-                    res.push(id, Tag::Ok, |b| {
+                    res.push(id, Tag::Ok, ns, |b| {
                         if let Err(e) = postcard::to_io(&output, &mut *b) {
                             failed = Some(e);
                         }
@@ -158,21 +178,22 @@ fn run_one<W: Worker>(
                     if let Some(e) = failed {
                         res.buf.truncate(at);
                         res.count -= 1;
-                        res.push(id, Tag::Codec, |b| {
+                        res.push(id, Tag::Codec, ns, |b| {
                             b.extend_from_slice(format!("worker could not encode the output: {e}").as_bytes())
                         });
                     }
                 }
-                Err(p) => res.push(id, Tag::Panic, |b| b.extend_from_slice(panic_message(&*p).as_bytes())),
+                Err(p) => res.push(id, Tag::Panic, ns, |b| b.extend_from_slice(panic_message(&*p).as_bytes())),
             }
+            ns
         }
-    }
+    };
     let record = res.buf.len() - at;
     if Results::BODY - 4 + record > max {
         res.buf.truncate(at);
         res.count -= 1;
         let n = record - ResultHeader::LEN;
-        res.push(id, Tag::Codec, |b| {
+        res.push(id, Tag::Codec, ns, |b| {
             b.extend_from_slice(format!("output frame of {n} bytes exceeds the maximum of {max}").as_bytes())
         });
     } else if res.buf.len() - 4 > max {
@@ -194,7 +215,7 @@ fn run_one<W: Worker>(
 /// the chunk (one write per chunk), or one frame per task when the chunk asks for it. Before
 /// an injected fault fires, the results so far are flushed with `sure` set, so the pool
 /// knows exactly which task killed the worker. No syscall per task: the frame buffers are
-/// reused and the clock is read once per frame.
+/// reused, and the clock (the vDSO's, no syscall) is read once per task for its time.
 pub(crate) fn serve<W: Worker>(
     worker: &mut W,
     input: &mut (impl Read + ?Sized),

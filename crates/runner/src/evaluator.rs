@@ -4,7 +4,6 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Instant;
 
 use engine::{DynStrategy, Fidelity, ParamValues, RunOptions, StrategyId};
 use optimize::{Completion, Config, Evaluator, Outcome};
@@ -24,7 +23,8 @@ pub struct PoolEvaluator<'p> {
     base: ParamValues,
     sessions: Option<Range<usize>>,
     fee: f64,
-    in_flight: HashMap<pool::TaskId, (u64, Instant)>,
+    /// Trial ids by pool task.
+    in_flight: HashMap<pool::TaskId, u64>,
     ready: VecDeque<Completion>,
     moments: Option<MomentsSink>,
     fidelity: Fidelity,
@@ -234,7 +234,7 @@ impl Evaluator for PoolEvaluator<'_> {
                     .pool
                     .submit(Job::Backtest(task))
                     .map_err(|e| optimize::Error::Evaluator(format!("failed to submit trial {trial_id}: {e}")))?;
-                self.in_flight.insert(id, (trial_id, Instant::now()));
+                self.in_flight.insert(id, trial_id);
             }
             Err(message) => self.ready.push_back(Completion {
                 trial_id,
@@ -258,9 +258,11 @@ impl Evaluator for PoolEvaluator<'_> {
         if let Some(c) = self.ready.pop_front() {
             return Ok(c);
         }
-        let (id, result) =
-            self.pool.recv().ok_or_else(|| optimize::Error::Evaluator("the pool has no trial in flight".into()))?;
-        let (trial_id, started) = self
+        let pool::Finished { id, result, busy } = self
+            .pool
+            .recv_timed()
+            .ok_or_else(|| optimize::Error::Evaluator("the pool has no trial in flight".into()))?;
+        let trial_id = self
             .in_flight
             .remove(&id)
             .ok_or_else(|| optimize::Error::Evaluator(format!("the pool returned unknown task {id}")))?;
@@ -279,6 +281,8 @@ impl Evaluator for PoolEvaluator<'_> {
             Ok(other) => (Outcome::Crashed { message: format!("unexpected worker output {other:?}") }, None),
             Err(e) => (Outcome::Crashed { message: e.to_string() }, None),
         };
-        Ok(Completion { trial_id, outcome, duration_secs: started.elapsed().as_secs_f64(), worker })
+        // The worker's own time for the trial, not the time since submission, which includes
+        // waiting in a chunk behind other trials (0 when its worker was lost).
+        Ok(Completion { trial_id, outcome, duration_secs: busy.as_secs_f64(), worker })
     }
 }

@@ -161,6 +161,7 @@ struct Args {
     chunk: Option<ChunkSize>,
     pace: usize,
     wait_ms: u64,
+    busy: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -184,6 +185,7 @@ fn parse_args() -> Result<Args, String> {
         chunk: None,
         pace: 0,
         wait_ms: 0,
+        busy: false,
     };
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or(format!("{flag} needs a value"));
@@ -203,6 +205,7 @@ fn parse_args() -> Result<Args, String> {
             "--pace" => a.pace = num(val()?)? as usize,
             "--wait-ms" => a.wait_ms = num(val()?)?,
             "--stream" => a.stream = true,
+            "--busy" => a.busy = true,
             "--reopen" => a.reopen = true,
             "--fail-init" => a.fail_init = true,
             _ => return Err(format!("unknown flag {flag}")),
@@ -345,8 +348,12 @@ fn run(a: &Args) -> Result<(), String> {
                     timed_out += 1;
                 }
             }
-            let Some(r) = pool.recv() else { break };
-            results.push(r);
+            let Some(f) = pool.recv_timed() else { break };
+            // With `--busy`, the time each task's worker reports for it.
+            if a.busy {
+                writeln!(out, "busy {} {:.3}", f.id, f.busy.as_secs_f64() * 1e3).map_err(|e| e.to_string())?;
+            }
+            results.push((f.id, f.result));
             if let Some(j) = jobs.next() {
                 pool.submit(j).map_err(|e| e.to_string())?;
             }

@@ -186,3 +186,46 @@ fn wait_ready_times_out_on_a_running_task_and_returns_a_finished_one() {
         assert!(!waits.starts_with("waits ready=0 "), "{backend}: {waits}");
     }
 }
+
+/// A task's busy time is its own, measured in its worker, not the time it waited in its
+/// chunk behind the others: three tasks in one chunk on one worker, the first sleeping
+/// 400 ms and the others 1 ms, report at least 400 ms for the first and well under it for
+/// the others (which waited 400 ms). The margins are wide: this checks what is measured,
+/// not how fast anything runs.
+#[test]
+fn busy_time_is_each_tasks_own_not_its_wait_in_the_chunk() {
+    let mut backends = process_backends().to_vec();
+    backends.push("thread");
+    for backend in backends {
+        let out = crate::check(
+            &[
+                "--backend",
+                backend,
+                "--workers",
+                "1",
+                "--chunk",
+                "3",
+                "--tasks",
+                "sleep:400,sleep:1,sleep:1",
+                "--stream",
+                "--busy",
+            ],
+            "",
+            "summary ok=3 failed=0",
+        );
+        let busy: Vec<(u64, f64)> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("busy "))
+            .map(|l| {
+                let (id, ms) = l.split_once(' ').expect("busy ID MS");
+                (id.parse().expect("id"), ms.parse().expect("ms"))
+            })
+            .collect();
+        assert_eq!(busy.iter().map(|b| b.0).collect::<Vec<_>>(), [0, 1, 2], "{backend}: {}", out.stdout);
+        assert!(busy[0].1 >= 400.0, "{backend}: the 400 ms task reports {} ms", busy[0].1);
+        for &(id, ms) in &busy[1..] {
+            assert!((1.0..200.0).contains(&ms), "{backend}: 1 ms task {id} reports {ms} ms (it waited 400 ms)");
+        }
+    }
+}
