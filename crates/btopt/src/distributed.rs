@@ -159,6 +159,13 @@ pub(crate) fn serve_batch(
 /// statement per batch), `next_completed` serves a batch on the coordinator's own pool when
 /// it has one, and otherwise waits for workers' results (woken by `NOTIFY`, polling at
 /// least every 200 ms).
+///
+/// It reads the queue only when something may have been written since its last read: after
+/// a notification, a poll's timeout, or a batch of its own. It consumes the notifications
+/// that have arrived just before each read, which sees what they announced; a result
+/// committed after the read notifies this connection at its commit. So waiting first loses
+/// nothing, and it saves the empty read that would otherwise follow every read that found
+/// results.
 pub(crate) struct QueueEvaluator<'p> {
     queue: Queue,
     local: Option<runner::PoolEvaluator<'p>>,
@@ -168,6 +175,12 @@ pub(crate) struct QueueEvaluator<'p> {
     to_queue: Vec<u64>,
     in_flight: BTreeSet<u64>,
     ready: VecDeque<Completion>,
+    /// Whether results may have been written since the last [`Queue::take_done`].
+    unread: bool,
+    /// Queue reads so far (for tests of the reads' economy).
+    takes: u64,
+    /// The longest wait for a notification before reading anyway.
+    poll: Duration,
 }
 
 impl<'p> QueueEvaluator<'p> {
@@ -189,7 +202,16 @@ impl<'p> QueueEvaluator<'p> {
             to_queue: Vec::new(),
             in_flight: BTreeSet::new(),
             ready: VecDeque::new(),
+            unread: true,
+            takes: 0,
+            poll: Duration::from_millis(200),
         })
+    }
+
+    /// How many times it has read the queue's results.
+    #[cfg(test)]
+    pub(crate) fn takes(&self) -> u64 {
+        self.takes
     }
 
     fn step(&mut self) -> Result<()> {
@@ -200,14 +222,22 @@ impl<'p> QueueEvaluator<'p> {
             Some(local) => serve_batch(&mut self.queue, local, &mut self.batch, self.lease)?,
             None => 0,
         };
-        for c in self.queue.take_done().context("failed to read results")? {
-            // Outcomes of trials this run did not submit were recovered by the store on open.
-            if self.in_flight.remove(&c.trial_id) {
-                self.ready.push_back(c);
+        if served > 0 || self.unread {
+            // What has been announced so far, this read sees.
+            self.queue.wait(Duration::ZERO).context("failed to read notifications")?;
+            self.unread = false;
+            self.takes += 1;
+            for c in self.queue.take_done().context("failed to read results")? {
+                // Outcomes of trials this run did not submit were recovered by the store on open.
+                if self.in_flight.remove(&c.trial_id) {
+                    self.ready.push_back(c);
+                }
             }
         }
         if self.ready.is_empty() && served == 0 {
-            self.queue.wait(Duration::from_millis(200)).context("failed to wait for results")?;
+            // Notified or not, the next step reads: a timeout is the poll.
+            self.queue.wait(self.poll).context("failed to wait for results")?;
+            self.unread = true;
         }
         Ok(())
     }
@@ -241,5 +271,69 @@ impl Evaluator for QueueEvaluator<'_> {
             }
             self.step().map_err(|e| optimize::Error::Evaluator(format!("{e:#}")))?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use optimize::{Completion, Evaluator, Outcome, Trial, TrialStore};
+    use store::{Claimed, PgStore, PgTarget, Queue};
+
+    use super::QueueEvaluator;
+
+    /// A study named `name` with trials 0..n suggested (not queued), and its coordinator's store.
+    fn study(target: &PgTarget, name: &str, n: u64) -> PgStore {
+        let mut pg = PgStore::connect(target, Some(name), None).expect("connect");
+        pg.open_study(&serde_json::json!({ "test": name }), &mut |_| Ok(())).expect("open");
+        let config: optimize::Config = [("x".to_string(), optimize::Value::Int(1))].into_iter().collect();
+        let trials: Vec<(Trial, u64)> = (0..n)
+            .map(|id| (Trial { id, config: config.clone(), budget: 1.0, bracket: None, stage: None }, id))
+            .collect();
+        pg.record_suggested(&trials).expect("suggest");
+        pg
+    }
+
+    fn done(c: &Claimed) -> (Claimed, Completion) {
+        let outcome = Outcome::loss(c.trial_id as f64);
+        (c.clone(), Completion { trial_id: c.trial_id, outcome, duration_secs: 0.0, worker: Some(0) })
+    }
+
+    #[test]
+    fn the_coordinator_reads_results_only_after_a_notification() {
+        let Some(server) = store::testing::server() else { return };
+        let target = PgTarget::parse(&server.create_database()).expect("url");
+        let _pg = study(&target, "notify", 8);
+        let lease = Duration::from_secs(60);
+        let queue = Queue::connect(&target, "notify", lease).expect("connect");
+        let mut ev = QueueEvaluator::new(queue, None, 0, lease, 64).expect("evaluator");
+        let config = optimize::Config::new();
+        for id in 0..8 {
+            ev.submit(id, &config, 1.0).expect("submit");
+        }
+        ev.step().expect("queue the trials");
+        let mut worker = Queue::connect(&target, "notify", lease).expect("connect");
+        let claimed = worker.claim(8).expect("claim");
+        assert_eq!(claimed.len(), 8);
+        let (first, second) = claimed.split_at(4);
+        assert_eq!(worker.complete(&first.iter().map(done).collect::<Vec<_>>()).expect("complete"), 4);
+        // Its notification reaches the coordinator's connection asynchronously; let it arrive,
+        // so that the read below consumes it.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut got: Vec<u64> = (0..4).map(|_| ev.next_completed().expect("a result").trial_id).collect();
+        assert_eq!(ev.takes(), 2, "a read when queueing, and one that found the first half");
+        // The second half comes while the coordinator waits: it must read once, when notified,
+        // not also right away (an empty read). No poll can fire meanwhile.
+        ev.poll = Duration::from_secs(600);
+        let second = second.to_vec();
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            worker.complete(&second.iter().map(done).collect::<Vec<_>>()).expect("complete")
+        });
+        got.extend((0..4).map(|_| ev.next_completed().expect("a result").trial_id));
+        assert_eq!(late.join().expect("the worker thread"), 4);
+        assert_eq!(got, (0..8).collect::<Vec<_>>());
+        assert_eq!(ev.takes(), 3, "one more read, after the second half's notification");
     }
 }
