@@ -753,42 +753,7 @@ impl Queue {
     /// the study's `max_attempts` waits for [`Queue::take_done`] to fail it).
     /// `SELECT … FOR UPDATE SKIP LOCKED`, so workers never wait for each other.
     pub fn claim(&mut self, max: usize) -> Result<Vec<Claimed>> {
-        let study = self.study.clone();
-        let owner = self.owner.clone();
-        let max = max as i64;
-        let lease = self.lease_secs;
-        let rows = self.conn.run("claim trials", |c| {
-            c.query_typed(
-                // Two ordered index scans that stop after $2 rows each (queued, and expired with
-                // attempts left), rather than one scan of the study's whole queue with an OR.
-                "WITH q AS (
-                    SELECT trial_id FROM btopt_trials WHERE study = $1 AND queue = 'queued'
-                    ORDER BY trial_id LIMIT $2 FOR UPDATE SKIP LOCKED),
-                 e AS (
-                    SELECT trial_id FROM btopt_trials
-                    WHERE study = $1 AND queue = 'running' AND lease_expires < now()
-                          AND attempts < (SELECT max_attempts FROM btopt_studies WHERE name = $1)
-                    ORDER BY trial_id LIMIT $2 FOR UPDATE SKIP LOCKED),
-                 c AS (SELECT trial_id FROM (SELECT trial_id FROM q UNION ALL SELECT trial_id FROM e) x
-                       ORDER BY trial_id LIMIT $2)
-                 UPDATE btopt_trials t SET queue = 'running', attempts = t.attempts + 1, lease_owner = $3,
-                        lease_expires = now() + make_interval(secs => $4)
-                 FROM c WHERE t.study = $1 AND t.trial_id = c.trial_id
-                 RETURNING t.trial_id, t.config, t.budget, t.attempts",
-                &[(&study, Type::TEXT), (&max, Type::INT8), (&owner, Type::TEXT), (&lease, Type::FLOAT8)],
-            )
-        })?;
-        let mut out: Vec<Claimed> = rows
-            .iter()
-            .map(|r| Claimed {
-                trial_id: r.get::<_, i64>(0) as u64,
-                config_json: r.get(1),
-                budget: r.get(2),
-                attempt: r.get(3),
-            })
-            .collect();
-        out.sort_by_key(|c| c.trial_id);
-        Ok(out)
+        Ok(self.complete_and_claim(&[], max)?.1)
     }
 
     /// Extends the lease of these claimed trials.
@@ -811,6 +776,17 @@ impl Queue {
         if done.is_empty() {
             return Ok(0);
         }
+        Ok(self.complete_and_claim(done, 0)?.0)
+    }
+
+    /// [`Queue::complete`] and then [`Queue::claim`] in one statement, so a worker between two
+    /// batches waits for one round trip, not two. The claim never takes back a trial whose
+    /// outcome this call writes. Returns how many outcomes were recorded, and the claims.
+    ///
+    /// A retry after a lost connection is safe: a completion that committed matches no row
+    /// the second time, and claims whose reply was lost stay leased to this owner until their
+    /// lease expires (then the queue hands them out again).
+    pub fn complete_and_claim(&mut self, done: &[(Claimed, Completion)], max: usize) -> Result<(usize, Vec<Claimed>)> {
         let mut ids = Vec::new();
         let mut attempts = Vec::new();
         let mut status = Vec::new();
@@ -830,10 +806,15 @@ impl Queue {
             duration.push(c.duration_secs);
             worker.push(c.worker.map(|w| w as i32));
         }
-        let (study, owner) = (self.study.clone(), self.owner.clone());
-        // One statement (its own transaction), so one round trip per batch.
-        let n: i64 = self.conn.run("record results", |c| {
-            c.query_typed_one(
+        let (study, owner, lease) = (self.study.clone(), self.owner.clone(), self.lease_secs);
+        let max = max as i64;
+        let rows = self.conn.run("record results and claim trials", |c| {
+            c.query_typed(
+                // The results: written only under the lease (same owner, same attempt), and
+                // announced only when some were. Then the claim: two ordered index scans that
+                // stop after $11 rows each (queued, and expired with attempts left), rather than
+                // one scan of the study's whole queue with an OR. One row per claim, or one row
+                // of NULLs when nothing is claimed, each carrying the count of results written.
                 "WITH u AS (
                     UPDATE btopt_trials t SET status = v.status, loss = v.loss, metrics = v.metrics,
                            message = v.message, duration = v.duration, worker = v.worker,
@@ -843,8 +824,27 @@ impl Queue {
                          AS v(trial_id, attempt, status, loss, metrics, message, duration, worker)
                     WHERE t.study = $1 AND t.trial_id = v.trial_id AND t.queue = 'running'
                           AND t.lease_owner = $2 AND t.attempts = v.attempt
-                    RETURNING 1)
-                 SELECT count(*), pg_notify('btopt_done', $1) FROM u",
+                    RETURNING 1),
+                 n AS (SELECT count(*) AS n FROM u),
+                 notified AS (SELECT pg_notify('btopt_done', $1) FROM n WHERE n.n > 0),
+                 q AS (
+                    SELECT trial_id FROM btopt_trials WHERE study = $1 AND queue = 'queued'
+                    ORDER BY trial_id LIMIT $11 FOR UPDATE SKIP LOCKED),
+                 e AS (
+                    SELECT trial_id FROM btopt_trials
+                    WHERE study = $1 AND queue = 'running' AND lease_expires < now()
+                          AND attempts < (SELECT max_attempts FROM btopt_studies WHERE name = $1)
+                          AND trial_id <> ALL($3)
+                    ORDER BY trial_id LIMIT $11 FOR UPDATE SKIP LOCKED),
+                 c AS (SELECT trial_id FROM (SELECT trial_id FROM q UNION ALL SELECT trial_id FROM e) x
+                       ORDER BY trial_id LIMIT $11),
+                 claimed AS (
+                    UPDATE btopt_trials t SET queue = 'running', attempts = t.attempts + 1, lease_owner = $2,
+                           lease_expires = now() + make_interval(secs => $12)
+                    FROM c WHERE t.study = $1 AND t.trial_id = c.trial_id
+                    RETURNING t.trial_id, t.config, t.budget, t.attempts)
+                 SELECT n.n, (SELECT count(*) FROM notified), k.trial_id, k.config, k.budget, k.attempts
+                 FROM n LEFT JOIN claimed k ON true",
                 &[
                     (&study, Type::TEXT),
                     (&owner, Type::TEXT),
@@ -856,11 +856,25 @@ impl Queue {
                     (&message, Type::TEXT_ARRAY),
                     (&duration, Type::FLOAT8_ARRAY),
                     (&worker, Type::INT4_ARRAY),
+                    (&max, Type::INT8),
+                    (&lease, Type::FLOAT8),
                 ],
             )
-            .map(|r| r.get(0))
         })?;
-        Ok(n as usize)
+        let recorded = rows.first().map_or(0, |r| r.get::<_, i64>(0) as usize);
+        let mut claimed: Vec<Claimed> = rows
+            .iter()
+            .filter_map(|r| {
+                Some(Claimed {
+                    trial_id: r.get::<_, Option<i64>>(2)? as u64,
+                    config_json: r.get(3),
+                    budget: r.get(4),
+                    attempt: r.get(5),
+                })
+            })
+            .collect();
+        claimed.sort_by_key(|c| c.trial_id);
+        Ok((recorded, claimed))
     }
 
     /// For tests of the retry paths: the next statement named `what` (as in its error

@@ -263,3 +263,37 @@ fn a_take_whose_reply_is_lost_loses_no_result() {
     assert!(taken.iter().all(|c| c.outcome == Outcome::loss(-2.0)));
     assert!(coordinator.take_done().unwrap().is_empty());
 }
+
+#[test]
+fn completing_and_claiming_in_one_statement_never_takes_back_what_it_completes() {
+    let Some(target) = fresh() else { return };
+    let ids = study_with_trials(&target, "chain");
+    let mut coordinator = Queue::connect(&target, "chain", Duration::from_secs(60)).unwrap();
+    coordinator.listen_done().unwrap();
+    coordinator.enqueue(&ids).unwrap();
+    // A worker whose lease expires before it completes: nobody has claimed its trials again,
+    // so its results still count, and its next claim must not take them back.
+    let mut w = Queue::connect(&target, "chain", Duration::from_millis(50)).unwrap();
+    let first = claim_and_expire(&mut w, 10);
+    assert!(!coordinator.wait(Duration::from_millis(300)).unwrap(), "claiming announces no result");
+    let (recorded, next) = w.complete_and_claim(&first.iter().map(|c| done(c, 1.0)).collect::<Vec<_>>(), 20).unwrap();
+    assert_eq!(recorded, 10);
+    assert_eq!(next.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids[10..30].to_vec());
+    assert!(next.iter().all(|c| c.attempt == 1));
+    assert!(coordinator.wait(Duration::from_secs(10)).unwrap(), "recorded results are announced");
+    let taken = coordinator.take_done().unwrap();
+    assert_eq!(taken.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids[..10].to_vec());
+    // The rest, with w's second batch, whose lease has expired too; then nothing is left to
+    // claim: the reply is the count alone.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut rest = Queue::connect(&target, "chain", Duration::from_secs(60)).unwrap();
+    let all = rest.claim(1000).unwrap();
+    assert_eq!(all.len(), 71);
+    let (recorded, none) = rest.complete_and_claim(&all.iter().map(|c| done(c, 2.0)).collect::<Vec<_>>(), 10).unwrap();
+    assert_eq!((recorded, none.len()), (71, 0));
+    let attempts = coordinator.attempts().unwrap();
+    assert_eq!(attempts.len(), 81);
+    assert!(ids[..10].iter().all(|id| attempts[id] == (1, "ok".to_string())));
+    assert!(ids[10..30].iter().all(|id| attempts[id] == (2, "ok".to_string())));
+    assert!(ids[30..].iter().all(|id| attempts[id] == (1, "ok".to_string())));
+}
