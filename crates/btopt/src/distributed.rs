@@ -106,16 +106,25 @@ impl BatchSize {
     }
 }
 
-/// Claims a batch of trials, runs them on `local`, and writes their outcomes (each only while
-/// this process still holds its lease). Heartbeats the lease between completions, so one
-/// trial must finish within the lease. Returns how many trials it claimed.
+/// Runs a batch of claimed trials on `local` and writes their outcomes (each only while this
+/// process still holds its lease), claiming the next batch into `held` in the same statement;
+/// claims a batch first when `held` is empty. Heartbeats the lease between completions, so
+/// one trial must finish within the lease. Returns how many trials it ran.
+///
+/// `held` is the next batch of the queue's current study: claimed, leased to this process and
+/// not yet started, so the pool waits for one round trip between batches, not two.
 pub(crate) fn serve_batch(
     queue: &mut Queue,
     local: &mut dyn Evaluator,
     batch: &mut BatchSize,
     lease: Duration,
+    held: &mut Vec<Claimed>,
 ) -> Result<usize> {
-    let claimed = queue.claim(batch.get()).context("failed to claim trials")?;
+    let claimed = if held.is_empty() {
+        queue.claim(batch.get()).context("failed to claim trials")?
+    } else {
+        std::mem::take(held)
+    };
     if claimed.is_empty() {
         return Ok(0);
     }
@@ -151,7 +160,8 @@ pub(crate) fn serve_batch(
         }
     }
     batch.observe(started.elapsed().as_secs_f64() / n as f64);
-    queue.complete(&done).context("failed to record results")?;
+    let (_, next) = queue.complete_and_claim(&done, batch.get()).context("failed to record results")?;
+    *held = next;
     Ok(n)
 }
 
@@ -181,6 +191,8 @@ pub(crate) struct QueueEvaluator<'p> {
     takes: u64,
     /// The longest wait for a notification before reading anyway.
     poll: Duration,
+    /// The own pool's next batch (see [`serve_batch`]).
+    held: Vec<Claimed>,
 }
 
 impl<'p> QueueEvaluator<'p> {
@@ -205,6 +217,7 @@ impl<'p> QueueEvaluator<'p> {
             unread: true,
             takes: 0,
             poll: Duration::from_millis(200),
+            held: Vec::new(),
         })
     }
 
@@ -219,7 +232,7 @@ impl<'p> QueueEvaluator<'p> {
             self.queue.enqueue(&std::mem::take(&mut self.to_queue)).context("failed to queue trials")?;
         }
         let served = match &mut self.local {
-            Some(local) => serve_batch(&mut self.queue, local, &mut self.batch, self.lease)?,
+            Some(local) => serve_batch(&mut self.queue, local, &mut self.batch, self.lease, &mut self.held)?,
             None => 0,
         };
         if served > 0 || self.unread {

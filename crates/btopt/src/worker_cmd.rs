@@ -1,15 +1,20 @@
 //! `btopt worker`: joins distributed studies on PostgreSQL and evaluates their trials on a
 //! local pool (fork by default, so the bundle is shared copy-on-write as in a local run).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 
 use crate::distributed::{BatchSize, TaskSpec, local_evaluator, serve_batch};
 use crate::optimize_cmd::{PoolArg, pool_kind};
+
+/// How long a worker that keeps finding trials goes without reading the studies again (for a
+/// new study to serve, or one that finished).
+const HEADS_EVERY: Duration = Duration::from_secs(1);
 
 /// `btopt worker` arguments (design notes, section 7).
 #[derive(Args, Debug)]
@@ -65,34 +70,47 @@ pub(crate) fn run(a: &WorkerArgs, strategies: &Arc<engine::Registry>) -> Result<
     queue.listen_queued().context("failed to listen for queued trials")?;
     let mut batch = BatchSize::new(workers);
     let mut announced = false;
+    // The studies to serve, from the last read of the heads, and when that was: while trials
+    // keep coming, the heads are read again only every HEADS_EVERY, not once per batch.
+    let mut serve: Vec<(String, TaskSpec)> = Vec::new();
+    let mut finished = false;
+    let mut read_at: Option<Instant> = None;
+    // Each study's next batch, claimed with the last one's results.
+    let mut held: BTreeMap<String, Vec<store::Claimed>> = BTreeMap::new();
     loop {
-        let heads = queue.heads().context("failed to read the studies")?;
-        let mut serve: Vec<(String, TaskSpec)> = Vec::new();
-        match &a.study {
-            Some(name) => {
-                let Some(head) = heads.iter().find(|h| h.name == *name) else {
-                    if !announced {
-                        eprintln!("waiting for study {name} to be created");
-                        announced = true;
-                    }
-                    queue.wait(Duration::from_millis(500)).context("failed to wait for the study")?;
-                    continue;
-                };
-                check_bundle(head, &hash)?;
-                serve.push((name.clone(), task_of(head)?));
-            }
-            None => {
-                let running: Vec<_> = heads.iter().filter(|h| h.state == "running").collect();
-                let ours: Vec<_> = running.iter().filter(|h| h.bundle_hash.as_deref() == Some(&hash)).collect();
-                if ours.is_empty() {
-                    if let Some(other) = running.first() {
-                        check_bundle(other, &hash)?;
-                    }
-                    eprintln!("no running study on this bundle");
-                    return Ok(());
+        let fresh = read_at.is_none_or(|t| t.elapsed() >= HEADS_EVERY);
+        if fresh {
+            let heads = queue.heads().context("failed to read the studies")?;
+            read_at = Some(Instant::now());
+            serve.clear();
+            match &a.study {
+                Some(name) => {
+                    let Some(head) = heads.iter().find(|h| h.name == *name) else {
+                        if !announced {
+                            eprintln!("waiting for study {name} to be created");
+                            announced = true;
+                        }
+                        queue.wait(Duration::from_millis(500)).context("failed to wait for the study")?;
+                        read_at = None;
+                        continue;
+                    };
+                    check_bundle(head, &hash)?;
+                    serve.push((name.clone(), task_of(head)?));
+                    finished = head.state == "finished";
                 }
-                for h in ours {
-                    serve.push((h.name.clone(), task_of(h)?));
+                None => {
+                    let running: Vec<_> = heads.iter().filter(|h| h.state == "running").collect();
+                    let ours: Vec<_> = running.iter().filter(|h| h.bundle_hash.as_deref() == Some(&hash)).collect();
+                    if ours.is_empty() {
+                        if let Some(other) = running.first() {
+                            check_bundle(other, &hash)?;
+                        }
+                        eprintln!("no running study on this bundle");
+                        return Ok(());
+                    }
+                    for h in ours {
+                        serve.push((h.name.clone(), task_of(h)?));
+                    }
                 }
             }
         }
@@ -100,15 +118,19 @@ pub(crate) fn run(a: &WorkerArgs, strategies: &Arc<engine::Registry>) -> Result<
         for (name, spec) in &serve {
             queue.switch(name);
             let mut local = local_evaluator(&mut pool, strategies, spec)?;
-            served += serve_batch(&mut queue, &mut local, &mut batch, lease)?;
+            served += serve_batch(&mut queue, &mut local, &mut batch, lease, held.entry(name.clone()).or_default())?;
         }
         if served == 0 {
-            if let Some(name) = &a.study
-                && heads.iter().any(|h| h.name == *name && h.state == "finished")
-            {
+            if !fresh {
+                // Decide on what the studies are now.
+                read_at = None;
+                continue;
+            }
+            if a.study.is_some() && finished {
                 return Ok(());
             }
             queue.wait(Duration::from_millis(500).min(lease / 2)).context("failed to wait for trials")?;
+            read_at = None;
         }
     }
 }
