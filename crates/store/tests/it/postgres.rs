@@ -297,3 +297,29 @@ fn completing_and_claiming_in_one_statement_never_takes_back_what_it_completes()
     assert!(ids[10..30].iter().all(|id| attempts[id] == (2, "ok".to_string())));
     assert!(ids[30..].iter().all(|id| attempts[id] == (1, "ok".to_string())));
 }
+
+#[test]
+fn a_connection_to_a_current_schema_takes_no_schema_lock_and_an_old_one_is_brought_up_to_date() {
+    let Some(target) = fresh() else { return };
+    drop(PgStore::connect(&target, None, None).unwrap());
+    let mark = |t: &PgTarget| -> Option<String> {
+        let row = t.connect().unwrap().query_one("SELECT obj_description('btopt_trials'::regclass, 'pg_class')", &[]);
+        row.unwrap().get(0)
+    };
+    assert_eq!(mark(&target).as_deref(), Some("btopt schema 2"));
+    // Another session holds the lock under which the schema is created: a connection that
+    // had to take it would wait until that session ends (here: the guard's timeout).
+    let mut holder = target.connect().unwrap();
+    holder.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(1651797872, 0)").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = target.clone();
+    std::thread::spawn(move || tx.send(Queue::connect(&t, "s", Duration::from_secs(60)).map(drop)).unwrap());
+    let connected = rx.recv_timeout(Duration::from_secs(60)).expect("the connection does not wait for the lock");
+    connected.unwrap();
+    holder.batch_execute("ROLLBACK").unwrap();
+    // A database whose schema predates the mark gets the DDL (idempotent) and the mark.
+    target.connect().unwrap().batch_execute("COMMENT ON TABLE btopt_trials IS NULL").unwrap();
+    assert_eq!(mark(&target), None);
+    drop(PgStore::connect(&target, None, None).unwrap());
+    assert_eq!(mark(&target).as_deref(), Some("btopt schema 2"));
+}
