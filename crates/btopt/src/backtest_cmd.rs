@@ -25,8 +25,8 @@ pub(crate) fn configure(strategies: &Registry, name: &str, sets: &[String]) -> R
 }
 
 /// Refuses a bundle whose frequency the strategy's table does not list.
-pub(crate) fn check_frequency(strategy: &dyn DynStrategy, bundle: &bundle::Bundle) -> Result<()> {
-    let freq = match bundle.frequency() {
+pub(crate) fn check_frequency(strategy: &dyn DynStrategy, frequency: bundle::Frequency) -> Result<()> {
+    let freq = match frequency {
         bundle::Frequency::Daily => engine::Frequency::Daily,
         bundle::Frequency::Minute => engine::Frequency::Minute,
     };
@@ -46,7 +46,7 @@ pub(crate) fn run(a: &BacktestArgs, strategies: &Arc<Registry>) -> Result<()> {
     let strategy = configure(strategies, &a.strategy, &a.set)?;
     let options = engine::RunOptions::new_checked(a.budget, None, a.range.fee).map_err(|e| usage(e.to_string()))?;
     let bundle = bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?;
-    check_frequency(&**strategy.strategy(), &bundle)?;
+    check_frequency(&**strategy.strategy(), bundle.frequency())?;
     let range = runner::session_range(&bundle, a.range.start, a.range.end)?;
     let options = engine::RunOptions::new_checked(options.budget(), Some(range), options.fee())?;
     let mut engine = runner::Engine::new(Arc::new(bundle)).context("bundle is unusable for backtests")?;

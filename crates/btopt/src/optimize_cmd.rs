@@ -248,9 +248,22 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
     let strategy = base.strategy().clone();
     let mut searcher = prep.spec.build(space)?;
 
-    let bundle = Arc::new(bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?);
-    crate::backtest_cmd::check_frequency(&*strategy, &bundle)?;
-    let sessions = runner::session_range(&bundle, a.range.start, a.range.end)?;
+    // A coordinator with no workers of its own runs no backtest: the bundle's metadata and
+    // sessions are all it reads (its workers load the bars), so that it queues the first
+    // trials while they are still loading.
+    let bundle = match prep.workers {
+        0 => None,
+        _ => Some(Arc::new(bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?)),
+    };
+    let (frequency, bundle_hash, all_sessions) = match &bundle {
+        Some(b) => (b.frequency(), b.content_hash().to_string(), b.sessions().to_vec()),
+        None => {
+            let (meta, all) = bundle::store::read_sessions(&a.bundle).context("failed to read the bundle")?;
+            (meta.frequency, meta.content_hash, all)
+        }
+    };
+    crate::backtest_cmd::check_frequency(&*strategy, frequency)?;
+    let sessions = runner::sessions_between(&all_sessions, a.range.start, a.range.end)?;
     // CSCV needs 2 returns per block; asked for explicitly, too few is a usage error, and by
     // default the statistics are skipped with the reason.
     if a.cscv_blocks.is_some() && sessions.len() < 2 * blocks {
@@ -261,14 +274,9 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
         )));
     }
     let fidelity: engine::Fidelity = a.fidelity.parse().map_err(|e| crate::usage(format!("{e}")))?;
-    let bundle_hash = bundle.content_hash().to_string();
     // The pool forks here, while this process is still single-threaded; every database
     // connection comes after it.
-    let mut pool = match prep.workers {
-        0 => None,
-        _ => Some(prep.pool(a, &bundle, strategies)?),
-    };
-    drop(bundle);
+    let mut pool = bundle.map(|b| prep.pool(a, &b, strategies)).transpose()?;
 
     // Trials stream: the optimizer keeps none, and the sink writes or keeps what the output
     // needs, so memory is bounded whatever the size of the search.

@@ -44,7 +44,7 @@ pub(crate) fn run(w: &WalkforwardArgs, strategies: &Arc<engine::Registry>) -> Re
     let warmup = runner::max_warmup(&*strategy, prep.base.values(), &prep.space)
         .map_err(|e| crate::usage(format!("{}: {e}", a.space.display())))?;
     let bundle = Arc::new(bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?);
-    crate::backtest_cmd::check_frequency(&*strategy, &bundle)?;
+    crate::backtest_cmd::check_frequency(&*strategy, bundle.frequency())?;
     let range = runner::session_range(&bundle, a.range.start, a.range.end)?;
     let folds = overfitting::segments(range.len(), w.folds, w.anchored, warmup).map_err(|e| {
         crate::usage(format!("invalid --folds {}: {e} (the space's longest indicator needs {warmup})", w.folds))

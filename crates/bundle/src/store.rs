@@ -393,6 +393,36 @@ fn read_metadata_from(conn: &Connection, path: &Path) -> Result<Metadata> {
     Ok(Metadata { frequency, content_hash: get("content_hash")?, provenance: get("provenance")? })
 }
 
+/// Reads the metadata and the sessions only, not the bars: enough for a process that runs no
+/// backtest on the bundle (a coordinator whose workers load it themselves). Checks the
+/// structure of what it reads, not the bars (each process that runs backtests loads and
+/// validates them).
+pub fn read_sessions(dir: &Path) -> Result<(Metadata, Vec<NaiveDate>)> {
+    if !dir.is_dir() {
+        return Err(Error::at_path(dir, "not a bundle directory"));
+    }
+    let assets_path = dir.join(ASSETS_DB);
+    let conn = open_immutable(&assets_path)?;
+    let meta = read_metadata_from(&conn, &assets_path)?;
+    let sessions = read_sessions_from(&conn, &assets_path)?;
+    if sessions.is_empty() {
+        return Err(Error::at_path(&assets_path, "the calendar has no session"));
+    }
+    Ok((meta, sessions))
+}
+
+fn read_sessions_from(conn: &Connection, path: &Path) -> Result<Vec<NaiveDate>> {
+    let sq = |e| Error::sqlite(path, e);
+    let mut sessions = Vec::new();
+    let mut st = conn.prepare("SELECT session FROM calendar_sessions ORDER BY session").map_err(sq)?;
+    let mut rows = st.query([]).map_err(sq)?;
+    while let Some(r) = rows.next().map_err(sq)? {
+        let s: String = r.get(0).map_err(sq)?;
+        sessions.push(parse_date(&s, path, "calendar_sessions", &format!("session {s}"))?);
+    }
+    Ok(sessions)
+}
+
 /// Reads a whole bundle back into its canonical form. Checks the structure row by row, but not
 /// the content invariants: call [`BundleData::validate`] for those.
 pub fn read(dir: &Path) -> Result<(Metadata, BundleData)> {
@@ -407,16 +437,7 @@ pub fn read(dir: &Path) -> Result<(Metadata, BundleData)> {
         move |e| Error::sqlite(&p, e)
     };
 
-    let mut sessions = Vec::new();
-    {
-        let mut st =
-            conn.prepare("SELECT session FROM calendar_sessions ORDER BY session").map_err(sq(&assets_path))?;
-        let mut rows = st.query([]).map_err(sq(&assets_path))?;
-        while let Some(r) = rows.next().map_err(sq(&assets_path))? {
-            let s: String = r.get(0).map_err(sq(&assets_path))?;
-            sessions.push(parse_date(&s, &assets_path, "calendar_sessions", &format!("session {s}"))?);
-        }
-    }
+    let sessions = read_sessions_from(&conn, &assets_path)?;
 
     let mut assets = Vec::new();
     let mut bars = Vec::new();

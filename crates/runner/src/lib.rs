@@ -104,7 +104,16 @@ pub fn market_of(bundle: &Bundle) -> Result<Market<'_>, engine::Error> {
 /// Session indices `start..end` of the bundle's sessions within the calendar dates
 /// `[start, end]` (both inclusive, either open-ended).
 pub fn session_range(bundle: &Bundle, start: Option<NaiveDate>, end: Option<NaiveDate>) -> Result<Range<usize>, Error> {
-    let sessions = bundle.sessions();
+    sessions_between(bundle.sessions(), start, end)
+}
+
+/// [`session_range`] over a bundle's sessions as read without its bars
+/// (`bundle::store::read_sessions`).
+pub fn sessions_between(
+    sessions: &[NaiveDate],
+    start: Option<NaiveDate>,
+    end: Option<NaiveDate>,
+) -> Result<Range<usize>, Error> {
     let lo = start.map_or(0, |d| sessions.partition_point(|s| *s < d));
     let hi = end.map_or(sessions.len(), |d| sessions.partition_point(|s| *s <= d));
     if lo >= hi {

@@ -142,3 +142,23 @@ fn mapped_cache_equals_the_loaded_bundle() {
     let e = Bundle::open_mapped(&dir).unwrap_err().to_string();
     assert!(e.contains("columns-") && e.contains("truncated"), "{e}");
 }
+
+#[test]
+fn sessions_read_without_the_bars_are_the_loaded_bundles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    let spec = bundle::GenerateSpec {
+        start: "2020-11-25".parse().unwrap(),
+        end: "2020-12-01".parse().unwrap(),
+        ..crate::small_spec(Frequency::Minute)
+    };
+    bundle::store::write(&bundle::generate::generate(&spec).unwrap(), &dir).unwrap();
+    let loaded = Bundle::load(&dir).unwrap();
+    let (meta, sessions) = bundle::store::read_sessions(&dir).unwrap();
+    assert_eq!(meta.content_hash, loaded.content_hash());
+    assert_eq!(meta.frequency, Frequency::Minute);
+    assert_eq!(sessions, loaded.sessions());
+    assert_eq!(sessions.len(), 4, "Thanksgiving is not a session");
+    let err = bundle::store::read_sessions(&tmp.path().join("missing")).unwrap_err().to_string();
+    assert!(err.contains("not a bundle directory"), "{err}");
+}
