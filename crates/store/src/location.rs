@@ -1,11 +1,16 @@
 //! What `--store` names: an SQLite file or a PostgreSQL server, and how to reach the server
 //! (password from the URL, `PGPASSWORD` or the password file, as libpq does).
 
+use std::future::Future;
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use postgres::Socket;
 use postgres::config::Host;
+use postgres::tls::{MakeTlsConnect, TlsConnect};
 
 use crate::error::{Error, Result};
 use crate::redact::{redact, scrub};
@@ -81,6 +86,9 @@ pub struct PgTarget {
     display: String,
     ssl: SslMode,
     root_cert: Option<PathBuf>,
+    /// The TLS connector, built the first time a server accepts TLS and shared by the
+    /// target's clones (see [`LazyTls`]).
+    tls: Arc<OnceLock<postgres_openssl::MakeTlsConnector>>,
 }
 
 /// `url` without its `sslmode` and `sslrootcert` parameters, and their values.
@@ -154,11 +162,26 @@ impl PgTarget {
             SslMode::Prefer => postgres::config::SslMode::Prefer,
             _ => postgres::config::SslMode::Require,
         });
-        Ok(PgTarget { config, display, ssl, root_cert })
+        Ok(PgTarget { config, display, ssl, root_cert, tls: Arc::default() })
     }
 
-    /// The TLS connector for this target's `sslmode`.
+    /// The TLS connector for this target's `sslmode`, built once.
     fn tls(&self) -> Result<postgres_openssl::MakeTlsConnector> {
+        if let Some(c) = self.tls.get() {
+            return Ok(c.clone());
+        }
+        let c = self.build_tls()?;
+        Ok(self.tls.get_or_init(|| c).clone())
+    }
+
+    /// Whether a connection has needed TLS yet (for tests: `sslmode=prefer` against a server
+    /// without TLS never builds the connector).
+    #[doc(hidden)]
+    pub fn has_tls_connector(&self) -> bool {
+        self.tls.get().is_some()
+    }
+
+    fn build_tls(&self) -> Result<postgres_openssl::MakeTlsConnector> {
         use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
         let err = |e: openssl::error::ErrorStack| Error::Postgres {
             url: self.display.clone(),
@@ -248,7 +271,7 @@ impl PgTarget {
         }
         let client = match self.ssl {
             SslMode::Disable => config.connect(postgres::NoTls),
-            _ => config.connect(self.tls()?),
+            _ => config.connect(LazyTls(self.clone())),
         };
         client.map_err(|e| self.error("connect", &e))
     }
@@ -265,6 +288,46 @@ impl PgTarget {
             url: self.display.clone(),
             what: what.to_string(),
             message: scrub(&message, self.config.get_password()),
+        }
+    }
+}
+
+/// The target's TLS connector, as the client's `MakeTlsConnect`, built only when the server
+/// accepts TLS: OpenSSL's connector loads the system's CA bundle, which costs a process some
+/// 40 to 70 ms of CPU per connection, and `sslmode=prefer` (the default) against a server
+/// without TLS never uses it. Once built, the target keeps it for its other connections.
+struct LazyTls(PgTarget);
+
+/// [`LazyTls`] for one connection attempt.
+struct LazyTlsConnect {
+    target: PgTarget,
+    domain: String,
+}
+
+type TlsError = Box<dyn std::error::Error + Send + Sync>;
+
+impl MakeTlsConnect<Socket> for LazyTls {
+    type Stream = postgres_openssl::TlsStream<Socket>;
+    type TlsConnect = LazyTlsConnect;
+    type Error = TlsError;
+
+    fn make_tls_connect(&mut self, domain: &str) -> std::result::Result<LazyTlsConnect, TlsError> {
+        Ok(LazyTlsConnect { target: self.0.clone(), domain: domain.to_string() })
+    }
+}
+
+impl TlsConnect<Socket> for LazyTlsConnect {
+    type Stream = postgres_openssl::TlsStream<Socket>;
+    type Error = TlsError;
+    type Future = Pin<Box<dyn Future<Output = std::result::Result<Self::Stream, TlsError>> + Send>>;
+
+    fn connect(self, stream: Socket) -> Self::Future {
+        let tls = self.target.tls().map_err(TlsError::from).and_then(|mut make| {
+            MakeTlsConnect::<Socket>::make_tls_connect(&mut make, &self.domain).map_err(TlsError::from)
+        });
+        match tls {
+            Ok(tls) => tls.connect(stream),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }
 }

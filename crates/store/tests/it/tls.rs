@@ -39,6 +39,30 @@ fn require_and_verify_full_connect_over_tls_and_a_wrong_root_certificate_is_refu
     let e = e.to_string();
     assert!(e.contains("certificate verify failed"), "{e}");
     assert!(!e.contains("pw-secret"), "{e}");
+    // The connector is built when the server accepts TLS, once per target.
+    let target = store::PgTarget::parse(&format!("{url}?sslmode=require")).unwrap();
+    assert!(!target.has_tls_connector());
+    drop(store::PgStore::connect(&target, None, None).unwrap());
+    assert!(target.has_tls_connector());
+    // A root certificate that does not exist: one line naming it, and no retries.
+    let missing = other.path().join("missing.crt");
+    let url_missing = format!("{by_name}?sslmode=verify-full&sslrootcert={}", missing.display());
+    let Err(e) = store::PgStore::connect(&store::PgTarget::parse(&url_missing).unwrap(), None, None) else {
+        panic!("a missing root certificate was accepted")
+    };
+    let e = e.to_string();
+    assert!(e.contains("root certificate") && e.contains("missing.crt") && !e.contains('\n'), "{e}");
     let bad = store::PgTarget::parse(&format!("{url}?sslmode=sometimes")).unwrap_err().to_string();
     assert!(bad.contains("sslmode sometimes"), "{bad}");
+}
+
+#[test]
+fn prefer_against_a_server_without_tls_connects_in_the_clear_without_building_a_tls_connector() {
+    let Some(server) = store::testing::server() else { return };
+    let target = store::PgTarget::parse(&server.create_database()).unwrap();
+    let mut c = target.connect().unwrap();
+    let ssl: Option<bool> =
+        c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0);
+    assert_eq!(ssl, Some(false));
+    assert!(!target.has_tls_connector(), "the CA bundle is loaded only for a server that speaks TLS");
 }
