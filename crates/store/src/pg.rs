@@ -47,10 +47,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use optimize::{Completion, Trial, TrialRecord, TrialStore, config_json_text, identity_hash, study_mismatch};
-use postgres::Client;
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::Type;
+use postgres::{Client, Statement};
 
 use crate::error::{Error, Result};
 use crate::location::PgTarget;
@@ -117,6 +117,64 @@ COMMENT ON TABLE btopt_trials IS 'btopt schema 2';
 /// DDL. Change it with the schema.
 const SCHEMA_MARK: &str = "btopt schema 2";
 
+/// [`Queue::complete_and_claim`]'s statement.
+///
+/// The results: written only under the lease (same owner, same attempt), and
+/// announced only when some were. Then the claim: two ordered index scans that
+/// stop after $11 rows each (queued, and expired with attempts left), rather than
+/// one scan of the study's whole queue with an OR. One row per claim, or one row
+/// of NULLs when nothing is claimed, each carrying the count of results written.
+const COMPLETE_AND_CLAIM: &str = "WITH u AS (
+    UPDATE btopt_trials t SET status = v.status, loss = v.loss, metrics = v.metrics,
+           message = v.message, duration = v.duration, worker = v.worker,
+           queue = 'done', lease_expires = NULL
+    FROM unnest($3::int8[], $4::int4[], $5::text[], $6::float8[], $7::text[], $8::text[],
+                $9::float8[], $10::int4[])
+         AS v(trial_id, attempt, status, loss, metrics, message, duration, worker)
+    WHERE t.study = $1 AND t.trial_id = v.trial_id AND t.queue = 'running'
+          AND t.lease_owner = $2 AND t.attempts = v.attempt
+    RETURNING 1),
+ n AS (SELECT count(*) AS n FROM u),
+ notified AS (SELECT pg_notify('btopt_done', $1) FROM n WHERE n.n > 0),
+ q AS (
+    SELECT trial_id FROM btopt_trials WHERE study = $1 AND queue = 'queued'
+    ORDER BY trial_id LIMIT $11 FOR UPDATE SKIP LOCKED),
+ e AS (
+    SELECT trial_id FROM btopt_trials
+    WHERE study = $1 AND queue = 'running' AND lease_expires < now()
+          AND attempts < (SELECT max_attempts FROM btopt_studies WHERE name = $1)
+          AND trial_id <> ALL($3)
+    ORDER BY trial_id LIMIT $11 FOR UPDATE SKIP LOCKED),
+ c AS (SELECT trial_id FROM (SELECT trial_id FROM q UNION ALL SELECT trial_id FROM e) x
+       ORDER BY trial_id LIMIT $11),
+ claimed AS (
+    UPDATE btopt_trials t SET queue = 'running', attempts = t.attempts + 1, lease_owner = $2,
+           lease_expires = now() + make_interval(secs => $12)
+    FROM c WHERE t.study = $1 AND t.trial_id = c.trial_id
+    RETURNING t.trial_id, t.config, t.budget, t.attempts)
+ SELECT n.n, (SELECT count(*) FROM notified), k.trial_id, k.config, k.budget, k.attempts
+ FROM n LEFT JOIN claimed k ON true";
+
+/// [`Queue::take_done`]'s statement, taking the rows that match `taken`.
+fn take_statement(taken: &str) -> String {
+    format!(
+        "WITH failed AS (
+            UPDATE btopt_trials t SET status = 'crashed', loss = NULL, metrics = NULL, duration = NULL,
+                   worker = NULL, queue = 'taken', lease_expires = NULL, lease_owner = $2,
+                   message = 'lost its worker ' || t.attempts
+                             || CASE WHEN t.attempts = 1 THEN ' time' ELSE ' times' END
+                             || ' (its lease expired on every attempt)'
+            FROM btopt_studies s
+            WHERE s.name = $1 AND t.study = $1 AND t.queue = 'running' AND t.lease_expires < now()
+                  AND t.attempts >= s.max_attempts
+            RETURNING t.trial_id, t.status, t.loss, t.metrics, t.message, t.duration, t.worker),
+         written AS (
+            UPDATE btopt_trials SET queue = 'taken', lease_owner = $2 WHERE study = $1 AND ({taken})
+            RETURNING trial_id, status, loss, metrics, message, duration, worker)
+         SELECT * FROM failed UNION ALL SELECT * FROM written"
+    )
+}
+
 /// Whether `e` means the connection is gone (as opposed to a statement that failed).
 fn is_connection_loss(e: &postgres::Error, client: &mut Client) -> bool {
     if e.is_closed() || client.is_closed() {
@@ -144,12 +202,22 @@ struct Conn {
     /// A fault for tests: the next statement of this name succeeds on the server, and then
     /// its reply is lost, as if the connection broke just then (see [`Queue::lose_next_reply`]).
     lose_reply: Option<&'static str>,
+    /// The hot statements (a worker's complete-and-claim, the coordinator's take), prepared
+    /// once per connection: parsing and planning them was half of their cost on the server.
+    prepared: BTreeMap<String, Statement>,
 }
 
 impl Conn {
     fn open(target: &PgTarget) -> Result<Conn> {
         let client = connect_with_backoff(target)?;
-        let mut conn = Conn { target: target.clone(), client, listening: Vec::new(), locked: None, lose_reply: None };
+        let mut conn = Conn {
+            target: target.clone(),
+            client,
+            listening: Vec::new(),
+            locked: None,
+            lose_reply: None,
+            prepared: BTreeMap::new(),
+        };
         // One cheap read when the schema is current (every connection but a database's first):
         // no lock, no DDL, which costs a fresh backend about 13 ms and serializes connections.
         let mark: Option<String> = conn.run("read the schema's version", |c| {
@@ -183,7 +251,44 @@ impl Conn {
         }
     }
 
+    /// [`Conn::run`] of one statement prepared on this connection (once: a reconnect prepares
+    /// it again). `f` runs it.
+    fn run_prepared<T>(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+        types: &[Type],
+        mut f: impl FnMut(&mut Client, &Statement) -> Result<T, postgres::Error>,
+    ) -> Result<T> {
+        loop {
+            let statement = match self.prepared.get(sql) {
+                Some(s) => s.clone(),
+                None => match self.client.prepare_typed(sql, types) {
+                    Ok(s) => {
+                        self.prepared.insert(sql.to_string(), s.clone());
+                        s
+                    }
+                    Err(e) if is_connection_loss(&e, &mut self.client) => {
+                        self.reconnect()?;
+                        continue;
+                    }
+                    Err(e) => return Err(self.target.error(what, &e)),
+                },
+            };
+            match f(&mut self.client, &statement) {
+                Ok(_) if self.lose_reply == Some(what) => {
+                    self.lose_reply = None;
+                    self.reconnect()?;
+                }
+                Ok(v) => return Ok(v),
+                Err(e) if is_connection_loss(&e, &mut self.client) => self.reconnect()?,
+                Err(e) => return Err(self.target.error(what, &e)),
+            }
+        }
+    }
+
     fn reconnect(&mut self) -> Result<()> {
+        self.prepared.clear();
         self.client = connect_with_backoff(&self.target)?;
         for ch in self.listening.clone() {
             self.client.batch_execute(&format!("LISTEN {ch}")).map_err(|e| self.target.error("listen", &e))?;
@@ -822,59 +927,33 @@ impl Queue {
         }
         let (study, owner, lease) = (self.study.clone(), self.owner.clone(), self.lease_secs);
         let max = max as i64;
-        let rows = self.conn.run("record results and claim trials", |c| {
-            c.query_typed(
-                // The results: written only under the lease (same owner, same attempt), and
-                // announced only when some were. Then the claim: two ordered index scans that
-                // stop after $11 rows each (queued, and expired with attempts left), rather than
-                // one scan of the study's whole queue with an OR. One row per claim, or one row
-                // of NULLs when nothing is claimed, each carrying the count of results written.
-                "WITH u AS (
-                    UPDATE btopt_trials t SET status = v.status, loss = v.loss, metrics = v.metrics,
-                           message = v.message, duration = v.duration, worker = v.worker,
-                           queue = 'done', lease_expires = NULL
-                    FROM unnest($3::int8[], $4::int4[], $5::text[], $6::float8[], $7::text[], $8::text[],
-                                $9::float8[], $10::int4[])
-                         AS v(trial_id, attempt, status, loss, metrics, message, duration, worker)
-                    WHERE t.study = $1 AND t.trial_id = v.trial_id AND t.queue = 'running'
-                          AND t.lease_owner = $2 AND t.attempts = v.attempt
-                    RETURNING 1),
-                 n AS (SELECT count(*) AS n FROM u),
-                 notified AS (SELECT pg_notify('btopt_done', $1) FROM n WHERE n.n > 0),
-                 q AS (
-                    SELECT trial_id FROM btopt_trials WHERE study = $1 AND queue = 'queued'
-                    ORDER BY trial_id LIMIT $11 FOR UPDATE SKIP LOCKED),
-                 e AS (
-                    SELECT trial_id FROM btopt_trials
-                    WHERE study = $1 AND queue = 'running' AND lease_expires < now()
-                          AND attempts < (SELECT max_attempts FROM btopt_studies WHERE name = $1)
-                          AND trial_id <> ALL($3)
-                    ORDER BY trial_id LIMIT $11 FOR UPDATE SKIP LOCKED),
-                 c AS (SELECT trial_id FROM (SELECT trial_id FROM q UNION ALL SELECT trial_id FROM e) x
-                       ORDER BY trial_id LIMIT $11),
-                 claimed AS (
-                    UPDATE btopt_trials t SET queue = 'running', attempts = t.attempts + 1, lease_owner = $2,
-                           lease_expires = now() + make_interval(secs => $12)
-                    FROM c WHERE t.study = $1 AND t.trial_id = c.trial_id
-                    RETURNING t.trial_id, t.config, t.budget, t.attempts)
-                 SELECT n.n, (SELECT count(*) FROM notified), k.trial_id, k.config, k.budget, k.attempts
-                 FROM n LEFT JOIN claimed k ON true",
-                &[
-                    (&study, Type::TEXT),
-                    (&owner, Type::TEXT),
-                    (&ids, Type::INT8_ARRAY),
-                    (&attempts, Type::INT4_ARRAY),
-                    (&status, Type::TEXT_ARRAY),
-                    (&loss, Type::FLOAT8_ARRAY),
-                    (&metrics, Type::TEXT_ARRAY),
-                    (&message, Type::TEXT_ARRAY),
-                    (&duration, Type::FLOAT8_ARRAY),
-                    (&worker, Type::INT4_ARRAY),
-                    (&max, Type::INT8),
-                    (&lease, Type::FLOAT8),
-                ],
-            )
-        })?;
+        let rows = self.conn.run_prepared(
+            "record results and claim trials",
+            COMPLETE_AND_CLAIM,
+            &[
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT8_ARRAY,
+                Type::INT4_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::FLOAT8_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::FLOAT8_ARRAY,
+                Type::INT4_ARRAY,
+                Type::INT8,
+                Type::FLOAT8,
+            ],
+            |c, st| {
+                c.query(
+                    st,
+                    &[
+                        &study, &owner, &ids, &attempts, &status, &loss, &metrics, &message, &duration, &worker, &max,
+                        &lease,
+                    ],
+                )
+            },
+        )?;
         let recorded = rows.first().map_or(0, |r| r.get::<_, i64>(0) as usize);
         let mut claimed: Vec<Claimed> = rows
             .iter()
@@ -917,29 +996,15 @@ impl Queue {
         // scan of the study's taken rows, which the queue index leaves out), once per lost
         // connection.
         let mut retry = false;
-        let rows = self.conn.run("take results", |c| {
-            let again = std::mem::replace(&mut retry, true);
-            let taken =
-                if again { "queue = 'done' OR (queue = 'taken' AND lease_owner = $2)" } else { "queue = 'done'" };
-            c.query_typed(
-                &format!(
-                    "WITH failed AS (
-                        UPDATE btopt_trials t SET status = 'crashed', loss = NULL, metrics = NULL, duration = NULL,
-                               worker = NULL, queue = 'taken', lease_expires = NULL, lease_owner = $2,
-                               message = 'lost its worker ' || t.attempts
-                                         || CASE WHEN t.attempts = 1 THEN ' time' ELSE ' times' END
-                                         || ' (its lease expired on every attempt)'
-                        FROM btopt_studies s
-                        WHERE s.name = $1 AND t.study = $1 AND t.queue = 'running' AND t.lease_expires < now()
-                              AND t.attempts >= s.max_attempts
-                        RETURNING t.trial_id, t.status, t.loss, t.metrics, t.message, t.duration, t.worker),
-                     written AS (
-                        UPDATE btopt_trials SET queue = 'taken', lease_owner = $2 WHERE study = $1 AND ({taken})
-                        RETURNING trial_id, status, loss, metrics, message, duration, worker)
-                     SELECT * FROM failed UNION ALL SELECT * FROM written"
-                ),
-                &[(&study, Type::TEXT), (&token, Type::TEXT)],
-            )
+        let first = take_statement("queue = 'done'");
+        let again = take_statement("queue = 'done' OR (queue = 'taken' AND lease_owner = $2)");
+        let rows = self.conn.run_prepared("take results", &first, &[Type::TEXT, Type::TEXT], |c, st| {
+            if std::mem::replace(&mut retry, true) {
+                // A retry is rare: no need to keep its statement prepared.
+                c.query_typed(&again, &[(&study, Type::TEXT), (&token, Type::TEXT)])
+            } else {
+                c.query(st, &[&study, &token])
+            }
         })?;
         let mut out = BTreeMap::new();
         for r in &rows {
