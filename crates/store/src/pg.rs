@@ -123,7 +123,8 @@ const SCHEMA_MARK: &str = "btopt schema 2";
 /// announced only when some were. Then the claim: two ordered index scans that
 /// stop after $11 rows each (queued, and expired with attempts left), rather than
 /// one scan of the study's whole queue with an OR. One row per claim, or one row
-/// of NULLs when nothing is claimed, each carrying the count of results written.
+/// of NULLs when nothing is claimed, each carrying the count of results written and of the
+/// trials queued before this claim (up to $13).
 const COMPLETE_AND_CLAIM: &str = "WITH u AS (
     UPDATE btopt_trials t SET status = v.status, loss = v.loss, metrics = v.metrics,
            message = v.message, duration = v.duration, worker = v.worker,
@@ -152,8 +153,12 @@ const COMPLETE_AND_CLAIM: &str = "WITH u AS (
            lease_expires = now() + make_interval(secs => $12)
     FROM c WHERE t.study = $1 AND t.trial_id = c.trial_id
     RETURNING t.trial_id, t.config, t.budget, t.attempts)
- SELECT n.n, (SELECT count(*) FROM notified), k.trial_id, k.config, k.budget, k.attempts
+ SELECT n.n, (SELECT count(*) FROM notified), k.trial_id, k.config, k.budget, k.attempts,
+        (SELECT count(*) FROM (SELECT 1 FROM btopt_trials WHERE study = $1 AND queue = 'queued' LIMIT $13) r)
  FROM n LEFT JOIN claimed k ON true";
+
+/// How far [`Queue::queued_left`] counts: enough to tell a queue's last few batches apart.
+const QUEUED_PEEK: u64 = 4096;
 
 /// [`Queue::take_done`]'s statement, taking the rows that match `taken`.
 fn take_statement(taken: &str) -> String {
@@ -770,6 +775,8 @@ pub struct Queue {
     lease_secs: f64,
     /// Calls of [`Queue::take_done`] so far: each marks what it takes with its own token.
     takes: u64,
+    /// Trials left in the queue after this client's last claim, as far as it counted.
+    queued_left: Option<u64>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -789,6 +796,7 @@ impl Queue {
             owner: format!("{} #{:x}", holder_name(), nanos & 0xffff_ffff),
             lease_secs: lease.as_secs_f64(),
             takes: 0,
+            queued_left: None,
         })
     }
 
@@ -814,6 +822,9 @@ impl Queue {
 
     /// Serve another study from now on (same connection, same owner).
     pub fn switch(&mut self, study: &str) {
+        if self.study != study {
+            self.queued_left = None;
+        }
         self.study = study.to_string();
     }
 
@@ -927,6 +938,7 @@ impl Queue {
         }
         let (study, owner, lease) = (self.study.clone(), self.owner.clone(), self.lease_secs);
         let max = max as i64;
+        let peek = QUEUED_PEEK as i64;
         let rows = self.conn.run_prepared(
             "record results and claim trials",
             COMPLETE_AND_CLAIM,
@@ -943,13 +955,14 @@ impl Queue {
                 Type::INT4_ARRAY,
                 Type::INT8,
                 Type::FLOAT8,
+                Type::INT8,
             ],
             |c, st| {
                 c.query(
                     st,
                     &[
                         &study, &owner, &ids, &attempts, &status, &loss, &metrics, &message, &duration, &worker, &max,
-                        &lease,
+                        &lease, &peek,
                     ],
                 )
             },
@@ -967,7 +980,16 @@ impl Queue {
             })
             .collect();
         claimed.sort_by_key(|c| c.trial_id);
+        let queued_before = rows.first().map_or(0, |r| r.get::<_, i64>(6) as u64);
+        self.queued_left = Some(queued_before.saturating_sub(claimed.len() as u64));
         Ok((recorded, claimed))
+    }
+
+    /// About how many trials were still queued after this client's last claim (counted up to
+    /// 4,096; `None` before its first): for sizing the next claims, so that the last
+    /// batches of a queue are small and no worker idles while another finishes a large one.
+    pub fn queued_left(&self) -> Option<u64> {
+        self.queued_left
     }
 
     /// For tests of the retry paths: the next statement named `what` (as in its error

@@ -274,12 +274,15 @@ fn completing_and_claiming_in_one_statement_never_takes_back_what_it_completes()
     // A worker whose lease expires before it completes: nobody has claimed its trials again,
     // so its results still count, and its next claim must not take them back.
     let mut w = Queue::connect(&target, "chain", Duration::from_millis(50)).unwrap();
+    assert_eq!(w.queued_left(), None);
     let first = claim_and_expire(&mut w, 10);
+    assert_eq!(w.queued_left(), Some(71), "what the claim left queued");
     assert!(!coordinator.wait(Duration::from_millis(300)).unwrap(), "claiming announces no result");
     let (recorded, next) = w.complete_and_claim(&first.iter().map(|c| done(c, 1.0)).collect::<Vec<_>>(), 20).unwrap();
     assert_eq!(recorded, 10);
     assert_eq!(next.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids[10..30].to_vec());
     assert!(next.iter().all(|c| c.attempt == 1));
+    assert_eq!(w.queued_left(), Some(51));
     assert!(coordinator.wait(Duration::from_secs(10)).unwrap(), "recorded results are announced");
     let taken = coordinator.take_done().unwrap();
     assert_eq!(taken.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids[..10].to_vec());
@@ -289,6 +292,7 @@ fn completing_and_claiming_in_one_statement_never_takes_back_what_it_completes()
     let mut rest = Queue::connect(&target, "chain", Duration::from_secs(60)).unwrap();
     let all = rest.claim(1000).unwrap();
     assert_eq!(all.len(), 71);
+    assert_eq!(rest.queued_left(), Some(0));
     let (recorded, none) = rest.complete_and_claim(&all.iter().map(|c| done(c, 2.0)).collect::<Vec<_>>(), 10).unwrap();
     assert_eq!((recorded, none.len()), (71, 0));
     let attempts = coordinator.attempts().unwrap();
