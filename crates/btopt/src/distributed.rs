@@ -76,25 +76,36 @@ pub(crate) fn local_evaluator<'p>(
         .with_fidelity(fidelity))
 }
 
-/// How many trials to claim at once: enough for about 50 ms of work on this pool (so that
-/// trivial trials are claimed in large batches and long ones two per worker), from the mean
-/// duration seen so far.
+/// How many trials to claim at once: enough for about [`BATCH_SECS`] of work on this pool
+/// (so that trivial trials are claimed in large batches and long ones two per worker), from
+/// the mean duration seen so far; and near the end of the queue at most a quarter of what is
+/// left, so that the last batches are small and no process idles while another finishes a
+/// large one.
 #[derive(Debug)]
 pub(crate) struct BatchSize {
     workers: usize,
     mean_secs: Option<f64>,
 }
 
+/// The work a claim aims at: each batch costs a worker one round trip (its results and its
+/// next claim), and the server one statement.
+const BATCH_SECS: f64 = 0.1;
+
 impl BatchSize {
     pub(crate) fn new(workers: usize) -> BatchSize {
         BatchSize { workers: workers.max(1), mean_secs: None }
     }
 
-    fn get(&self) -> usize {
+    /// The next claim's size, given about how many trials the queue still holds.
+    fn get(&self, queued: Option<u64>) -> usize {
         let floor = 2 * self.workers;
-        match self.mean_secs {
+        let want = match self.mean_secs {
             None => floor,
-            Some(m) => ((0.05 / m.max(1e-6)) as usize * self.workers).clamp(floor, 512.max(floor)),
+            Some(m) => ((BATCH_SECS / m.max(1e-6)) as usize * self.workers).clamp(floor, 512.max(floor)),
+        };
+        match queued {
+            Some(q) => want.min(usize::try_from(q / 4).unwrap_or(usize::MAX).max(floor)),
+            None => want,
         }
     }
 
@@ -121,7 +132,7 @@ pub(crate) fn serve_batch(
     held: &mut Vec<Claimed>,
 ) -> Result<usize> {
     let claimed = if held.is_empty() {
-        queue.claim(batch.get()).context("failed to claim trials")?
+        queue.claim(batch.get(queue.queued_left())).context("failed to claim trials")?
     } else {
         std::mem::take(held)
     };
@@ -160,7 +171,8 @@ pub(crate) fn serve_batch(
         }
     }
     batch.observe(started.elapsed().as_secs_f64() / n as f64);
-    let (_, next) = queue.complete_and_claim(&done, batch.get()).context("failed to record results")?;
+    let next_size = batch.get(queue.queued_left());
+    let (_, next) = queue.complete_and_claim(&done, next_size).context("failed to record results")?;
     *held = next;
     Ok(n)
 }
@@ -311,6 +323,22 @@ mod tests {
     fn done(c: &Claimed) -> (Claimed, Completion) {
         let outcome = Outcome::loss(c.trial_id as f64);
         (c.clone(), Completion { trial_id: c.trial_id, outcome, duration_secs: 0.0, worker: Some(0) })
+    }
+
+    #[test]
+    fn batches_aim_at_a_tenth_of_a_second_and_shrink_at_the_end_of_the_queue() {
+        let mut b = super::BatchSize::new(2);
+        assert_eq!(b.get(None), 4, "two per worker before anything is measured");
+        b.observe(0.002);
+        assert_eq!(b.get(None), 100, "0.1 s of 2 ms trials on each of 2 workers");
+        assert_eq!(b.get(Some(4096)), 100);
+        assert_eq!(b.get(Some(200)), 50, "a quarter of what is left");
+        assert_eq!(b.get(Some(9)), 4, "never below two per worker");
+        b.observe(10.0);
+        assert_eq!(b.get(None), 4, "long trials: two per worker");
+        let mut tiny = super::BatchSize::new(1);
+        tiny.observe(1e-9);
+        assert_eq!(tiny.get(None), 512, "at most 512");
     }
 
     #[test]
