@@ -244,15 +244,28 @@ impl Conn {
     /// other than a lost connection; reconnects in between.
     fn run<T>(&mut self, what: &str, mut f: impl FnMut(&mut Client) -> Result<T, postgres::Error>) -> Result<T> {
         loop {
-            match f(&mut self.client) {
-                Ok(_) if self.lose_reply == Some(what) => {
-                    self.lose_reply = None;
-                    self.reconnect()?;
-                }
-                Ok(v) => return Ok(v),
-                Err(e) if is_connection_loss(&e, &mut self.client) => self.reconnect()?,
-                Err(e) => return Err(self.target.error(what, &e)),
+            let r = f(&mut self.client);
+            if let Some(v) = self.settle(what, r)? {
+                return Ok(v);
             }
+        }
+    }
+
+    /// What one attempt of [`Conn::run`] or [`Conn::run_prepared`] came to: its value, or
+    /// `None` after a lost connection (reconnected: try again), or the error.
+    fn settle<T>(&mut self, what: &str, r: Result<T, postgres::Error>) -> Result<Option<T>> {
+        match r {
+            Ok(_) if self.lose_reply == Some(what) => {
+                self.lose_reply = None;
+                self.reconnect()?;
+                Ok(None)
+            }
+            Ok(v) => Ok(Some(v)),
+            Err(e) if is_connection_loss(&e, &mut self.client) => {
+                self.reconnect()?;
+                Ok(None)
+            }
+            Err(e) => Err(self.target.error(what, &e)),
         }
     }
 
@@ -280,14 +293,9 @@ impl Conn {
                     Err(e) => return Err(self.target.error(what, &e)),
                 },
             };
-            match f(&mut self.client, &statement) {
-                Ok(_) if self.lose_reply == Some(what) => {
-                    self.lose_reply = None;
-                    self.reconnect()?;
-                }
-                Ok(v) => return Ok(v),
-                Err(e) if is_connection_loss(&e, &mut self.client) => self.reconnect()?,
-                Err(e) => return Err(self.target.error(what, &e)),
+            let r = f(&mut self.client, &statement);
+            if let Some(v) = self.settle(what, r)? {
+                return Ok(v);
             }
         }
     }

@@ -99,9 +99,9 @@ fn handles_read_the_same_closes_as_the_loader() {
     }
 }
 
-#[test]
-fn minute_loader_agrees_with_canonical_content() {
-    let tmp = tempfile::tempdir().unwrap();
+/// The small minute spec over Thanksgiving week 2020 (4 sessions, one of them half a day),
+/// generated and written to `m` under `tmp`.
+fn thanksgiving_minute(tmp: &tempfile::TempDir) -> (std::path::PathBuf, bundle::BundleData) {
     let dir = tmp.path().join("m");
     let spec = bundle::GenerateSpec {
         start: "2020-11-25".parse().unwrap(),
@@ -110,6 +110,13 @@ fn minute_loader_agrees_with_canonical_content() {
     };
     let data = bundle::generate::generate(&spec).unwrap();
     bundle::store::write(&data, &dir).unwrap();
+    (dir, data)
+}
+
+#[test]
+fn minute_loader_agrees_with_canonical_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, data) = thanksgiving_minute(&tmp);
     let b = Bundle::load(&dir).unwrap();
     assert_eq!(b.session_bounds(), [0, 390, 600, 990, 1380]);
     for sid in 0..7u32 {
@@ -146,13 +153,7 @@ fn mapped_cache_equals_the_loaded_bundle() {
 #[test]
 fn sessions_read_without_the_bars_are_the_loaded_bundles() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("m");
-    let spec = bundle::GenerateSpec {
-        start: "2020-11-25".parse().unwrap(),
-        end: "2020-12-01".parse().unwrap(),
-        ..crate::small_spec(Frequency::Minute)
-    };
-    bundle::store::write(&bundle::generate::generate(&spec).unwrap(), &dir).unwrap();
+    let (dir, _) = thanksgiving_minute(&tmp);
     let loaded = Bundle::load(&dir).unwrap();
     let (meta, sessions) = bundle::store::read_sessions(&dir).unwrap();
     assert_eq!(meta.content_hash, loaded.content_hash());
