@@ -301,6 +301,8 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
                 store::open(url, a.study.as_deref(), Some(task)).context("failed to open the trial store")?;
             let store::Opened::Postgres { store: pg, .. } = &mut opened else { unreachable!("a postgresql:// store") };
             pg.set_max_attempts(a.max_attempts.unwrap_or(store::DEFAULT_MAX_ATTEMPTS));
+            // Every suggested trial goes to the queue (no result is reused): insert it queued.
+            pg.queue_suggested(!options.reuse_results);
             let name = pg.study_name(&optimize::study_identity(space, &*searcher, options));
             let lease = Duration::from_secs_f64(a.lease);
             let queue =

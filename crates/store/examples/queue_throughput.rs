@@ -116,6 +116,8 @@ fn main() {
     let mut searcher = RandomSearch::new(space.clone(), 1.0, Some(trials), 1).expect("searcher");
     let study = "bench";
     let mut pg = PgStore::connect(&target, Some(study), None).expect("store");
+    // As btopt's coordinator does: every suggestion goes to the queue, inserted queued.
+    pg.queue_suggested(true);
     let coordinator = Queue::connect(&target, study, Duration::from_secs(30)).expect("queue");
     let mut ev =
         Coordinator { queue: coordinator, to_queue: Vec::new(), in_flight: BTreeSet::new(), ready: VecDeque::new() };

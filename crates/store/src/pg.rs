@@ -490,6 +490,8 @@ pub struct PgStore {
     task: Option<StudyTask>,
     study: Option<String>,
     max_attempts: u32,
+    /// Insert suggested trials already queued ([`PgStore::queue_suggested`]).
+    queue_suggested: bool,
     completed: Vec<(Completion, Option<u64>, Option<u64>)>,
 }
 
@@ -510,8 +512,19 @@ impl PgStore {
             task,
             study: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            queue_suggested: false,
             completed: Vec::new(),
         })
+    }
+
+    /// Whether suggested trials are inserted already queued (with the notification that
+    /// wakes workers), for a coordinator that submits every suggested trial to the queue at
+    /// once, i.e. whose results are never reused from earlier trials: one row write less per
+    /// trial. [`Queue::enqueue`] then finds them queued and writes nothing (it still queues a
+    /// trial whose row a resumed study holds unqueued). Off by default: a trial answered from
+    /// an earlier one must never reach the queue.
+    pub fn queue_suggested(&mut self, on: bool) {
+        self.queue_suggested = on;
     }
 
     /// How many times a trial of the study may be claimed (at least 1; default
@@ -708,13 +721,18 @@ impl TrialStore for PgStore {
         let stages: Vec<Option<i32>> = trials.iter().map(|(t, _)| t.stage.map(|s| s as i32)).collect();
         let seqs: Vec<i64> = trials.iter().map(|(_, s)| *s as i64).collect();
         // ON CONFLICT: a retried insert whose first commit reached the server is a no-op.
+        let insert = "INSERT INTO btopt_trials (study, trial_id, config, budget, bracket, stage, suggest_seq, queue)
+                      SELECT $1, *, $8::text FROM unnest($2::int8[], $3::text[], $4::float8[], $5::int4[], $6::int4[],
+                                                   $7::int8[])
+                      ON CONFLICT (study, trial_id) DO NOTHING";
+        let queue = self.queue_suggested.then_some("queued");
+        let sql = if queue.is_some() {
+            format!("WITH i AS ({insert}) SELECT pg_notify('btopt_queued', $1)")
+        } else {
+            insert.to_string()
+        };
         self.conn.run("record suggested trials", |c| {
-            c.execute(
-                "INSERT INTO btopt_trials (study, trial_id, config, budget, bracket, stage, suggest_seq)
-                 SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::float8[], $5::int4[], $6::int4[], $7::int8[])
-                 ON CONFLICT (study, trial_id) DO NOTHING",
-                &[&study, &ids, &configs, &budgets, &brackets, &stages, &seqs],
-            )
+            c.execute(sql.as_str(), &[&study, &ids, &configs, &budgets, &brackets, &stages, &seqs, &queue])
         })?;
         Ok(())
     }

@@ -33,15 +33,17 @@ fn four_first_users_creating_the_schema_at_once_all_succeed() {
 /// A study with `n` suggested trials (counting-ones, hyperband at capacity `n`) whose
 /// optimizer died before any completion: its trials are recorded, none evaluated.
 fn study_with_trials(target: &PgTarget, name: &str) -> Vec<u64> {
-    study_with_trials_allowing(target, name, store::DEFAULT_MAX_ATTEMPTS)
+    study_with_trials_allowing(target, name, store::DEFAULT_MAX_ATTEMPTS, false)
 }
 
-/// [`study_with_trials`] whose coordinator allows `max_attempts` claims per trial.
-fn study_with_trials_allowing(target: &PgTarget, name: &str, max_attempts: u32) -> Vec<u64> {
+/// [`study_with_trials`] whose coordinator allows `max_attempts` claims per trial, and
+/// inserts its suggestions already queued when `queued` ([`PgStore::queue_suggested`]).
+fn study_with_trials_allowing(target: &PgTarget, name: &str, max_attempts: u32, queued: bool) -> Vec<u64> {
     let co = crate::counting_ones(1);
     let space = co.space();
     let mut searcher = optimize::BracketSearch::hyperband(space.clone(), crate::co_settings(1), 1).unwrap();
     let mut store = PgStore::connect(target, Some(name), None).unwrap();
+    store.queue_suggested(queued);
     let mut ev = InProcessEvaluator::new(100, move |id, c, b| co.evaluate(id, c, b)).fail_after(0);
     optimize(
         &space,
@@ -69,6 +71,22 @@ fn done(claim: &store::Claimed, loss: f64) -> (store::Claimed, Completion) {
         claim.clone(),
         Completion { trial_id: claim.trial_id, outcome: Outcome::loss(loss), duration_secs: 0.0, worker: Some(0) },
     )
+}
+
+#[test]
+fn suggestions_inserted_queued_wake_a_worker_and_are_claimable_without_enqueue() {
+    let Some(target) = fresh() else { return };
+    let mut worker = Queue::connect(&target, "iq", Duration::from_secs(60)).unwrap();
+    worker.listen_queued().unwrap();
+    let ids = study_with_trials_allowing(&target, "iq", store::DEFAULT_MAX_ATTEMPTS, true);
+    assert!(worker.wait(Duration::from_secs(30)).unwrap(), "the insert notifies waiting workers");
+    let claimed: Vec<u64> = worker.claim(1000).unwrap().iter().map(|c| c.trial_id).collect();
+    assert_eq!(claimed, ids);
+    // Queueing them again (a resumed coordinator submits its outstanding trials) changes nothing.
+    let mut coordinator = Queue::connect(&target, "iq", Duration::from_secs(60)).unwrap();
+    coordinator.enqueue(&ids).unwrap();
+    let info = coordinator.info().unwrap().unwrap();
+    assert_eq!((info.queued, info.running), (0, ids.len() as u64));
 }
 
 #[test]
@@ -165,7 +183,7 @@ fn a_trial_whose_lease_expires_on_every_allowed_attempt_becomes_crashed_exactly_
     assert_eq!((info.queued, info.running, info.done), (0, 0, 81));
 
     // The coordinator's own bound is the study's: with 1 attempt, one lost worker is enough.
-    let ids = study_with_trials_allowing(&target, "once", 1);
+    let ids = study_with_trials_allowing(&target, "once", 1, false);
     let mut coordinator = Queue::connect(&target, "once", Duration::from_secs(60)).unwrap();
     let mut dying = Queue::connect(&target, "once", Duration::from_millis(50)).unwrap();
     let mut healthy = Queue::connect(&target, "once", Duration::from_secs(60)).unwrap();
