@@ -373,7 +373,8 @@ fn connect_with_backoff(target: &PgTarget) -> Result<Client> {
                 // The prepared queue statements are planned for each execution's values: a
                 // generic plan (which PostgreSQL picks after five runs) of the claim halved
                 // the queue's throughput (9,600 → 4,000 trials/s in `queue_throughput`).
-                c.batch_execute("SET plan_cache_mode = force_custom_plan").map_err(|e| target.error("configure", &e))?;
+                c.batch_execute("SET plan_cache_mode = force_custom_plan")
+                    .map_err(|e| target.error("configure", &e))?;
                 return Ok(c);
             }
             Err(e) => {
