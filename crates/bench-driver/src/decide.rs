@@ -123,6 +123,43 @@ pub fn decide(equivalent: bool, cmp: Option<&Comparison>) -> Verdict {
     Verdict::from_checks(timing_failures(cmp), format!("equivalent; {}", timing_evidence(cmp)))
 }
 
+/// Issue 10's bound on a distributed run: within this many percent of the local wall time.
+pub const MAX_SLOWDOWN_PCT: f64 = 10.0;
+
+/// The slowdown, in percent, that a speed-up of `speedup_pct` means: how much longer the
+/// candidate took (`candidate_mean / baseline_mean − 1`, the inverse ratio of the speed-up).
+pub fn slowdown_pct(speedup_pct: f64) -> f64 {
+    (100.0 / (100.0 + speedup_pct) - 1.0) * 100.0
+}
+
+/// A non-inferiority rule, for a candidate that is not meant to be faster, only not much
+/// slower (a fleet of worker processes against the local pool): ACCEPT iff the arms are
+/// `equivalent` and the slowdown is at most `max_pct` with 95% confidence, i.e. the upper end
+/// of the slowdown's 95% CI (the lower end of the speed-up's) is at most `max_pct`. A mean
+/// inside the bound whose interval reaches past it is a REJECT: the runs do not show it.
+pub fn within_slowdown(equivalent: bool, cmp: Option<&Comparison>, max_pct: f64) -> Verdict {
+    if !equivalent {
+        return Verdict::not_equivalent();
+    }
+    let Some(cmp) = cmp else {
+        return Verdict { decision: Decision::Reject, reason: "no timing measured".to_owned() };
+    };
+    let mean = slowdown_pct(cmp.speedup.pct);
+    let upper = slowdown_pct(cmp.speedup.ci95[0]);
+    let ok = upper <= max_pct;
+    let reason = format!(
+        "equivalent; slower by {mean:.2}% (95% CI up to {upper:.2}%), {} the {max_pct}% bound",
+        if ok {
+            "within"
+        } else if mean <= max_pct {
+            "the interval reaches past"
+        } else {
+            "past"
+        }
+    );
+    Verdict { decision: if ok { Decision::Accept } else { Decision::Reject }, reason }
+}
+
 /// How far `best` falls short of `optimum`, as a fraction of the optimum, for a score where
 /// higher is better (a Sharpe ratio): 0.0 at the optimum, 0.1 at 10% below it, negative when
 /// `best` beats a reference that is only an estimate of the optimum (a random sample's best).

@@ -59,6 +59,40 @@ fn equivalence_gate_blocks_first() {
     check(true, None, Decision::Reject, &["no timing measured"]);
 }
 
+/// A comparison whose speed-up has this mean and 95% CI.
+fn cmp_ci(pct: f64, ci95: [f64; 2]) -> Comparison {
+    Comparison { speedup: Speedup { pct, ci95 }, ..cmp(pct, 0.5) }
+}
+
+#[test]
+fn slowdown_is_the_inverse_ratio_of_the_speed_up() {
+    close("no change", decide::slowdown_pct(0.0), 0.0, 1e-12);
+    // Twice as fast is half the time; a 10% slowdown is a speed-up of 1/1.1 - 1.
+    close("twice as fast", decide::slowdown_pct(100.0), -50.0, 1e-12);
+    close("10% slower", decide::slowdown_pct(-100.0 / 11.0), 10.0, 1e-9);
+}
+
+#[test]
+fn within_slowdown_reads_the_interval_not_only_the_mean() {
+    let v = |pct, ci| decide::within_slowdown(true, Some(&cmp_ci(pct, ci)), decide::MAX_SLOWDOWN_PCT);
+    // The measured run of this session: -2.24% [-5.13, 0.74] is at most 5.4% slower.
+    let ok = v(-2.24, [-5.13, 0.74]);
+    assert_eq!(ok.decision, Decision::Accept, "{ok:?}");
+    assert!(ok.reason.contains("slower by 2.29%") && ok.reason.contains("up to 5.41%"), "{}", ok.reason);
+    // Faster than the baseline is inside the bound too.
+    assert_eq!(v(3.0, [1.0, 5.0]).decision, Decision::Accept);
+    // A mean inside the bound with an interval past it is not shown to be within it.
+    let wide = v(-6.54, [-19.52, 8.53]);
+    assert_eq!(wide.decision, Decision::Reject, "{wide:?}");
+    assert!(wide.reason.contains("interval reaches past"), "{}", wide.reason);
+    let past = v(-20.0, [-25.0, -15.0]);
+    assert_eq!(past.decision, Decision::Reject);
+    assert!(past.reason.contains("past the 10% bound"), "{}", past.reason);
+    // The equivalence gate and missing timing block as in `decide`.
+    assert_eq!(decide::within_slowdown(false, Some(&cmp_ci(0.0, [-1.0, 1.0])), 10.0), Verdict::not_equivalent());
+    assert_eq!(decide::within_slowdown(true, None, 10.0).decision, Decision::Reject);
+}
+
 #[test]
 fn decision_serializes_as_required() {
     assert_eq!(serde_json::to_string(&Decision::Accept).unwrap(), "\"ACCEPT\"");
