@@ -516,11 +516,18 @@ struct TimedSearcher<'s> {
     suggest_secs: f64,
     observe_secs: f64,
     suggestions: u64,
-    /// The last bracket's number.
-    last_bracket: u32,
-    /// When the searcher first suggested a trial of the last bracket: from then on it can
-    /// open no new bracket, and workers idle at its stage barriers.
-    last_bracket_at: Option<Instant>,
+    /// When the searcher first suggested a trial of each bracket. The latest of these is when
+    /// the last bracket opened: from then on no bracket can open, and workers idle at the
+    /// open brackets' stage barriers. (Async mode opens brackets in its own order, so the
+    /// last to open is not the highest-numbered.)
+    opened: std::collections::BTreeMap<u32, Instant>,
+}
+
+impl TimedSearcher<'_> {
+    /// When the last bracket opened.
+    fn last_opened(&self) -> Option<Instant> {
+        self.opened.values().max().copied()
+    }
 }
 
 impl Searcher for TimedSearcher<'_> {
@@ -530,8 +537,8 @@ impl Searcher for TimedSearcher<'_> {
         self.suggest_secs += t.elapsed().as_secs_f64();
         if let Ok(Suggestion::Trial(t)) = &s {
             self.suggestions += 1;
-            if t.bracket == Some(self.last_bracket) {
-                self.last_bracket_at.get_or_insert_with(Instant::now);
+            if let Some(b) = t.bracket {
+                self.opened.entry(b).or_insert_with(Instant::now);
             }
         }
         s
@@ -633,8 +640,7 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize, iterations: usize) -> Result<Scenari
             suggest_secs: 0.0,
             observe_secs: 0.0,
             suggestions: 0,
-            last_bracket: u32::try_from(iterations.saturating_sub(1))?,
-            last_bracket_at: None,
+            opened: std::collections::BTreeMap::new(),
         };
         let mut ev =
             runner::PoolEvaluator::new(&mut pool, ma.clone(), id, base, sessions.clone(), RunOptions::DEFAULT_FEE);
@@ -644,7 +650,7 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize, iterations: usize) -> Result<Scenari
             optimize::optimize(&space, &mut searcher, &mut watched, &mut optimize::NullStore, STREAMING, &mut ())?;
         let wall = t.elapsed().as_secs_f64();
         watched.advance();
-        let (early_secs, late_secs) = watched.starved_secs(searcher.last_bracket_at);
+        let (early_secs, late_secs) = watched.starved_secs(searcher.last_opened());
         idle.push((early_secs + late_secs) / (workers as f64 * wall));
         late.push(late_secs / (workers as f64 * wall));
         per_suggestion.push(searcher.suggest_secs / searcher.suggestions.max(1) as f64);
