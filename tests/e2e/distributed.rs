@@ -390,6 +390,66 @@ fn a_worker_forks_replacement_workers_while_its_connection_is_live() {
     one_outcome_each(&url, "refork");
 }
 
+/// Design-notes section 7: a worker trusts the database only for parameters. A study whose
+/// task names a strategy this btopt lacks is refused in one line with nothing claimed (like a
+/// study on another bundle: its trials stay for workers that can run them, rather than all
+/// failing); a queued trial whose config names a parameter the strategy lacks, or is not a
+/// config at all, is a crashed trial with the reason, and the study goes on.
+#[cfg(unix)]
+#[test]
+fn a_worker_fails_the_trials_the_database_got_wrong_and_refuses_a_strategy_it_lacks() {
+    let Some(url) = database() else { return };
+    let study = "untrusted";
+    let c = start(&mut coordinator(&url, study, &["--workers", "0"]));
+    let mut q = observer(&url, study);
+    wait_for(&mut q, "the study is created with queued trials", |i| i.queued >= 2);
+    let mut sql = store::PgTarget::parse(&url).unwrap().connect().unwrap();
+    let set_task = "UPDATE btopt_studies SET task = replace(task, $2, $3) WHERE name = $1";
+    let (ours, theirs) = ("\"ma-crossover\"", "\"no-such-strategy\"");
+    assert_eq!(sql.execute(set_task, &[&study, &ours, &theirs]).unwrap(), 1);
+    let out = wait_guarded(start(&mut worker(&url, daily_bundle(), study, &[])));
+    assert!(!out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("the study's strategy cannot run here") && out.stderr.contains("no-such-strategy"));
+    assert!(q.attempts().unwrap().values().all(|(a, _)| *a == 0), "nothing was claimed");
+    assert_eq!(sql.execute(set_task, &[&study, &theirs, &ours]).unwrap(), 1);
+
+    let queued: Vec<i64> = sql
+        .query(
+            "SELECT trial_id FROM btopt_trials WHERE study = $1 AND queue = 'queued' ORDER BY trial_id LIMIT 2",
+            &[&study],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let (unknown, garbled) = (queued[0], queued[1]);
+    sql.execute(
+        "UPDATE btopt_trials SET config = '{\"short_window\": 10, \"long_window\": 80, \"threshold\": 0.005, \"bogus\": 1}'
+         WHERE study = $1 AND trial_id = $2",
+        &[&study, &unknown],
+    )
+    .unwrap();
+    sql.execute("UPDATE btopt_trials SET config = 'rm -rf /' WHERE study = $1 AND trial_id = $2", &[&study, &garbled])
+        .unwrap();
+    let w = start(&mut worker(&url, daily_bundle(), study, &[]));
+    finish(c, "coordinator");
+    finish(w, "worker");
+    for (id, t) in q.trials().unwrap() {
+        let message = t.message.as_deref().unwrap_or_default();
+        if id as i64 == unknown {
+            assert_eq!(t.status, "crashed", "{id}");
+            assert!(message.contains("bogus"), "trial {id}: {message}");
+        } else if id as i64 == garbled {
+            assert_eq!(t.status, "crashed", "{id}");
+            assert!(message.starts_with("invalid config in the study"), "trial {id}: {message}");
+        } else {
+            assert_eq!(t.status, "ok", "trial {id}: {message}");
+        }
+        assert_eq!(t.attempts, 1, "trial {id}");
+    }
+}
+
 #[test]
 fn max_attempts_without_a_postgresql_store_is_refused_in_one_line() {
     let tmp = tempfile::tempdir().unwrap();
