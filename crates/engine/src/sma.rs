@@ -242,12 +242,24 @@ pub(crate) fn distinct_positive(xs: &[usize]) -> Vec<usize> {
     v
 }
 
+/// One column for [`SmaTables::build_on`] to compute: an asset's closes, a window, and the
+/// column's slice of the tables.
+type ColumnJob<'a> = (&'a [f64], usize, &'a mut [f64]);
+
 impl SmaTables {
     /// The SMA of every asset's adjusted closes for each of `windows` (zero and repeated
     /// windows are ignored), within `budget` bytes of columns: windows are taken in
     /// ascending order, each for every asset in sid order, until the next column would not
     /// fit. [`SmaTables::needed_bytes`] says what all of them would take.
     pub fn build(market: &Market<'_>, windows: &[usize], budget: usize) -> SmaTables {
+        SmaTables::build_on(market, windows, budget, 1)
+    }
+
+    /// [`SmaTables::build`] on up to `threads` threads of this process, all joined before it
+    /// returns. Each column is computed by one thread exactly as `build` computes it, so the
+    /// tables are bit for bit the same whatever `threads` is. (A caller that forks next must
+    /// still see its thread count drop back to one; `pool`'s fork check waits for that.)
+    pub fn build_on(market: &Market<'_>, windows: &[usize], budget: usize, threads: usize) -> SmaTables {
         let wanted = distinct_positive(windows);
         let order = market.sid_order();
         let span = |i: usize| market.assets[i].end_bar - market.assets[i].first_bar;
@@ -268,11 +280,32 @@ impl SmaTables {
         let mut data = vec![0.0; len];
         let mut by_asset = vec![Vec::new(); market.assets.len()];
         let mut columns = Vec::with_capacity(plan.len());
-        for (i, w, range) in plan {
+        // Every column's closes, window and slice of `data` (disjoint, in plan order), dealt
+        // round-robin to the threads: a window's columns are of similar length across assets.
+        let threads = threads.clamp(1, plan.len().max(1));
+        let mut jobs: Vec<Vec<ColumnJob<'_>>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut rest = data.as_mut_slice();
+        for (k, (i, w, range)) in plan.into_iter().enumerate() {
             let a = &market.assets[i];
-            sma_column(&a.close[a.first_bar..a.end_bar], w, &mut data[range.clone()]);
+            let (out, tail) = std::mem::take(&mut rest).split_at_mut(range.len());
+            rest = tail;
+            jobs[k % threads].push((&a.close[a.first_bar..a.end_bar], w, out));
             by_asset[i].push((w, columns.len()));
             columns.push(range);
+        }
+        let run = |jobs: Vec<ColumnJob<'_>>| {
+            for (closes, w, out) in jobs {
+                sma_column(closes, w, out);
+            }
+        };
+        if threads == 1 {
+            jobs.into_iter().for_each(run);
+        } else {
+            std::thread::scope(|scope| {
+                for part in jobs {
+                    scope.spawn(move || run(part));
+                }
+            });
         }
         for v in &mut by_asset {
             v.sort_unstable();

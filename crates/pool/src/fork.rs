@@ -48,12 +48,27 @@ pub(crate) fn thread_count() -> Option<usize> {
     (got == size).then(|| usize::try_from(info.pti_threadnum).unwrap_or(0))
 }
 
-/// Errors unless the process is single-threaded. On unixes where the count is unknown (other
-/// BSDs) the check passes: callers there must build fork pools before any thread.
+/// How long [`check_single_threaded`] waits for threads that were just joined to leave the
+/// count. A joined thread has run all its user code (so it holds no lock a child could
+/// inherit), but the kernel drops it from the count only as it finishes exiting, a moment
+/// after the join returned.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// Errors unless the process is single-threaded (waiting up to [`SETTLE`] for the count to
+/// drop to one). On unixes where the count is unknown (other BSDs) the check passes: callers
+/// there must build fork pools before any thread.
 pub(crate) fn check_single_threaded() -> Result<(), Error> {
-    match thread_count() {
-        Some(n) if n > 1 => Err(Error::new(Kind::NotSingleThreaded { threads: n })),
-        _ => Ok(()),
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        match thread_count() {
+            Some(n) if n > 1 => {
+                if Instant::now() >= deadline {
+                    return Err(Error::new(Kind::NotSingleThreaded { threads: n }));
+                }
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            _ => return Ok(()),
+        }
     }
 }
 

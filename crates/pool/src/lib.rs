@@ -17,8 +17,9 @@
 //!
 //! # Fork safety
 //! A fork happens in the calling process exactly once per fork pool, at build time, and only
-//! after checking (Linux: `/proc/self/stat`) that the process is single-threaded; otherwise
-//! the build fails with [`Error::is_not_single_threaded`]. That fork creates a zygote which
+//! after checking (Linux: `/proc/self/stat`) that the process is single-threaded (waiting up
+//! to 200 ms for threads that were just joined to leave the count); otherwise the build fails
+//! with [`Error::is_not_single_threaded`]. That fork creates a zygote which
 //! never starts a thread; it holds the state, forks every worker (also replacements and
 //! per-batch workers) and forwards their stderr. So build fork pools first thing in `main`,
 //! before anything starts a thread. Forked children leave with `libc::_exit` and never drop

@@ -115,6 +115,10 @@ fn positive_values(strategy: &dyn DynStrategy, names: &[&str], base: &ParamValue
     windows
 }
 
+/// Below this many values (8 MiB of SMA columns, a few milliseconds of work) the shared tables
+/// are built on the calling thread: starting threads would cost about what they save.
+const PARALLEL_MIN_VALUES: usize = 1 << 20;
+
 /// The SMA tables of `windows` over `bundle` within `budget` bytes, or `None` when there is
 /// nothing to share (no window, or a zero budget). Build them before the pool, and hand the
 /// pool the same `bundle` (the tables serve only the columns they were built from).
@@ -123,7 +127,14 @@ pub fn shared_tables(bundle: &Bundle, windows: &[usize], budget: usize) -> Resul
         return Ok(None);
     }
     let market = market_of(bundle)?;
-    let tables = SmaTables::build(&market, windows, budget);
+    // On every core (the pool does not exist yet, and the threads are joined before it forks),
+    // unless the tables are too small for threads to pay.
+    let values: usize = market.assets.iter().map(|a| a.end_bar - a.first_bar).sum::<usize>() * windows.len();
+    let threads = match values.min(budget / size_of::<f64>()) < PARALLEL_MIN_VALUES {
+        true => 1,
+        false => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    let tables = SmaTables::build_on(&market, windows, budget, threads);
     Ok(Some(Arc::new(tables)))
 }
 

@@ -96,6 +96,21 @@ fn shared_tables_change_nothing_but_what_the_worker_builds() {
     };
     let full = Arc::new(SmaTables::build(&market, &windows, usize::MAX));
     assert_eq!((full.windows(), full.complete_windows(), full.columns()), (distinct, distinct, distinct * 4));
+    // Built on several threads, whole or cut by a budget: the same columns, bit for bit.
+    for budget in [usize::MAX, span * 8 * 5 / 2] {
+        let one = SmaTables::build(&market, &windows, budget);
+        for threads in [2, 3, 64] {
+            let many = SmaTables::build_on(&market, &windows, budget, threads);
+            assert_eq!((many.columns(), many.bytes()), (one.columns(), one.bytes()), "{threads} threads");
+            for asset in 0..data.assets.len() {
+                for &w in &windows {
+                    let bits =
+                        |t: &SmaTables| t.get(asset, w).map(|c| c.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+                    assert_eq!(bits(&many), bits(&one), "asset {asset}, window {w}, {threads} threads");
+                }
+            }
+        }
+    }
     assert_eq!(full.bytes(), distinct * span * 8);
     assert!(full.is_complete());
     // A budget of two and a half windows: a prefix of the windows, cut inside the third.
