@@ -164,7 +164,9 @@ fn an_engine_reads_the_tables_of_its_own_bundle_only() {
     let mut own = runner::Engine::new(bundle.clone()).unwrap();
     assert_eq!(run(&mut shared), run(&mut own));
     assert_eq!(shared.own_cache_bytes(), 0);
-    assert_eq!(own.own_cache_bytes(), tables.bytes());
+    // Its own cache holds the same columns, and each asset's prefix sums they were read off.
+    let prefixes: usize = bundle.assets().iter().map(|a| 2 * (a.end_bar - a.first_bar + 1) * 8).sum();
+    assert_eq!(own.own_cache_bytes(), tables.bytes() + prefixes);
     let copy = Arc::new(bundle::Bundle::load(daily_bundle()).unwrap());
     let refused = runner::Engine::with_tables(copy, runner::SharedTables::sma(tables)).err().expect("refused");
     assert!(refused.to_string().contains("another market"), "{refused}");
