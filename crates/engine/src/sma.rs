@@ -34,8 +34,8 @@ fn two_sum(a: f64, b: f64) -> (f64, f64) {
 ///
 /// Two double-double running sums advance together: the lead `S(t+1)` and the lag
 /// `S(t+1−w)`, `w` closes behind. The lag performs exactly the operations the lead performed
-/// `w` bars earlier, so it holds the same bits a stored prefix array would, without storing
-/// one (on minute bars that array was 55 MB per worker, mostly page faults to build).
+/// `w` bars earlier, so it holds the same bits as the lead's stored prefix sums, which is why
+/// reading a column off [`prefix_sums`] gives this function's bits.
 #[cfg(test)]
 pub(crate) fn sma_column(closes: &[f64], w: usize, out: &mut [f64]) {
     debug_assert_eq!(closes.len(), out.len());
@@ -87,13 +87,17 @@ pub(crate) fn sma_from_prefix(prefix: &[f64], w: usize, out: &mut [f64]) {
     let n = out.len();
     debug_assert_eq!(prefix.len(), 2 * (n + 1));
     let (hi, lo) = prefix.split_at(n + 1);
-    let warm = (w - 1).min(n);
-    out[..warm].fill(f64::NAN);
+    if w > n {
+        out.fill(f64::NAN);
+        return;
+    }
+    out[..w - 1].fill(f64::NAN);
     let wf = w as f64;
-    // Bar t reads the sums of its first t + 1 closes (lead) and of the first t + 1 − w (lag).
-    let (lead_h, lead_l) = (&hi[warm + 1..], &lo[warm + 1..]);
-    let (lag_h, lag_l) = (&hi[warm + 1 - w.min(warm + 1)..], &lo[warm + 1 - w.min(warm + 1)..]);
-    for (i, o) in out[warm..].iter_mut().enumerate() {
+    // Bar t ≥ w − 1 reads the sums of its first t + 1 closes (lead, from index w) and of the
+    // first t + 1 − w (lag, from index 0).
+    let (lead_h, lead_l) = (&hi[w..], &lo[w..]);
+    let (lag_h, lag_l) = (hi, lo);
+    for (i, o) in out[w - 1..].iter_mut().enumerate() {
         let (d, e) = two_sum(lead_h[i], -lag_h[i]);
         *o = (d + (e + (lead_l[i] - lag_l[i]))) / wf;
     }
