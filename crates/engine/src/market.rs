@@ -78,6 +78,23 @@ impl Frequency {
     }
 }
 
+/// The first index of `col` that is not a finite positive price.
+///
+/// Branch-free over blocks (which the compiler vectorises), then exact within the block that
+/// fails: a whole minute bundle's check is a few milliseconds, not tens (it runs once per
+/// process that loads a bundle).
+fn first_non_positive_or_non_finite(col: &[f64]) -> Option<usize> {
+    const BLOCK: usize = 512;
+    // NaN fails both comparisons; +inf fails the second.
+    let good = |p: f64| (p > 0.0) & (p <= f64::MAX);
+    for (b, block) in col.chunks(BLOCK).enumerate() {
+        if !block.iter().fold(true, |ok, &p| ok & good(p)) {
+            return block.iter().position(|&p| !good(p)).map(|i| b * BLOCK + i);
+        }
+    }
+    None
+}
+
 impl<'a> Market<'a> {
     /// Builds a market and checks everything, prices included: lengths, bounds, unique sids,
     /// and finite positive opens, highs, lows and closes on every traded bar.
@@ -100,7 +117,7 @@ impl<'a> Market<'a> {
                 ("close", &a.close[r.clone()]),
             ];
             for (name, col) in cols {
-                if let Some(i) = col.iter().position(|p| !(p.is_finite() && *p > 0.0)) {
+                if let Some(i) = first_non_positive_or_non_finite(col) {
                     return Err(Error::InvalidMarket(format!(
                         "sid {} has {name} {} on bar {}, expected a finite positive price",
                         a.sid,

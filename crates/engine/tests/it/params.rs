@@ -184,3 +184,42 @@ fn markets_are_checked() {
     let e = engine::Market::new_checked(252.0, &data.bounds, vec![series, series]).unwrap_err();
     assert_eq!(e.to_string(), "invalid market: sid 0 appears twice");
 }
+
+#[test]
+fn the_price_check_names_the_first_bad_bar_across_blocks() {
+    let n = 2_000;
+    let good: Vec<f64> = (0..n).map(|i| 100.0 + (i % 7) as f64).collect();
+    let check = |close: &[f64]| {
+        let data = Data::daily(&good, close);
+        let a = &data.assets[0];
+        let (open, close) = (&a.open[..], &a.close[..]);
+        let series = engine::AssetSeries {
+            sid: 4,
+            open,
+            high: open,
+            low: open,
+            close,
+            first_bar: 0,
+            end_bar: n,
+            shares_outstanding: 1.0,
+        };
+        engine::Market::new_checked(252.0, &data.bounds, vec![series]).map(|_| ()).map_err(|e| e.to_string())
+    };
+    for bad in [0.0, -0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        for at in [0, 1, 511, 512, 513, 1_500, n - 1] {
+            let mut close = good.clone();
+            close[at] = bad;
+            // A later bad bar is not the one reported.
+            if at + 3 < n {
+                close[at + 3] = -5.0;
+            }
+            let want = format!("invalid market: sid 4 has close {bad} on bar {at}, expected a finite positive price");
+            assert_eq!(check(&close), Err(want));
+        }
+    }
+    // Positive subnormals and the largest finite value are prices.
+    let mut close = good.clone();
+    close[700] = f64::MIN_POSITIVE / 4.0;
+    close[900] = f64::MAX;
+    assert_eq!(check(&close), Ok(()));
+}
