@@ -142,7 +142,8 @@ impl Bundle {
         let session_bounds = data.session_bounds();
         let n_bars = *session_bounds.last().expect("bounds are non-empty");
         let nf = Field::ALL.len();
-        let mut values = vec![f64::NAN; data.assets.len() * nf * n_bars].into_boxed_slice();
+        // Huge pages: the 2024 minute bundle's 55 MB took 13,000 small page faults.
+        let mut values = hugemem::filled(data.assets.len() * nf * n_bars, f64::NAN).into_boxed_slice();
         let mut assets = Vec::with_capacity(data.assets.len());
         for (sid, (def, raw)) in data.assets.iter().zip(&data.bars).enumerate() {
             let adj = data.adjustment(sid as u32);

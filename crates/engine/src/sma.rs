@@ -346,7 +346,8 @@ impl SmaTables {
                 len += span(i);
             }
         }
-        let mut data = vec![0.0; len];
+        // Huge pages: 115 MB for the minute grid took 28,000 small page faults.
+        let mut data = hugemem::zeroed(len);
         let mut by_asset = vec![Vec::new(); market.assets.len()];
         let mut columns = Vec::with_capacity(plan.len());
         // Every column's closes, window and slice of `data` (disjoint, in plan order), dealt
