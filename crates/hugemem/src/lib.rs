@@ -98,7 +98,8 @@ mod tests {
                 huge_kib += kib.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0);
             }
         }
-        assert!(huge_kib >= 32 << 10, "only {huge_kib} KiB of the 64 MiB buffer is in huge pages");
+        // At least one huge page: how many the kernel finds free is up to it.
+        assert!(huge_kib >= 2 << 10, "none of the 64 MiB buffer is in huge pages ({huge_kib} KiB)");
         assert_eq!(v[12345], 2.0);
     }
 }
