@@ -58,7 +58,13 @@ fn coordinator(url: &str, study: &str, extra: &[&str]) -> Command {
 
 /// `btopt worker --store URL --bundle BUNDLE --study NAME --workers 1` with `extra`.
 fn worker(url: &str, bundle: &Path, study: &str, extra: &[&str]) -> Command {
-    let mut c = btopt(&["worker", "--store", url, "--bundle", p(bundle), "--study", study, "--workers", "1"]);
+    worker_of(1, url, bundle, study, extra)
+}
+
+/// [`worker`] with `n` local workers.
+fn worker_of(n: usize, url: &str, bundle: &Path, study: &str, extra: &[&str]) -> Command {
+    let n = n.to_string();
+    let mut c = btopt(&["worker", "--store", url, "--bundle", p(bundle), "--study", study, "--workers", &n]);
     c.args(extra);
     c
 }
@@ -112,11 +118,16 @@ fn finish(child: Child, what: &str) -> Output {
 fn a_coordinator_with_no_workers_of_its_own_and_two_worker_processes_gives_the_local_result() {
     let Some(url) = database() else { return };
     let c = start(&mut coordinator(&url, "two", &["--workers", "0"]));
-    let w1 = start(&mut worker(&url, daily_bundle(), "two", &[]));
-    let w2 = start(&mut worker(&url, daily_bundle(), "two", &[]));
+    // Two local workers each, so that each process shares the study's tables between them.
+    let w1 = start(&mut worker_of(2, &url, daily_bundle(), "two", &[]));
+    let w2 = start(&mut worker_of(2, &url, daily_bundle(), "two", &[]));
     assert_local(&finish(c, "coordinator"), "--workers 0 + 2 workers");
-    finish(w1, "worker 1");
-    finish(w2, "worker 2");
+    // Each worker built the study's shared tables before its pool (from the task, through its
+    // helper), and the result is the local one all the same.
+    for (w, name) in [(w1, "worker 1"), (w2, "worker 2")] {
+        let out = finish(w, name);
+        assert!(out.stderr.contains("study two: shared indicator tables of "), "{name}: {}", out.stderr);
+    }
     one_outcome_each(&url, "two");
     let list = btopt(&["study", "list", "--store", &url, "--json"]).output().unwrap();
     let v: Value = serde_json::from_slice(&list.stdout).unwrap();
@@ -289,6 +300,23 @@ fn a_server_restart_mid_study_is_survived_with_nothing_lost_or_duplicated() {
     assert_local(&finish(c, "coordinator"), "server restarted mid-study");
     finish(w, "worker");
     one_outcome_each(&url, "restart");
+}
+
+/// A worker started before its study exists gives up on the study's shared tables after its
+/// helper's wait (2 s), builds its pool without them, waits for the study and serves it: the
+/// same result.
+#[cfg(unix)]
+#[test]
+fn a_worker_started_before_its_study_serves_it_without_shared_tables() {
+    let Some(url) = database() else { return };
+    let w = start(&mut worker_of(2, &url, daily_bundle(), "early", &[]));
+    std::thread::sleep(Duration::from_millis(2_500));
+    let c = start(&mut coordinator(&url, "early", &["--workers", "0"]));
+    assert_local(&finish(c, "coordinator"), "a worker that came first");
+    let out = finish(w, "worker");
+    assert!(out.stderr.contains("waiting for study early to be created"), "{}", out.stderr);
+    assert!(!out.stderr.contains("shared indicator tables"), "{}", out.stderr);
+    one_outcome_each(&url, "early");
 }
 
 #[cfg(unix)]

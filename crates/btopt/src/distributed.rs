@@ -28,6 +28,13 @@ pub(crate) struct TaskSpec {
     pub(crate) fee: f64,
     /// What a budget means (`--fidelity`), by name.
     pub(crate) fidelity: String,
+    /// The SMA windows and momentum lookbacks the study's space can ask for
+    /// (`runner::sma_windows`, `runner::momentum_lookbacks`): a worker started for the study
+    /// builds them into shared tables before its pool, as a local run does. They change speed
+    /// only, never results, so a worker may take them from the database (within its tables'
+    /// memory budget). Empty in studies written before they were recorded.
+    pub(crate) sma_windows: Vec<usize>,
+    pub(crate) momentum_lookbacks: Vec<usize>,
 }
 
 impl TaskSpec {
@@ -38,6 +45,8 @@ impl TaskSpec {
             "sessions": [self.sessions.start, self.sessions.end],
             "fee": self.fee,
             "fidelity": self.fidelity,
+            "sma_windows": self.sma_windows,
+            "momentum_lookbacks": self.momentum_lookbacks,
         })
     }
 
@@ -55,7 +64,19 @@ impl TaskSpec {
         let fee = v["fee"].as_f64().ok_or_else(bad)?;
         // Studies written before `--fidelity` existed meant `recent`.
         let fidelity = v.get("fidelity").map_or(Some("recent"), |f| f.as_str()).ok_or_else(bad)?.to_string();
-        Ok(TaskSpec { strategy, set, sessions: lo..hi, fee, fidelity })
+        let sizes = |key: &str| -> Result<Vec<usize>> {
+            match v.get(key) {
+                None => Ok(Vec::new()),
+                Some(a) => a
+                    .as_array()
+                    .ok_or_else(bad)?
+                    .iter()
+                    .map(|x| x.as_u64().and_then(|x| usize::try_from(x).ok()).ok_or_else(bad))
+                    .collect(),
+            }
+        };
+        let (sma_windows, momentum_lookbacks) = (sizes("sma_windows")?, sizes("momentum_lookbacks")?);
+        Ok(TaskSpec { strategy, set, sessions: lo..hi, fee, fidelity, sma_windows, momentum_lookbacks })
     }
 }
 
@@ -323,6 +344,31 @@ mod tests {
     fn done(c: &Claimed) -> (Claimed, Completion) {
         let outcome = Outcome::loss(c.trial_id as f64);
         (c.clone(), Completion { trial_id: c.trial_id, outcome, duration_secs: 0.0, worker: Some(0) })
+    }
+
+    /// The task round-trips with its windows; a task written before they were recorded reads
+    /// as none; windows that are not sizes make the task unreadable.
+    #[test]
+    fn a_task_carries_its_windows_and_old_tasks_have_none() {
+        let spec = super::TaskSpec {
+            strategy: "ma-crossover".into(),
+            set: vec!["threshold=0.01".into()],
+            sessions: 3..90,
+            fee: 0.001,
+            fidelity: "recent".into(),
+            sma_windows: vec![5, 20, 200],
+            momentum_lookbacks: vec![],
+        };
+        assert_eq!(super::TaskSpec::from_json(&spec.to_json()).unwrap(), spec);
+        let mut old = spec.to_json();
+        let o = old.as_object_mut().unwrap();
+        o.remove("sma_windows");
+        o.remove("momentum_lookbacks");
+        let read = super::TaskSpec::from_json(&old).unwrap();
+        assert_eq!((read.sma_windows.len(), read.momentum_lookbacks.len()), (0, 0));
+        let mut bad = spec.to_json();
+        bad["sma_windows"] = serde_json::json!([5, -1]);
+        assert!(super::TaskSpec::from_json(&bad).is_err());
     }
 
     #[test]

@@ -295,6 +295,8 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
                 sessions: sessions.clone(),
                 fee: a.range.fee,
                 fidelity: a.fidelity.clone(),
+                sma_windows: runner::sma_windows(&*strategy, base.values(), space),
+                momentum_lookbacks: runner::momentum_lookbacks(&*strategy, base.values(), space),
             };
             let task = store::StudyTask { bundle_hash, task: spec.to_json() };
             let mut opened =

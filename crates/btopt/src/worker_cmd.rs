@@ -52,12 +52,22 @@ pub(crate) fn run(a: &WorkerArgs, strategies: &Arc<engine::Registry>) -> Result<
     }
     let lease = Duration::from_secs_f64(a.lease);
     let workers = a.workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
+    // A helper asks the database for the study's task while the bundle loads (see
+    // `StudyPeek`): this process stays without a connection until its pool exists.
+    // One local worker has nobody to share tables with: it computes the SMAs it needs itself.
+    let peek = a.study.as_deref().filter(|_| workers > 1).and_then(|name| StudyPeek::start(&target, name));
     let bundle = Arc::new(bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?);
     let hash = bundle.content_hash().to_string();
+    let tables = match (peek, &a.study) {
+        (Some(peek), Some(name)) => study_tables(peek.finish(), name, &bundle, strategies)?,
+        _ => runner::SharedTables::none(),
+    };
     // The pool first, while this process is single-threaded; then the database.
     let kind = pool_kind(a.pool, crate::optimize_cmd::HandlesArg::Inherit, crate::optimize_cmd::SpawnLoadArg::Load);
-    let mut pool = runner::build_pool(kind, pool::PoolBuilder::new().workers(workers), &bundle, &a.bundle, strategies)
+    let builder = pool::PoolBuilder::new().workers(workers);
+    let mut pool = runner::build_pool_with(kind, builder, &bundle, &tables, &a.bundle, strategies)
         .context("failed to start the pool")?;
+    drop(tables);
     drop(bundle);
     let threads_before = pool::thread_count();
     let mut queue = store::Queue::connect(&target, a.study.as_deref().unwrap_or(""), lease)
@@ -146,4 +156,139 @@ fn check_bundle(head: &store::StudyInfo, hash: &str) -> Result<()> {
 
 fn task_of(head: &store::StudyInfo) -> Result<TaskSpec> {
     TaskSpec::from_json(head.task.as_ref().ok_or_else(|| anyhow!("study {} records no task", head.name))?)
+}
+
+/// How long a worker started for a study waits for it to appear before building its pool
+/// without the study's shared tables (it serves the study all the same, computing its SMAs in
+/// each local worker).
+const PEEK_WAIT: Duration = Duration::from_secs(2);
+
+/// A short-lived child process that reads one study's row (its bundle hash and task) and
+/// writes it to a pipe, so that a worker can build the study's shared tables before its pool,
+/// as `btopt optimize` does, although it learns the study from the database. The worker forks
+/// it first thing, while it is single-threaded and has no connection; the child connects
+/// (which may start threads in the child, never in the worker) and exits. Whatever goes wrong
+/// in it (no server, no study within [`PEEK_WAIT`], a crash) only means no shared tables.
+struct StudyPeek {
+    #[cfg(unix)]
+    pid: libc::pid_t,
+    #[cfg(unix)]
+    read: std::io::PipeReader,
+    started: Instant,
+}
+
+impl StudyPeek {
+    #[cfg(unix)]
+    fn start(target: &store::PgTarget, study: &str) -> Option<StudyPeek> {
+        if pool::thread_count().is_none_or(|n| n != 1) {
+            return None;
+        }
+        let (read, mut write) = std::io::pipe().ok()?;
+        // SAFETY: this process has one thread (checked above), so the child is a complete copy
+        // of it; the child only connects, reads, writes the pipe and leaves with `_exit`.
+        match unsafe { libc::fork() } {
+            -1 => None,
+            0 => {
+                drop(read);
+                let found = peek(target, study).unwrap_or_default();
+                let _ = std::io::Write::write_all(&mut write, found.as_bytes());
+                // SAFETY: ends the child without running the parent's destructors or exit handlers.
+                unsafe { libc::_exit(0) }
+            }
+            pid => Some(StudyPeek { pid, read, started: Instant::now() }),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn start(_target: &store::PgTarget, _study: &str) -> Option<StudyPeek> {
+        // Without fork, a pool is never forked beside a connection: the worker could connect
+        // first, but it keeps one order everywhere and computes its SMAs per worker.
+        None
+    }
+
+    /// The helper's answer (empty if it had none within [`PEEK_WAIT`]); the helper is reaped.
+    #[cfg(unix)]
+    fn finish(self) -> String {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let left = PEEK_WAIT.saturating_sub(self.started.elapsed());
+            let mut fd = libc::pollfd { fd: self.read.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            let ready = unsafe { libc::poll(&mut fd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+            if ready <= 0 {
+                out.clear();
+                break;
+            }
+            match (&self.read).read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(_) => {
+                    out.clear();
+                    break;
+                }
+            }
+        }
+        // SAFETY: `pid` is our unreaped child: killing it (it may still be waiting) and
+        // reaping it cannot touch another process.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    #[cfg(not(unix))]
+    fn finish(self) -> String {
+        String::new()
+    }
+}
+
+/// In the helper: the study's bundle hash and task as one JSON object, once the study exists.
+#[cfg(unix)]
+fn peek(target: &store::PgTarget, study: &str) -> Result<String> {
+    let started = Instant::now();
+    let mut queue = store::Queue::connect(target, study, Duration::from_secs(30))?;
+    while started.elapsed() < PEEK_WAIT {
+        if let Some(head) = queue.heads()?.into_iter().find(|h| h.name == study) {
+            return Ok(serde_json::json!({ "bundle_hash": head.bundle_hash, "task": head.task }).to_string());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(String::new())
+}
+
+/// The shared tables of the study the helper found, if it is on this bundle (any other answer:
+/// none; the worker refuses a study on another bundle later, with its usual line).
+fn study_tables(
+    found: String,
+    study: &str,
+    bundle: &bundle::Bundle,
+    strategies: &engine::Registry,
+) -> Result<runner::SharedTables> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&found) else { return Ok(runner::SharedTables::none()) };
+    if v["bundle_hash"].as_str() != Some(bundle.content_hash()) {
+        return Ok(runner::SharedTables::none());
+    }
+    // A task this worker cannot run gets no tables (and, later, its usual one-line refusal).
+    let Ok(spec) = TaskSpec::from_json(&v["task"]) else { return Ok(runner::SharedTables::none()) };
+    if crate::backtest_cmd::configure(strategies, &spec.strategy, &spec.set).is_err() {
+        return Ok(runner::SharedTables::none());
+    }
+    let budget = runner::tables_budget()?;
+    let tables = runner::tables_of(bundle, &spec.sma_windows, &spec.momentum_lookbacks, budget)?;
+    if tables.bytes() > 0 {
+        eprintln!(
+            "study {study}: shared indicator tables of {} SMA windows and {} momentum lookbacks ({:.0} MiB)",
+            tables.sma.as_ref().map_or(0, |t| t.complete_windows()),
+            if tables.momentum.is_some() { spec.momentum_lookbacks.len() } else { 0 },
+            tables.bytes() as f64 / f64::from(1 << 20)
+        );
+    }
+    if let Some(line) = runner::shortfall(&tables, budget) {
+        eprintln!("{line}");
+    }
+    Ok(tables)
 }

@@ -37,7 +37,7 @@ pub use evaluator::{PoolEvaluator, TrialSample, metrics_map};
 pub use params::{check_space, listing, max_warmup, params_of};
 pub use tables::{
     DEFAULT_TABLES_BYTES, SharedTables, TABLES_ENV, momentum_lookbacks, shared_tables, shortfall, sma_windows,
-    tables_budget, tables_for,
+    tables_budget, tables_for, tables_of,
 };
 pub use worker::{
     BacktestWorker, HandleMode, Job, JobOutput, PoolKind, SpawnInit, SpawnLoad, build_pool, build_pool_with,

@@ -148,13 +148,24 @@ pub fn tables_for(
     bundle: &Bundle,
     budget: usize,
 ) -> Result<SharedTables, Error> {
-    let sma = shared_tables(bundle, &sma_windows(strategy, base, space), budget)?;
+    tables_of(bundle, &sma_windows(strategy, base, space), &momentum_lookbacks(strategy, base, space), budget)
+}
+
+/// The shared tables of these SMA `windows` and momentum `lookbacks` over `bundle`, within
+/// `budget` bytes in all (SMAs first): what [`tables_for`] builds for a space, for a caller
+/// that was given the windows (a `btopt worker`, from its study).
+pub fn tables_of(
+    bundle: &Bundle,
+    windows: &[usize],
+    lookbacks: &[usize],
+    budget: usize,
+) -> Result<SharedTables, Error> {
+    let sma = shared_tables(bundle, windows, budget)?;
     let left = budget.saturating_sub(sma.as_ref().map_or(0, |t| t.bytes()));
-    let lookbacks = momentum_lookbacks(strategy, base, space);
     let momentum = if lookbacks.is_empty() || left == 0 {
         None
     } else {
-        Some(Arc::new(MomentumTables::build(&market_of(bundle)?, &lookbacks, left)))
+        Some(Arc::new(MomentumTables::build(&market_of(bundle)?, lookbacks, left)))
     };
     Ok(SharedTables { sma, momentum })
 }
