@@ -273,10 +273,15 @@ fn study_tables(
         return Ok(runner::SharedTables::none());
     }
     // A task this worker cannot run gets no tables (and, later, its usual one-line refusal).
-    let Ok(spec) = TaskSpec::from_json(&v["task"]) else { return Ok(runner::SharedTables::none()) };
+    let Ok(mut spec) = TaskSpec::from_json(&v["task"]) else { return Ok(runner::SharedTables::none()) };
     if crate::backtest_cmd::configure(strategies, &spec.strategy, &spec.set).is_err() {
         return Ok(runner::SharedTables::none());
     }
+    // From the database, so bounded here as well as by the budget: a window or lookback
+    // longer than the bundle is of no use to any backtest on it.
+    let n_bars = bundle.n_bars();
+    spec.sma_windows.retain(|&w| w <= n_bars);
+    spec.momentum_lookbacks.retain(|&l| l <= n_bars);
     let budget = runner::tables_budget()?;
     let tables = runner::tables_of(bundle, &spec.sma_windows, &spec.momentum_lookbacks, budget)?;
     if tables.bytes() > 0 {
