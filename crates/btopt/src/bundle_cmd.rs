@@ -4,6 +4,17 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+/// The bundle at `dir` for a command that runs backtests: mapped through its columnar cache
+/// when the bundle has one, else loaded, writing the cache for the next command
+/// ([`bundle::Bundle::open_cached`]). A cache that cannot be written costs one line on stderr.
+pub(crate) fn open(dir: &Path) -> Result<bundle::Bundle> {
+    let (bundle, unwritten) = bundle::Bundle::open_cached(dir).context("failed to load the bundle")?;
+    if let Some(e) = unwritten {
+        eprintln!("note: the bundle's columnar cache could not be written ({e}); each start loads the bundle");
+    }
+    Ok(bundle)
+}
+
 pub(crate) fn generate(spec: &bundle::GenerateSpec, out: &Path) -> Result<()> {
     let data = bundle::generate::generate(spec).context("failed to generate the bundle")?;
     let hash = bundle::store::write(&data, out).context("failed to write the bundle")?;

@@ -234,7 +234,7 @@ fn coordinator_pool(
     a: &OptimizeArgs,
     strategies: &Arc<engine::Registry>,
 ) -> Result<pool::Pool<runner::BacktestWorker>> {
-    let bundle = Arc::new(bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?);
+    let bundle = Arc::new(crate::bundle_cmd::open(&a.bundle)?);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let builder = pool::PoolBuilder::new().workers(workers);
     runner::build_pool_with(PoolKind::Thread, builder, &bundle, &runner::SharedTables::none(), &a.bundle, strategies)
@@ -253,7 +253,7 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
     // trials while they are still loading.
     let bundle = match prep.workers {
         0 => None,
-        _ => Some(Arc::new(bundle::Bundle::load(&a.bundle).context("failed to load the bundle")?)),
+        _ => Some(Arc::new(crate::bundle_cmd::open(&a.bundle)?)),
     };
     let (frequency, bundle_hash, all_sessions) = match &bundle {
         Some(b) => (b.frequency(), b.content_hash().to_string(), b.sessions().to_vec()),

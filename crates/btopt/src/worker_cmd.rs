@@ -2,7 +2,7 @@
 //! local pool (fork by default, so the bundle is shared copy-on-write as in a local run).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,7 @@ pub(crate) fn run(a: &WorkerArgs, strategies: &Arc<engine::Registry>) -> Result<
     // `StudyPeek`): this process stays without a connection until its pool exists.
     // One local worker has nobody to share tables with: it computes the SMAs it needs itself.
     let peek = a.study.as_deref().filter(|_| workers > 1).and_then(|name| StudyPeek::start(&target, name));
-    let bundle = Arc::new(open_bundle(&a.bundle)?);
+    let bundle = Arc::new(crate::bundle_cmd::open(&a.bundle)?);
     let hash = bundle.content_hash().to_string();
     let tables = match (peek, &a.study) {
         (Some(peek), Some(name)) => study_tables(peek.finish(), name, &bundle, strategies)?,
@@ -143,24 +143,6 @@ pub(crate) fn run(a: &WorkerArgs, strategies: &Arc<engine::Registry>) -> Result<
             read_at = None;
         }
     }
-}
-
-/// The bundle at `dir` through its columnar cache (`bundle::cache`) when the cache exists:
-/// mapped, so nothing is parsed or checked again (the cache is what btopt wrote from a
-/// checked load) and every worker of this machine reads the
-/// same page-cache pages (its fork pool's workers inherit the map). Otherwise it is loaded,
-/// and the cache written for the next worker that starts here; a directory this process may
-/// not write to only costs each start a load (and one line on stderr).
-fn open_bundle(dir: &Path) -> Result<bundle::Bundle> {
-    let meta = bundle::store::read_metadata(dir).context("failed to load the bundle")?;
-    if bundle::cache::cache_path(dir, &meta.content_hash).exists() {
-        return bundle::Bundle::open_mapped(dir).context("failed to map the bundle's columnar cache");
-    }
-    let loaded = bundle::Bundle::load(dir).context("failed to load the bundle")?;
-    if let Err(e) = bundle::cache::write_cache(&loaded, dir) {
-        eprintln!("note: the bundle's columnar cache could not be written ({e}); each worker start loads the bundle");
-    }
-    Ok(loaded)
 }
 
 /// Refuses a study whose bundle is not this worker's (one line, nothing claimed).
@@ -314,39 +296,4 @@ fn study_tables(
         eprintln!("{line}");
     }
     Ok(tables)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::open_bundle;
-
-    /// A worker's first start loads the bundle and leaves its columnar cache; the next one
-    /// maps it and reads the same bars, under the same content hash.
-    #[test]
-    fn the_first_worker_writes_the_columnar_cache_and_the_next_maps_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let at = dir.path().join("bundle");
-        let spec = bundle::GenerateSpec {
-            start: "2024-01-02".parse().unwrap(),
-            end: "2024-03-28".parse().unwrap(),
-            ..bundle::GenerateSpec::mag7(bundle::Frequency::Daily)
-        };
-        let data = bundle::generate::generate(&spec).expect("generate");
-        let hash = bundle::store::write(&data, &at).expect("write");
-        let cache = bundle::cache::cache_path(&at, &hash);
-        assert!(!cache.exists());
-        let first = open_bundle(&at).expect("load");
-        assert!(!first.is_mapped(), "no cache yet: loaded");
-        assert!(cache.exists(), "the first start writes the cache");
-        let next = open_bundle(&at).expect("map");
-        assert!(next.is_mapped(), "the next start maps it");
-        assert_eq!(next.content_hash(), first.content_hash());
-        assert_eq!(next.assets().len(), first.assets().len());
-        for asset in first.assets() {
-            for field in bundle::Field::ALL {
-                let (a, b) = (first.column(asset.sid, field), next.column(asset.sid, field));
-                assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()) && a.len() == b.len());
-            }
-        }
-    }
 }

@@ -93,6 +93,22 @@ pub fn write_cache(bundle: &Bundle, dir: &Path) -> Result<PathBuf> {
 }
 
 impl Bundle {
+    /// Opens the bundle at `dir` the cheapest sound way: mapped through its columnar cache
+    /// when it has one (nothing is parsed or checked again: the cache is what a checked load
+    /// wrote, and every process of the machine reads the same page-cache pages); otherwise
+    /// loaded, and the cache written for the next process. Returns the bundle and, when the
+    /// cache could not be written (a read-only directory, say), why: the bundle is good all
+    /// the same.
+    pub fn open_cached(dir: &Path) -> Result<(Bundle, Option<Error>)> {
+        let meta = store::read_metadata(dir)?;
+        if cache_path(dir, &meta.content_hash).exists() {
+            return Ok((Bundle::open_mapped(dir)?, None));
+        }
+        let loaded = Bundle::load(dir)?;
+        let unwritten = write_cache(&loaded, dir).err();
+        Ok((loaded, unwritten))
+    }
+
     /// Opens the bundle at `dir` through its columnar cache, mapped read-only, writing the
     /// cache first (from a normal load) if it does not exist yet.
     pub fn open_mapped(dir: &Path) -> Result<Bundle> {
