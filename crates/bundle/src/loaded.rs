@@ -220,6 +220,19 @@ impl Bundle {
         })
     }
 
+    /// This bundle with its columns in this process's own memory (huge pages where the
+    /// kernel gives them), copied out of the map if it is mapped. That is what the engine
+    /// reads fastest: a mapped file is faulted in small pages, again by every process that
+    /// reads it (a forked worker inherits no page table entries of a file map), and each
+    /// small page costs a TLB entry.
+    pub(crate) fn into_owned(self) -> Bundle {
+        if !self.is_mapped() {
+            return self;
+        }
+        let values = Values::Owned(hugemem::copied(self.values.as_slice()).into_boxed_slice());
+        Bundle { values, ..self }
+    }
+
     /// All column values in storage order `[asset][field][bar]`, for the cache writer.
     pub(crate) fn raw_values(&self) -> &[f64] {
         self.values.as_slice()

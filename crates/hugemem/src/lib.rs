@@ -27,6 +27,14 @@ pub fn zeroed(len: usize) -> Vec<f64> {
     v
 }
 
+/// A copy of `src`, written after the advice.
+pub fn copied(src: &[f64]) -> Vec<f64> {
+    let mut v = Vec::with_capacity(src.len());
+    advise_ptr(v.as_ptr() as usize, size_of_val(src));
+    v.extend_from_slice(src);
+    v
+}
+
 /// `len` copies of `value`, written after the advice.
 pub fn filled(len: usize, value: f64) -> Vec<f64> {
     let mut v = Vec::with_capacity(len);
@@ -67,6 +75,9 @@ mod tests {
             let f = super::filled(len, f64::NAN);
             assert_eq!(f.len(), len);
             assert!(f.iter().all(|x| x.is_nan()));
+            let src: Vec<f64> = (0..len).map(|i| i as f64 * 0.5 - 3.0).collect();
+            let c = super::copied(&src);
+            assert!(c.len() == len && c.iter().zip(&src).all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }
 
