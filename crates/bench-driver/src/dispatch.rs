@@ -312,6 +312,9 @@ fn throughput(ctx: &mut Ctx, sizes: &Sizes) -> Result<Vec<ScenarioResult>> {
         .with_metric("pairs", n)
         .with_metric("sessions", data.bundle.sessions().len())
         .with_note(note);
+    if let Some(note) = bench_driver::report::free_page_reporting_note() {
+        step = step.with_note(note);
+    }
     for (a, name) in ARMS.iter().enumerate() {
         step = step.with_metric(&format!("backtests_per_s.{name}"), per_s(a).round());
         if a > 0 {

@@ -302,8 +302,13 @@ pub(crate) fn run(ctx: &mut Ctx, sizes: &PerProfile<Sizes>) -> Result<Vec<Scenar
              spaces/ma-1100.toml on a mag-7 minute bundle of {dates} ({bars} bars, {sessions} sessions), timed \
              from start to the exit of the command that prints the result: `--pool fork --workers {WORKERS}` \
              locally, or `--workers 0 --store postgresql://… --study NAME` with {WORKERS} `btopt worker \
-             --workers 1` processes started at the same moment (each process loads the bundle itself)"
-        ))
+             --workers 1` processes started at the same moment (each process reads the bundle itself, from its \
+             columnar cache after the first run)"
+        ));
+    if let Some(note) = bench_driver::report::free_page_reporting_note() {
+        row = row.with_note(note);
+    }
+    row = row
         .with_note(format!(
             "equivalence: both arms print the same summary (best, evaluations, total budget and every trial's \
              params, budget, loss and status), apart from wall time; both run with `--no-overfitting` (the \

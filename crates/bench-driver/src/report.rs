@@ -244,6 +244,31 @@ pub struct Environment {
     pub timestamp_utc: String,
 }
 
+/// A note for scenarios whose arms allocate different amounts of memory, when this machine is
+/// a VM that hands freed memory back to its host (virtio-balloon free page reporting): the
+/// next process to touch such memory pays a host fault per page as its own CPU, so an arm can
+/// be charged for what the arm before it freed (crates/store/BENCHMARKS.md, 2026-12-02).
+/// `None` where the kernel does not report (no such parameter, or an order above the largest).
+pub fn free_page_reporting_note() -> Option<String> {
+    reporting_note(&fs::read_to_string(PAGE_REPORTING_ORDER).ok()?)
+}
+
+const PAGE_REPORTING_ORDER: &str = "/sys/module/page_reporting/parameters/page_reporting_order";
+
+/// [`free_page_reporting_note`] for the parameter's text.
+fn reporting_note(text: &str) -> Option<String> {
+    const PARAM: &str = PAGE_REPORTING_ORDER;
+    let order: u32 = text.trim().parse().ok()?;
+    // Linux's largest buddy order is 10 on x86-64 and most arm64 kernels; above it nothing is reported.
+    (order <= 10).then(|| {
+        format!(
+            "this VM reports freed memory to its host ({PARAM} = {order}): a run that touches memory an earlier \
+             run freed pays host faults as CPU, which can skew arms that allocate different amounts; as root, \
+             `echo 11 > {PARAM}` stops the reporting while measuring (set it back to {order} after)"
+        )
+    })
+}
+
 /// Runs `program args` and returns its trimmed stdout if it succeeded.
 fn command_output(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
@@ -705,4 +730,18 @@ pub fn write_markdown(report: &Report, dir: &Path) -> io::Result<PathBuf> {
 /// Writes `report.json`, `runs.csv` and `report.md` into `dir`, returning their paths.
 pub fn write_all(report: &Report, runs: &[Run], dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(vec![write_json(report, dir)?, write_runs_csv(runs, dir)?, write_markdown(report, dir)?])
+}
+
+#[cfg(test)]
+mod tests {
+    /// Reporting at any order up to the largest gets the note (naming the order to restore);
+    /// an order above it, or text that is not one, gets none.
+    #[test]
+    fn the_free_page_reporting_note_appears_only_where_the_kernel_reports() {
+        let note = super::reporting_note("9\n").expect("order 9 reports");
+        assert!(note.contains("= 9") && note.contains("echo 11") && note.contains("back to 9"), "{note}");
+        assert!(super::reporting_note("0").is_some());
+        assert!(super::reporting_note("11").is_none());
+        assert!(super::reporting_note("off").is_none());
+    }
 }
