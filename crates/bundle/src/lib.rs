@@ -10,6 +10,9 @@
 //! - [`Bundle`]: the loaded, immutable, columnar in-memory form that workers share
 //!   copy-on-write, with raw and back-adjusted OHLCV per asset aligned to the session grid;
 //! - [`Handles`]: the read-only SQLite handles that forked workers may inherit;
+//! - [`cache`]: the columnar cache file beside a bundle's databases, which spawned workers map
+//!   ([`Bundle::open_mapped`]) and `optimize` and `worker` read instead of the SQLite bars
+//!   ([`Bundle::open_cached`]);
 //! - [`calendar`]: the XNYS calendar for 2000–2030;
 //! - [`summary`]: `bundle info` and `bundle verify`.
 //!
