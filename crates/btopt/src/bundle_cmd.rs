@@ -4,10 +4,24 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-/// The bundle at `dir` for a command that runs backtests: mapped through its columnar cache
-/// when the bundle has one, else loaded, writing the cache for the next command
-/// ([`bundle::Bundle::open_cached`]). A cache that cannot be written costs one line on stderr.
+/// Set to `0`, commands neither read nor write a bundle's columnar cache: each run loads the
+/// SQLite files (the cache takes about twice their size on disk for minute bars).
+pub(crate) const COLUMNAR_CACHE_ENV: &str = "BTOPT_COLUMNAR_CACHE";
+
+/// The bundle at `dir` for a command that runs backtests: read from its columnar cache when
+/// the bundle has one, else loaded, writing the cache for the next command
+/// ([`bundle::Bundle::open_cached`]); only loaded when [`COLUMNAR_CACHE_ENV`] is `0`. A cache
+/// that cannot be written costs one line on stderr.
 pub(crate) fn open(dir: &Path) -> Result<bundle::Bundle> {
+    let use_cache = std::env::var_os(COLUMNAR_CACHE_ENV).is_none_or(|v| v != "0");
+    open_with(dir, use_cache)
+}
+
+/// [`open`], with the cache or without it.
+fn open_with(dir: &Path, use_cache: bool) -> Result<bundle::Bundle> {
+    if !use_cache {
+        return bundle::Bundle::load(dir).context("failed to load the bundle");
+    }
     let (bundle, unwritten) = bundle::Bundle::open_cached(dir).map_err(|e| {
         // A cache file that cannot be read is named in `e`; deleting it is the remedy.
         let cached = matches!(&e, bundle::Error::AtPath { path, .. } if path.extension().is_some_and(|x| x == "btcol"));
@@ -70,10 +84,11 @@ pub(crate) fn verify(dir: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    /// A columnar cache that cannot be read fails the command in one line that names the file
-    /// and the remedy; a load error that is not the cache's does not mention it.
+    /// Without the cache nothing is written next to the bundle. A columnar cache that cannot be
+    /// read fails the command in one line that names the file and the remedy; a load error that
+    /// is not the cache's does not mention it.
     #[test]
-    fn an_unreadable_columnar_cache_is_named_with_its_remedy() {
+    fn the_cache_is_optional_and_an_unreadable_one_is_named_with_its_remedy() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("b");
         let spec = bundle::GenerateSpec {
@@ -82,12 +97,16 @@ mod tests {
             ..bundle::GenerateSpec::mag7(bundle::Frequency::Daily)
         };
         let hash = bundle::store::write(&bundle::generate::generate(&spec).expect("generate"), &dir).expect("write");
-        super::open(&dir).expect("the first open loads and writes the cache");
         let cache = bundle::cache::cache_path(&dir, &hash);
+        super::open_with(&dir, false).expect("a load");
+        assert!(!cache.exists(), "without the cache nothing is written");
+        super::open_with(&dir, true).expect("the first open loads and writes the cache");
+        assert!(cache.exists());
         std::fs::OpenOptions::new().write(true).open(&cache).unwrap().set_len(100).unwrap();
-        let e = format!("{:#}", super::open(&dir).expect_err("a truncated cache"));
+        let e = format!("{:#}", super::open_with(&dir, true).expect_err("a truncated cache"));
         assert!(e.contains("delete its columnar cache") && e.contains(&*cache.to_string_lossy()), "{e}");
-        let e = format!("{:#}", super::open(&tmp.path().join("missing")).expect_err("no bundle"));
+        super::open_with(&dir, false).expect("without the cache, the SQLite files load as ever");
+        let e = format!("{:#}", super::open_with(&tmp.path().join("missing"), true).expect_err("no bundle"));
         assert!(e.starts_with("failed to load the bundle:") && !e.contains("columnar"), "{e}");
     }
 }
