@@ -1,4 +1,5 @@
-//! `btopt bundle …`: thin wrappers that print what the bundle crate returns.
+//! `btopt bundle …`: thin wrappers that print what the bundle crate returns; and [`open`], how
+//! the commands that run backtests open a bundle.
 
 use std::path::Path;
 
