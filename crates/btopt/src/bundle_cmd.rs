@@ -23,16 +23,8 @@ fn open_with(dir: &Path, use_cache: bool) -> Result<bundle::Bundle> {
     if !use_cache {
         return bundle::Bundle::load(dir).context("failed to load the bundle");
     }
-    let (bundle, unwritten) = bundle::Bundle::open_cached(dir).map_err(|e| {
-        // A cache file that cannot be read is named in `e`; deleting it is the remedy.
-        let cached = matches!(&e, bundle::Error::AtPath { path, .. } if path.extension().is_some_and(|x| x == "btcol"));
-        let what = if cached {
-            "failed to load the bundle (delete its columnar cache to load the SQLite files)"
-        } else {
-            "failed to load the bundle"
-        };
-        anyhow::Error::new(e).context(what)
-    })?;
+    // An unreadable cache file is named in the error, with its remedy.
+    let (bundle, unwritten) = bundle::Bundle::open_cached(dir).context("failed to load the bundle")?;
     if let Some(e) = unwritten {
         eprintln!("note: the bundle's columnar cache could not be written ({e}); each start loads the bundle");
     }
@@ -105,7 +97,10 @@ mod tests {
         assert!(cache.exists());
         std::fs::OpenOptions::new().write(true).open(&cache).unwrap().set_len(100).unwrap();
         let e = format!("{:#}", super::open_with(&dir, true).expect_err("a truncated cache"));
-        assert!(e.contains("delete its columnar cache") && e.contains(&*cache.to_string_lossy()), "{e}");
+        assert!(
+            e.contains("delete it and the next run loads the bundle") && e.contains(&*cache.to_string_lossy()),
+            "{e}"
+        );
         super::open_with(&dir, false).expect("without the cache, the SQLite files load as ever");
         let e = format!("{:#}", super::open_with(&tmp.path().join("missing"), true).expect_err("no bundle"));
         assert!(e.starts_with("failed to load the bundle:") && !e.contains("columnar"), "{e}");

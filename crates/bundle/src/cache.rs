@@ -102,8 +102,9 @@ impl Bundle {
     /// directory, say), why: the bundle is good all the same.
     pub fn open_cached(dir: &Path) -> Result<(Bundle, Option<Error>)> {
         let meta = store::read_metadata(dir)?;
-        if cache_path(dir, &meta.content_hash).exists() {
-            return Ok((Bundle::open_mapped(dir)?.into_owned(), None));
+        let path = cache_path(dir, &meta.content_hash);
+        if path.exists() {
+            return Ok((map_cache(&path, &meta.content_hash)?.into_owned(), None));
         }
         let loaded = Bundle::load(dir)?;
         let unwritten = write_cache(&loaded, dir).err();
@@ -119,21 +120,29 @@ impl Bundle {
             let loaded = Bundle::load(dir)?;
             write_cache(&loaded, dir)?;
         }
-        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        // SAFETY: the cache file is written once under a temporary name and renamed into
-        // place; nothing writes to it afterwards, so the map cannot change underneath us.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
-        let bad = || Error::at_path(&path, "not a btopt columnar cache, or truncated");
-        if map.len() < MAGIC.len() + 8 || &map[..MAGIC.len()] != MAGIC {
-            return Err(bad());
-        }
-        let len = u64::from_le_bytes(map[16..24].try_into().expect("8 bytes")) as usize;
-        let json = map.get(24..24usize.saturating_add(len)).ok_or_else(bad)?;
-        let header: Header = serde_json::from_slice(json).map_err(|_| bad())?;
-        if header.content_hash != meta.content_hash {
-            return Err(Error::at_path(&path, "columnar cache belongs to other content"));
-        }
-        let offset = (24 + len).next_multiple_of(ALIGN);
-        Bundle::from_mapped(header, map, offset, &path)
+        map_cache(&path, &meta.content_hash)
     }
+}
+
+/// What an unreadable cache file's error ends with: the file is only ever a copy.
+pub(crate) const REMEDY: &str = "delete it and the next run loads the bundle";
+
+/// Maps the cache file at `path` of the bundle whose content hash is `hash`.
+fn map_cache(path: &Path, hash: &str) -> Result<Bundle> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: the cache file is written once under a temporary name and renamed into
+    // place; nothing writes to it afterwards, so the map cannot change underneath us.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    let bad = || Error::at_path(path, format!("not a btopt columnar cache, or truncated; {REMEDY}"));
+    if map.len() < MAGIC.len() + 8 || &map[..MAGIC.len()] != MAGIC {
+        return Err(bad());
+    }
+    let len = u64::from_le_bytes(map[16..24].try_into().expect("8 bytes")) as usize;
+    let json = map.get(24..24usize.saturating_add(len)).ok_or_else(bad)?;
+    let header: Header = serde_json::from_slice(json).map_err(|_| bad())?;
+    if header.content_hash != hash {
+        return Err(Error::at_path(path, format!("columnar cache belongs to other content; {REMEDY}")));
+    }
+    let offset = (24 + len).next_multiple_of(ALIGN);
+    Bundle::from_mapped(header, map, offset, path)
 }

@@ -200,11 +200,17 @@ impl Bundle {
         let fits = offset.checked_add(len * 8).is_some_and(|end| end <= map.len());
         let aligned = (map.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<f64>());
         if !cfg!(target_endian = "little") || !fits || !aligned {
-            return Err(Error::at_path(path, "columnar cache is truncated, misaligned or foreign"));
+            return Err(Error::at_path(
+                path,
+                format!("columnar cache is truncated, misaligned or foreign; {}", crate::cache::REMEDY),
+            ));
         }
         let session_bounds = crate::data::session_bounds(header.frequency, &header.sessions);
         if session_bounds.last() != Some(&header.n_bars) {
-            return Err(Error::at_path(path, "columnar cache header is inconsistent"));
+            return Err(Error::at_path(
+                path,
+                format!("columnar cache header is inconsistent; {}", crate::cache::REMEDY),
+            ));
         }
         Ok(Bundle {
             frequency: header.frequency,
