@@ -90,12 +90,11 @@ pub(crate) fn run(a: &WorkerArgs, strategies: &Arc<engine::Registry>) -> Result<
     loop {
         let fresh = read_at.is_none_or(|t| t.elapsed() >= HEADS_EVERY);
         if fresh {
-            let heads = queue.heads().context("failed to read the studies")?;
             read_at = Some(Instant::now());
             serve.clear();
             match &a.study {
                 Some(name) => {
-                    let Some(head) = heads.iter().find(|h| h.name == *name) else {
+                    let Some(head) = queue.head().context("failed to read the study")? else {
                         if !announced {
                             eprintln!("waiting for study {name} to be created");
                             announced = true;
@@ -104,11 +103,12 @@ pub(crate) fn run(a: &WorkerArgs, strategies: &Arc<engine::Registry>) -> Result<
                         read_at = None;
                         continue;
                     };
-                    check_bundle(head, &hash)?;
-                    serve.push((name.clone(), task_of(head)?));
+                    check_bundle(&head, &hash)?;
+                    serve.push((name.clone(), task_of(&head)?));
                     finished = head.state == "finished";
                 }
                 None => {
+                    let heads = queue.heads().context("failed to read the studies")?;
                     let running: Vec<_> = heads.iter().filter(|h| h.state == "running").collect();
                     let ours: Vec<_> = running.iter().filter(|h| h.bundle_hash.as_deref() == Some(&hash)).collect();
                     if ours.is_empty() {
@@ -252,7 +252,7 @@ fn peek(target: &store::PgTarget, study: &str) -> Result<String> {
     let started = Instant::now();
     let mut queue = store::Queue::connect(target, study, Duration::from_secs(30))?;
     while started.elapsed() < PEEK_WAIT {
-        if let Some(head) = queue.heads()?.into_iter().find(|h| h.name == study) {
+        if let Some(head) = queue.head()? {
             return Ok(serde_json::json!({ "bundle_hash": head.bundle_hash, "task": head.task }).to_string());
         }
         std::thread::sleep(Duration::from_millis(20));

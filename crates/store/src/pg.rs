@@ -158,6 +158,23 @@ const COMPLETE_AND_CLAIM: &str = "WITH u AS (
  FROM n LEFT JOIN claimed k ON true";
 
 /// How far [`Queue::queued_left`] counts: enough to tell a queue's last few batches apart.
+/// A study's head: what [`Queue::heads`] and [`Queue::head`] read (no counts).
+const STUDY_HEAD: &str = "SELECT name, state, bundle_hash, task, holder FROM btopt_studies";
+
+fn head_of_row(r: &postgres::Row) -> StudyInfo {
+    StudyInfo {
+        name: r.get(0),
+        state: r.get(1),
+        bundle_hash: r.get(2),
+        task: r.get::<_, Option<String>>(3).and_then(|t| serde_json::from_str(&t).ok()),
+        holder: r.get(4),
+        queued: 0,
+        running: 0,
+        done: 0,
+        best_loss: None,
+    }
+}
+
 const QUEUED_PEEK: u64 = 4096;
 
 /// [`Queue::take_done`]'s statement, taking the rows that match `taken`.
@@ -863,29 +880,17 @@ impl Queue {
 
     /// Every study's name, state, bundle hash and task (no counts: cheap enough to poll).
     pub fn heads(&mut self) -> Result<Vec<StudyInfo>> {
-        let rows = self.conn.run("read the studies", |c| {
-            c.query("SELECT name, state, bundle_hash, task, holder FROM btopt_studies ORDER BY name", &[])
-        })?;
-        Ok(rows
-            .iter()
-            .map(|r| StudyInfo {
-                name: r.get(0),
-                state: r.get(1),
-                bundle_hash: r.get(2),
-                task: r.get::<_, Option<String>>(3).and_then(|t| serde_json::from_str(&t).ok()),
-                holder: r.get(4),
-                queued: 0,
-                running: 0,
-                done: 0,
-                best_loss: None,
-            })
-            .collect())
+        let rows = self.conn.run("read the studies", |c| c.query(&format!("{STUDY_HEAD} ORDER BY name"), &[]))?;
+        Ok(rows.iter().map(head_of_row).collect())
     }
 
-    /// This study's entry of [`Queue::heads`], if it exists.
+    /// This study's entry of [`Queue::heads`], if it exists: one row by its key, so a worker
+    /// polling its study reads nothing of the other studies in the database.
     pub fn head(&mut self) -> Result<Option<StudyInfo>> {
         let study = self.study.clone();
-        Ok(self.heads()?.into_iter().find(|h| h.name == study))
+        let row =
+            self.conn.run("read the study", |c| c.query_opt(&format!("{STUDY_HEAD} WHERE name = $1"), &[&study]))?;
+        Ok(row.as_ref().map(head_of_row))
     }
 
     /// The study with its counts, if it exists.

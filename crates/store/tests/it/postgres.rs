@@ -230,6 +230,21 @@ fn studies_are_listed_with_their_queue_counts() {
 }
 
 #[test]
+fn a_queue_reads_its_own_studys_head_and_only_that() {
+    let Some(target) = fresh() else { return };
+    study_with_trials(&target, "head-a");
+    study_with_trials(&target, "head-b");
+    let mut q = Queue::connect(&target, "head-b", Duration::from_secs(60)).unwrap();
+    let head = q.head().unwrap().expect("head-b exists");
+    assert_eq!((head.name.as_str(), head.state.as_str()), ("head-b", "running"));
+    let listed = q.heads().unwrap().into_iter().find(|h| h.name == "head-b").expect("listed");
+    assert_eq!((head.bundle_hash, head.task, head.holder), (listed.bundle_hash, listed.task, listed.holder));
+    q.switch("head-c");
+    assert!(q.head().unwrap().is_none(), "no study head-c");
+    assert_eq!(q.heads().unwrap().len(), 2);
+}
+
+#[test]
 fn a_server_restart_mid_study_is_survived_by_every_client() {
     let Some(cluster) = store::testing::Cluster::start() else {
         store::testing::skip();
