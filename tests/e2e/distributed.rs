@@ -118,9 +118,10 @@ fn finish(child: Child, what: &str) -> Output {
 fn a_coordinator_with_no_workers_of_its_own_and_two_worker_processes_gives_the_local_result() {
     let Some(url) = database() else { return };
     let c = start(&mut coordinator(&url, "two", &["--workers", "0"]));
-    // Two local workers each, so that each process shares the study's tables between them.
+    // Two local workers in one process, which share the study's tables between them, and one
+    // in the other, which reads them too rather than computing its own columns.
     let w1 = start(&mut worker_of(2, &url, daily_bundle(), "two", &[]));
-    let w2 = start(&mut worker_of(2, &url, daily_bundle(), "two", &[]));
+    let w2 = start(&mut worker_of(1, &url, daily_bundle(), "two", &[]));
     assert_local(&finish(c, "coordinator"), "--workers 0 + 2 workers");
     // Each worker built the study's shared tables before its pool (from the task, through its
     // helper), and the result is the local one all the same.

@@ -11,6 +11,7 @@ use clap::Args;
 
 use crate::distributed::{BatchSize, TaskSpec, local_evaluator, serve_batch};
 use crate::optimize_cmd::{PoolArg, pool_kind};
+use runner::PoolKind;
 
 /// How long a worker that keeps finding trials goes without reading the studies again (for a
 /// new study to serve, or one that finished).
@@ -52,10 +53,17 @@ pub(crate) fn run(a: &WorkerArgs, strategies: &Arc<engine::Registry>) -> Result<
     }
     let lease = Duration::from_secs_f64(a.lease);
     let workers = a.workers.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
+    let kind = pool_kind(a.pool, crate::optimize_cmd::HandlesArg::Inherit, crate::optimize_cmd::SpawnLoadArg::Load);
     // A helper asks the database for the study's task while the bundle loads (see
-    // `StudyPeek`): this process stays without a connection until its pool exists.
-    // One local worker has nobody to share tables with: it computes the SMAs it needs itself.
-    let peek = a.study.as_deref().filter(|_| workers > 1).and_then(|name| StudyPeek::start(&target, name));
+    // `StudyPeek`): this process stays without a connection until its pool exists. The task
+    // names the tables to build before the pool, as `optimize` builds them, at any worker
+    // count: one local worker reads them too, in huge pages built on every core, instead of
+    // computing each column into its own cache (spawned workers cannot inherit them).
+    let peek = a
+        .study
+        .as_deref()
+        .filter(|_| !matches!(kind, PoolKind::Spawn(_)))
+        .and_then(|name| StudyPeek::start(&target, name));
     let bundle = Arc::new(crate::bundle_cmd::open(&a.bundle)?);
     let hash = bundle.content_hash().to_string();
     let tables = match (peek, &a.study) {
@@ -63,7 +71,6 @@ pub(crate) fn run(a: &WorkerArgs, strategies: &Arc<engine::Registry>) -> Result<
         _ => runner::SharedTables::none(),
     };
     // The pool first, while this process is single-threaded; then the database.
-    let kind = pool_kind(a.pool, crate::optimize_cmd::HandlesArg::Inherit, crate::optimize_cmd::SpawnLoadArg::Load);
     let builder = pool::PoolBuilder::new().workers(workers);
     let mut pool = runner::build_pool_with(kind, builder, &bundle, &tables, &a.bundle, strategies)
         .context("failed to start the pool")?;
