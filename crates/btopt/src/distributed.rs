@@ -101,7 +101,8 @@ pub(crate) fn local_evaluator<'p>(
 /// (so that trivial trials are claimed in large batches and long ones two per worker), from
 /// the mean duration seen so far; and near the end of the queue at most a quarter of what is
 /// left, so that the last batches are small and no process idles while another finishes a
-/// large one.
+/// large one. (The queue counts what is left up to eight times the last claim, so while it
+/// is long a claim at most doubles the one before.)
 #[derive(Debug)]
 pub(crate) struct BatchSize {
     workers: usize,

@@ -157,7 +157,6 @@ const COMPLETE_AND_CLAIM: &str = "WITH u AS (
         (SELECT count(*) FROM (SELECT 1 FROM btopt_trials WHERE study = $1 AND queue = 'queued' LIMIT $13) r)
  FROM n LEFT JOIN claimed k ON true";
 
-/// How far [`Queue::queued_left`] counts: enough to tell a queue's last few batches apart.
 /// A study's head: what [`Queue::heads`] and [`Queue::head`] read (no counts).
 const STUDY_HEAD: &str = "SELECT name, state, bundle_hash, task, holder FROM btopt_studies";
 
@@ -175,7 +174,16 @@ fn head_of_row(r: &postgres::Row) -> StudyInfo {
     }
 }
 
-const QUEUED_PEEK: u64 = 4096;
+/// How far [`Queue::queued_left`] counts: eight times the claim's size, so that a queue's last
+/// few batches are told apart (a claim sizes itself to at most a quarter of what is left), and
+/// a claim of a few trials from a long queue does not count all of it.
+fn queued_peek(claim: usize) -> i64 {
+    (8 * claim as u64).clamp(QUEUED_PEEK_MIN, QUEUED_PEEK_MAX) as i64
+}
+
+/// [`queued_peek`]'s bounds.
+const QUEUED_PEEK_MIN: u64 = 128;
+const QUEUED_PEEK_MAX: u64 = 4096;
 
 /// [`Queue::take_done`]'s statement, taking the rows that match `taken`.
 fn take_statement(taken: &str) -> String {
@@ -975,8 +983,8 @@ impl Queue {
             worker.push(c.worker.map(|w| w as i32));
         }
         let (study, owner, lease) = (self.study.clone(), self.owner.clone(), self.lease_secs);
+        let peek = queued_peek(max);
         let max = max as i64;
-        let peek = QUEUED_PEEK as i64;
         let rows = self.conn.run_prepared(
             "record results and claim trials",
             COMPLETE_AND_CLAIM,
@@ -1024,8 +1032,9 @@ impl Queue {
     }
 
     /// About how many trials were still queued after this client's last claim (counted up to
-    /// 4,096; `None` before its first): for sizing the next claims, so that the last
-    /// batches of a queue are small and no worker idles while another finishes a large one.
+    /// eight times that claim's size, at least 128 and at most 4,096; `None` before its
+    /// first): for sizing the next claims, so that the last batches of a queue are small and
+    /// no worker idles while another finishes a large one.
     pub fn queued_left(&self) -> Option<u64> {
         self.queued_left
     }
@@ -1103,5 +1112,20 @@ impl Queue {
                 (r.get::<_, i64>(0) as u64, state)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::queued_peek;
+
+    #[test]
+    fn a_claim_counts_the_queue_up_to_eight_times_its_size_within_bounds() {
+        assert_eq!(queued_peek(0), 128);
+        assert_eq!(queued_peek(1), 128);
+        assert_eq!(queued_peek(16), 128);
+        assert_eq!(queued_peek(100), 800);
+        assert_eq!(queued_peek(512), 4096);
+        assert_eq!(queued_peek(usize::MAX / 16), 4096);
     }
 }
