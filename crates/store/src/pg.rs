@@ -63,6 +63,10 @@ pub const RECONNECT_BOUND: Duration = Duration::from_secs(60);
 /// trial (see the module docs): 3, like the local pool's retries of a task whose worker died.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
+/// Trials a coordinator suggests between two vacuums of the trials table (see
+/// [`PgStore::vacuum_every`]).
+pub const DEFAULT_VACUUM_EVERY: u64 = 20_000;
+
 /// The advisory-lock class of btopt's locks ("btop").
 const LOCK_CLASS: i32 = 0x6274_6f70;
 
@@ -525,6 +529,10 @@ pub struct PgStore {
     /// Insert suggested trials already queued ([`PgStore::queue_suggested`]).
     queue_suggested: bool,
     completed: Vec<(Completion, Option<u64>, Option<u64>)>,
+    /// Suggested trials between vacuums (`None`: never, or no longer: a vacuum failed).
+    vacuum_every: Option<u64>,
+    /// Suggested trials since the last vacuum.
+    since_vacuum: u64,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -546,6 +554,8 @@ impl PgStore {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             queue_suggested: false,
             completed: Vec::new(),
+            vacuum_every: Some(DEFAULT_VACUUM_EVERY),
+            since_vacuum: 0,
         })
     }
 
@@ -557,6 +567,34 @@ impl PgStore {
     /// an earlier one must never reach the queue.
     pub fn queue_suggested(&mut self, on: bool) {
         self.queue_suggested = on;
+    }
+
+    /// Vacuum (and analyze) the trials table after every `n` suggested trials (default
+    /// [`DEFAULT_VACUUM_EVERY`]; `None`: never). Each trial leaves about five dead row
+    /// versions (suggested, claimed, completed, taken, fed), and autovacuum's defaults (a
+    /// table is looked at once a minute, and vacuumed once a fifth of it is dead) let a fast
+    /// study outrun it: the queue's index scans then step over every dead entry, the planner
+    /// works from stale row counts, and each batch costs more than the last (a 100,000-trial
+    /// study of trivial trials slowed from 1.3 to 3.1 s per tenth). `SKIP_LOCKED`: a table
+    /// another process is vacuuming is left to it. Best effort: a server that refuses the
+    /// statement (too old for `SKIP_LOCKED`, say) is not asked again, and a role that does
+    /// not own the table gets the server's warning and nothing done.
+    pub fn vacuum_every(&mut self, n: Option<u64>) {
+        self.vacuum_every = n.filter(|&n| n > 0);
+    }
+
+    /// The vacuum of [`PgStore::vacuum_every`], when it is due.
+    fn vacuum_if_due(&mut self, suggested: usize) {
+        self.since_vacuum += suggested as u64;
+        let Some(every) = self.vacuum_every else { return };
+        if self.since_vacuum < every {
+            return;
+        }
+        self.since_vacuum = 0;
+        let r = self.conn.run("vacuum the trials", |c| c.batch_execute("VACUUM (ANALYZE, SKIP_LOCKED) btopt_trials"));
+        if r.is_err() {
+            self.vacuum_every = None;
+        }
     }
 
     /// How many times a trial of the study may be claimed (at least 1; default
@@ -745,6 +783,7 @@ impl TrialStore for PgStore {
 
     fn record_suggested(&mut self, trials: &[(Trial, u64)]) -> optimize::Result<()> {
         self.flush()?;
+        self.vacuum_if_due(trials.len());
         let study = self.study.clone().ok_or_else(|| optimize::Error::Store("no study is open".into()))?;
         let ids: Vec<i64> = trials.iter().map(|(t, _)| t.id as i64).collect();
         let configs: Vec<String> = trials.iter().map(|(t, _)| config_json_text(&t.config)).collect();

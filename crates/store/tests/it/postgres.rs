@@ -244,6 +244,42 @@ fn a_queue_reads_its_own_studys_head_and_only_that() {
     assert_eq!(q.heads().unwrap().len(), 2);
 }
 
+/// Manual vacuums of the trials table so far, in the database at `url`.
+fn vacuums(url: &str) -> i64 {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    c.query_one(
+        "SELECT coalesce(sum(vacuum_count), 0)::int8 FROM pg_stat_user_tables WHERE relname = 'btopt_trials'",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// A hyperband study on counting-ones (81 + 27 + 9 + 3 + 1 suggestions) whose coordinator
+/// vacuums every `every` suggested trials.
+fn study_vacuuming_every(url: &str, every: Option<u64>) {
+    let co = crate::counting_ones(1);
+    let space = co.space();
+    let mut searcher = optimize::BracketSearch::hyperband(space.clone(), crate::co_settings(1), 1).unwrap();
+    let mut store = PgStore::connect(&PgTarget::parse(url).unwrap(), Some("v"), None).unwrap();
+    store.vacuum_every(every);
+    let mut ev = InProcessEvaluator::new(100, move |id, c, b| co.evaluate(id, c, b));
+    let options = SearchOptions { deterministic: true, reuse_results: false, streaming: false };
+    let summary = optimize(&space, &mut searcher, &mut ev, &mut store, options, &mut ()).unwrap();
+    assert_eq!(summary.evaluations, 121);
+}
+
+#[test]
+fn a_coordinator_vacuums_the_trials_table_every_so_many_suggestions() {
+    let Some(server) = store::testing::server() else { return };
+    let (often, default) = (server.create_database(), server.create_database());
+    study_vacuuming_every(&often, Some(50));
+    // 81 suggestions, then 40 more: due once.
+    assert_eq!(vacuums(&often), 1);
+    study_vacuuming_every(&default, Some(store::DEFAULT_VACUUM_EVERY));
+    assert_eq!(vacuums(&default), 0, "121 trials are far from the default's 20,000");
+}
+
 #[test]
 fn a_server_restart_mid_study_is_survived_by_every_client() {
     let Some(cluster) = store::testing::Cluster::start() else {
