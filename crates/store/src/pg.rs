@@ -161,23 +161,6 @@ const COMPLETE_AND_CLAIM: &str = "WITH u AS (
         (SELECT count(*) FROM (SELECT 1 FROM btopt_trials WHERE study = $1 AND queue = 'queued' LIMIT $13) r)
  FROM n LEFT JOIN claimed k ON true";
 
-/// A study's head: what [`Queue::heads`] and [`Queue::head`] read (no counts).
-const STUDY_HEAD: &str = "SELECT name, state, bundle_hash, task, holder FROM btopt_studies";
-
-fn head_of_row(r: &postgres::Row) -> StudyInfo {
-    StudyInfo {
-        name: r.get(0),
-        state: r.get(1),
-        bundle_hash: r.get(2),
-        task: r.get::<_, Option<String>>(3).and_then(|t| serde_json::from_str(&t).ok()),
-        holder: r.get(4),
-        queued: 0,
-        running: 0,
-        done: 0,
-        best_loss: None,
-    }
-}
-
 /// How far [`Queue::queued_left`] counts: eight times the claim's size, so that a queue's last
 /// few batches are told apart (a claim sizes itself to at most a quarter of what is left), and
 /// a claim of a few trials from a long queue does not count all of it.
@@ -473,6 +456,24 @@ impl StudyInfo {
     }
 }
 
+/// A study's head: what [`Queue::heads`] and [`Queue::head`] read (no counts; [`STUDY_INFO`]
+/// reads the same columns first).
+const STUDY_HEAD: &str = "SELECT name, state, bundle_hash, task, holder FROM btopt_studies";
+
+fn head_of_row(r: &postgres::Row) -> StudyInfo {
+    StudyInfo {
+        name: r.get(0),
+        state: r.get(1),
+        bundle_hash: r.get(2),
+        task: r.get::<_, Option<String>>(3).and_then(|t| serde_json::from_str(&t).ok()),
+        holder: r.get(4),
+        queued: 0,
+        running: 0,
+        done: 0,
+        best_loss: None,
+    }
+}
+
 const STUDY_INFO: &str = "
 SELECT s.name, s.state, s.bundle_hash, s.task, s.holder,
        (SELECT count(*) FROM btopt_trials t WHERE t.study = s.name AND t.queue = 'queued'),
@@ -484,15 +485,11 @@ FROM btopt_studies s";
 
 fn study_info(row: &postgres::Row) -> StudyInfo {
     StudyInfo {
-        name: row.get(0),
-        state: row.get(1),
-        bundle_hash: row.get(2),
-        task: row.get::<_, Option<String>>(3).and_then(|t| serde_json::from_str(&t).ok()),
-        holder: row.get(4),
         queued: row.get::<_, i64>(5) as u64,
         running: row.get::<_, i64>(6) as u64,
         done: row.get::<_, i64>(7) as u64,
         best_loss: row.get(8),
+        ..head_of_row(row)
     }
 }
 
