@@ -307,8 +307,8 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             pg.queue_suggested(!options.reuse_results);
             let name = pg.study_name(&optimize::study_identity(space, &*searcher, options));
             let lease = Duration::from_secs_f64(a.lease);
-            let queue =
-                store::Queue::connect(target, &name, lease).context("failed to connect to the study database")?;
+            let connect =
+                || store::Queue::connect(target, &name, lease).context("failed to connect to the study database");
             let local = pool.as_mut().map(|p| local_evaluator(p, strategies, &spec)).transpose()?;
             // Deterministic stages, and grid and random search (whose suggestions never depend
             // on results), queue everything they can at once; async brackets keep a bounded
@@ -316,7 +316,7 @@ pub(crate) fn run(a: &OptimizeArgs, strategies: &Arc<engine::Registry>) -> Resul
             let unbounded =
                 a.deterministic || matches!(prep.spec.kind, optimize::SearchKind::Grid | optimize::SearchKind::Random);
             let capacity = if unbounded { optimize::DETERMINISTIC_BATCH } else { (4 * prep.workers).max(64) };
-            let mut evaluator = QueueEvaluator::new(queue, local, prep.workers, lease, capacity)?;
+            let mut evaluator = QueueEvaluator::new(connect, local, prep.workers, lease, capacity);
             let summary = optimize::optimize(space, &mut *searcher, &mut evaluator, &mut **pg, options, &mut observer)
                 .context("optimization failed")?;
             pg.finish().context("failed to mark the study finished")?;

@@ -262,7 +262,9 @@ fn peek(target: &store::PgTarget, study: &str) -> Result<String> {
         if let Some(head) = queue.head()? {
             return Ok(serde_json::json!({ "bundle_hash": head.bundle_hash, "task": head.task }).to_string());
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // A read by key, well under a millisecond: polling often lets the worker start on the
+        // study soon after its coordinator creates it.
+        std::thread::sleep(Duration::from_millis(5));
     }
     Ok(String::new())
 }
