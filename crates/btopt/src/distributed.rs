@@ -291,8 +291,7 @@ impl<'p> QueueEvaluator<'p> {
             None => 0,
         };
         if served > 0 || self.unread {
-            // What has been announced so far, this read sees.
-            queue.wait(Duration::ZERO).context("failed to read notifications")?;
+            // The take reads what has been announced so far.
             self.unread = false;
             self.takes += 1;
             for c in queue.take_done().context("failed to read results")? {

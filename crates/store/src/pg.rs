@@ -9,8 +9,8 @@
 //!   fee); `state` is `running` or `finished`; `holder` names the coordinator ("pid N on HOST").
 //! - `btopt_trials(study, trial_id, …the SQLite store's columns…, queue, attempts,
 //!   lease_owner, lease_expires)`: `queue` is NULL until the coordinator hands the trial to
-//!   the queue, then `queued`, `running` (leased), `done` (outcome written) and `taken` (read
-//!   by the coordinator).
+//!   the queue, then `queued`, `running` (leased), `done` (outcome written) and `taken` (fed
+//!   to the coordinator's searcher, as its store records).
 //!
 //! Exactly one outcome per trial: a worker's result is written only while the worker still
 //! holds the trial's lease (same owner, same attempt, state `running`). A lease that expires
@@ -22,7 +22,7 @@
 //! `--max-attempts`, default [`DEFAULT_MAX_ATTEMPTS`], recorded in `btopt_studies` when it
 //! opens the study). A trial whose lease expires on its last allowed attempt is not claimed
 //! again: the coordinator's next [`Queue::take_done`] writes its outcome itself, `crashed`
-//! with the message `lost its worker N times (its lease expired on every attempt)`, and takes
+//! with the message `lost its worker N times (its lease expired on every attempt)`, and returns
 //! it, so a trial that kills every worker that runs it ends instead of looping, and the search
 //! goes on with a crashed trial. That write and a late worker's result exclude each other
 //! (both require state `running`; row locks order them), so the trial still has exactly one
@@ -31,19 +31,24 @@
 //! The queue's states of a trial, and who moves it:
 //!
 //! ```text
-//! NULL ──enqueue──► queued ──claim──► running ──complete (lease held)──► done ──take_done──► taken
-//!                     ▲                  │
+//! NULL ──enqueue──► queued ──claim──► running ──complete (lease held)──► done ──recorded fed──► taken
+//!                     ▲                  │                                 ▲
 //!                     └── lease expired, attempts < max_attempts: the next claim takes it again
-//!                                        │
-//!                   lease expired, attempts = max_attempts: take_done writes `crashed` ──► taken
+//!                                        │                                 │
+//!                   lease expired, attempts = max_attempts: take_done writes `crashed`
 //! ```
+//!
+//! The coordinator reads a `done` row ([`Queue::take_done`]) without writing it: the worker's
+//! notification names the trials it completed, and the coordinator reads those rows. Its
+//! store marks a row `taken` in the write that records the trial fed (its `feed_seq`), so each
+//! trial's row is written four times (suggested, claimed, completed, fed), not five.
 //!
 //! Connection loss: every operation is one transaction, retried whole after a reconnect, so
 //! nothing is half-applied; reconnects back off from 50 ms to 2 s and give up after
 //! [`RECONNECT_BOUND`] with [`Error::Unreachable`]. A coordinator re-takes its study lock on
 //! reconnect; workers listen again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use optimize::{Completion, Trial, TrialRecord, TrialStore, config_json_text, identity_hash, study_mismatch};
@@ -124,7 +129,9 @@ const SCHEMA_MARK: &str = "btopt schema 2";
 /// [`Queue::complete_and_claim`]'s statement.
 ///
 /// The results: written only under the lease (same owner, same attempt), and
-/// announced only when some were. Then the claim: two ordered index scans that
+/// announced only when some were, on `btopt_done` with the payload `IDS|STUDY` (the trials
+/// written, comma-separated), or `STUDY` alone when that would not fit a notification (8,000
+/// bytes): the coordinator then reads every done row. Then the claim: two ordered index scans that
 /// stop after $11 rows each (queued, and expired with attempts left), rather than
 /// one scan of the study's whole queue with an OR. One row per claim, or one row
 /// of NULLs when nothing is claimed, each carrying the count of results written and of the
@@ -138,9 +145,12 @@ const COMPLETE_AND_CLAIM: &str = "WITH u AS (
          AS v(trial_id, attempt, status, loss, metrics, message, duration, worker)
     WHERE t.study = $1 AND t.trial_id = v.trial_id AND t.queue = 'running'
           AND t.lease_owner = $2 AND t.attempts = v.attempt
-    RETURNING 1),
- n AS (SELECT count(*) AS n FROM u),
- notified AS (SELECT pg_notify('btopt_done', $1) FROM n WHERE n.n > 0),
+    RETURNING t.trial_id),
+ n AS (SELECT count(*) AS n, string_agg(trial_id::text, ',') AS ids FROM u),
+ notified AS (
+    SELECT pg_notify('btopt_done', CASE WHEN octet_length(n.ids) + octet_length($1) < 7900
+                                        THEN n.ids || '|' || $1 ELSE $1 END)
+    FROM n WHERE n.n > 0),
  q AS (
     SELECT trial_id FROM btopt_trials WHERE study = $1 AND queue = 'queued'
     ORDER BY trial_id LIMIT $11 FOR UPDATE SKIP LOCKED),
@@ -172,24 +182,43 @@ fn queued_peek(claim: usize) -> i64 {
 const QUEUED_PEEK_MIN: u64 = 128;
 const QUEUED_PEEK_MAX: u64 = 4096;
 
-/// [`Queue::take_done`]'s statement, taking the rows that match `taken`.
-fn take_statement(taken: &str) -> String {
+/// [`Queue::take_done`]'s statement: first the outcome of every trial whose lease expired on
+/// its last allowed attempt (written here, crashed, and left `done` like any other outcome),
+/// then the outcomes of the done rows that match `which` (`$3`: the trials announced since the
+/// last take, or every done row). Nothing else is written: a row stays `done` until the
+/// coordinator's store records it fed.
+fn take_statement(which: &str) -> String {
     format!(
         "WITH failed AS (
             UPDATE btopt_trials t SET status = 'crashed', loss = NULL, metrics = NULL, duration = NULL,
-                   worker = NULL, queue = 'taken', lease_expires = NULL, lease_owner = $2,
+                   worker = NULL, queue = 'done', lease_expires = NULL,
                    message = 'lost its worker ' || t.attempts
                              || CASE WHEN t.attempts = 1 THEN ' time' ELSE ' times' END
                              || ' (its lease expired on every attempt)'
             FROM btopt_studies s
             WHERE s.name = $1 AND t.study = $1 AND t.queue = 'running' AND t.lease_expires < now()
                   AND t.attempts >= s.max_attempts
-            RETURNING t.trial_id, t.status, t.loss, t.metrics, t.message, t.duration, t.worker),
-         written AS (
-            UPDATE btopt_trials SET queue = 'taken', lease_owner = $2 WHERE study = $1 AND ({taken})
-            RETURNING trial_id, status, loss, metrics, message, duration, worker)
-         SELECT * FROM failed UNION ALL SELECT * FROM written"
+            RETURNING t.trial_id, t.status, t.loss, t.metrics, t.message, t.duration, t.worker)
+         SELECT * FROM failed
+         UNION ALL
+         SELECT trial_id, status, loss, metrics, message, duration, worker FROM btopt_trials
+         WHERE study = $1 AND queue = 'done' AND {which}"
     )
+}
+
+/// The take of the trials announced since the last one.
+const TAKE_ANNOUNCED: &str = "trial_id = ANY($2)";
+/// The take of every done row (see [`Queue::take_done`]).
+const TAKE_ALL: &str = "true";
+
+/// [`Queue::take_done`] reads every done row once it has returned this many more trials
+/// than the last full read left unfed (twice as many, at least this).
+const RETURNED_SLACK: usize = 4096;
+
+/// What a coordinator's store writes in a trial's row (`t`) when it records the trial fed
+/// (where `fed` holds): `taken`, so that [`Queue::take_done`]'s full reads skip it from then on.
+fn taken_once(fed: &str) -> String {
+    format!("queue = CASE WHEN t.queue = 'done' AND {fed} THEN 'taken' ELSE t.queue END")
 }
 
 /// Whether `e` means the connection is gone (as opposed to a statement that failed).
@@ -222,6 +251,11 @@ struct Conn {
     /// The hot statements (a worker's complete-and-claim, the coordinator's take), prepared
     /// once per connection: parsing and planning them was half of their cost on the server.
     prepared: BTreeMap<String, Statement>,
+    /// Payloads of the `btopt_done` notifications received and not yet read.
+    announced: Vec<String>,
+    /// Whether the connection was lost (and reopened) since [`Conn::take_missed`]: the
+    /// notifications sent meanwhile never came.
+    missed: bool,
 }
 
 impl Conn {
@@ -234,6 +268,8 @@ impl Conn {
             locked: None,
             lose_reply: None,
             prepared: BTreeMap::new(),
+            announced: Vec::new(),
+            missed: false,
         };
         // One cheap read when the schema is current (every connection but a database's first):
         // no lock, no DDL, which costs a fresh backend about 13 ms and serializes connections.
@@ -314,6 +350,7 @@ impl Conn {
 
     fn reconnect(&mut self) -> Result<()> {
         self.prepared.clear();
+        self.missed = true;
         self.client = connect_with_backoff(&self.target)?;
         for ch in self.listening.clone() {
             self.client.batch_execute(&format!("LISTEN {ch}")).map_err(|e| self.target.error("listen", &e))?;
@@ -350,29 +387,43 @@ impl Conn {
         Ok(())
     }
 
-    /// Waits up to `timeout` for a notification on a channel this connection listens to.
+    /// Waits up to `timeout` for a notification on a channel this connection listens to
+    /// (keeping the payloads of `btopt_done`).
     fn wait(&mut self, timeout: Duration) -> Result<bool> {
         let got = {
             let mut n = self.client.notifications();
             let first = n.timeout_iter(timeout).next();
             match first {
-                Ok(Some(_)) => {
+                Ok(Some(first)) => {
+                    let mut heard = vec![first];
                     // Drain what else has arrived.
-                    while let Ok(Some(_)) = n.iter().next() {}
-                    Ok(true)
+                    while let Ok(Some(more)) = n.iter().next() {
+                        heard.push(more);
+                    }
+                    Ok(heard)
                 }
                 Err(e) => Err(e),
-                Ok(None) => Ok(false),
+                Ok(None) => Ok(Vec::new()),
             }
         };
         match got {
-            Ok(b) => Ok(b),
+            Ok(heard) => {
+                let any = !heard.is_empty();
+                self.announced
+                    .extend(heard.into_iter().filter(|n| n.channel() == "btopt_done").map(|n| n.payload().to_string()));
+                Ok(any)
+            }
             Err(e) if is_connection_loss(&e, &mut self.client) => {
                 self.reconnect()?;
                 Ok(true)
             }
             Err(e) => Err(self.target.error("wait for notifications", &e)),
         }
+    }
+
+    /// Whether the connection was lost since the last call (see [`Conn::missed`]).
+    fn take_missed(&mut self) -> bool {
+        std::mem::take(&mut self.missed)
     }
 }
 
@@ -635,16 +686,21 @@ impl PgStore {
         }
         // A row that already holds its outcome (a worker wrote it under its lease) is not
         // written again unless there is bookkeeping to add: one write less per queued trial.
+        // A queued trial recorded fed here is `taken` in the same write.
+        let taken = taken_once("v.feed IS NOT NULL");
+        let sql = format!(
+            "UPDATE btopt_trials t SET status = v.status, loss = v.loss, metrics = v.metrics,
+                    message = v.message, duration = v.duration, worker = v.worker,
+                    feed_seq = COALESCE(v.feed, t.feed_seq), reused_from = v.reused, {taken}
+             FROM unnest($2::int8[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::float8[],
+                             $8::int4[], $9::int8[], $10::int8[])
+                  AS v(trial_id, status, loss, metrics, message, duration, worker, feed, reused)
+             WHERE t.study = $1 AND t.trial_id = v.trial_id
+                   AND (t.status = 'running' OR v.feed IS NOT NULL OR v.reused IS NOT NULL)"
+        );
         self.conn.run("record completions", |c| {
             c.execute(
-                "UPDATE btopt_trials t SET status = v.status, loss = v.loss, metrics = v.metrics,
-                        message = v.message, duration = v.duration, worker = v.worker,
-                        feed_seq = COALESCE(v.feed, t.feed_seq), reused_from = v.reused
-                 FROM unnest($2::int8[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::float8[],
-                             $8::int4[], $9::int8[], $10::int8[])
-                      AS v(trial_id, status, loss, metrics, message, duration, worker, feed, reused)
-                 WHERE t.study = $1 AND t.trial_id = v.trial_id
-                       AND (t.status = 'running' OR v.feed IS NOT NULL OR v.reused IS NOT NULL)",
+                sql.as_str(),
                 &[&study, &ids, &status, &loss, &metrics, &message, &duration, &worker, &feed, &reused],
             )
         })?;
@@ -823,13 +879,13 @@ impl TrialStore for PgStore {
         let study = self.study.clone().ok_or_else(|| optimize::Error::Store("no study is open".into()))?;
         let ids: Vec<i64> = fed.iter().map(|(id, _)| *id as i64).collect();
         let seqs: Vec<i64> = fed.iter().map(|(_, s)| *s as i64).collect();
-        self.conn.run("record fed trials", |c| {
-            c.execute(
-                "UPDATE btopt_trials t SET feed_seq = v.seq FROM unnest($2::int8[], $3::int8[]) AS v(trial_id, seq)
-                 WHERE t.study = $1 AND t.trial_id = v.trial_id",
-                &[&study, &ids, &seqs],
-            )
-        })?;
+        let sql = format!(
+            "UPDATE btopt_trials t SET feed_seq = v.seq, {}
+             FROM unnest($2::int8[], $3::int8[]) AS v(trial_id, seq)
+             WHERE t.study = $1 AND t.trial_id = v.trial_id",
+            taken_once("true")
+        );
+        self.conn.run("record fed trials", |c| c.execute(sql.as_str(), &[&study, &ids, &seqs]))?;
         Ok(())
     }
 }
@@ -867,8 +923,15 @@ pub struct Queue {
     study: String,
     owner: String,
     lease_secs: f64,
-    /// Calls of [`Queue::take_done`] so far: each marks what it takes with its own token.
-    takes: u64,
+    /// Trials announced done and not yet read by [`Queue::take_done`].
+    announced: BTreeSet<u64>,
+    /// Whether the next take reads every done row, not only the announced ones.
+    read_all: bool,
+    /// Trials [`Queue::take_done`] returned whose rows were still `done` (not yet recorded
+    /// fed) at its last full read, or returned since: a full read returns none of them again.
+    returned: BTreeSet<u64>,
+    /// When `returned` outgrows this, the next take is a full read (which prunes it).
+    returned_bound: usize,
     /// Trials left in the queue after this client's last claim, as far as it counted.
     queued_left: Option<u64>,
 }
@@ -889,7 +952,10 @@ impl Queue {
             study: study.to_string(),
             owner: format!("{} #{:x}", holder_name(), nanos & 0xffff_ffff),
             lease_secs: lease.as_secs_f64(),
-            takes: 0,
+            announced: BTreeSet::new(),
+            read_all: true,
+            returned: BTreeSet::new(),
+            returned_bound: RETURNED_SLACK,
             queued_left: None,
         })
     }
@@ -1083,42 +1149,85 @@ impl Queue {
         self.conn.lose_reply = Some(what);
     }
 
-    /// Takes the outcomes that workers have written since the last call (each exactly once),
-    /// after writing the outcome of every trial whose lease expired on its last allowed
-    /// attempt: crashed, `lost its worker N times (its lease expired on every attempt)`. One
-    /// statement, so a trial is failed and taken together or not at all.
+    /// Takes the outcomes that workers have written since the last call (each once), after
+    /// writing the outcome of every trial whose lease expired on its last allowed attempt:
+    /// crashed, `lost its worker N times (its lease expired on every attempt)`. One statement,
+    /// so a trial is failed and returned together or not at all.
     ///
-    /// Retry-safe: each call marks what it takes with its own token (in `lease_owner`, which a
-    /// taken row no longer needs), and a retry after a lost connection takes those rows again
-    /// with the rest. The statement may have committed on the server while its reply was lost
-    /// (a server restart just then): without the token, those results would be taken by
-    /// nobody, and the coordinator would wait for them for ever.
+    /// It reads the rows of the trials that workers announced (the payloads of `btopt_done`,
+    /// which name them) and writes none of them: a row stays `done` until the coordinator's
+    /// store records the trial fed, and marks it `taken` in that same write, so a trial's row
+    /// is written once less than if this read marked it. It reads every `done` row instead
+    /// (skipping what it returned before) when announcements may be missing: at its first
+    /// call (results from before it listened), when this client does not listen on
+    /// `btopt_done`, after a lost connection (what was sent meanwhile never came), when a
+    /// worker announced its study without the trials (a batch too large to name, or a worker
+    /// of a btopt that does not name them), and when what it returned outgrows a bound (the
+    /// read forgets what is no longer `done`).
+    ///
+    /// Retry-safe: a read may be repeated, and a retry after a lost connection (whose first
+    /// attempt may have failed trials and lost the reply) reads every `done` row.
     pub fn take_done(&mut self) -> Result<Vec<Completion>> {
+        // What has arrived so far, this read sees.
+        self.conn.wait(Duration::ZERO)?;
         let study = self.study.clone();
-        self.takes += 1;
-        let token = format!("take {} {}", self.owner, self.takes);
-        // A first attempt cannot find rows of its fresh token: only a retry looks for them (a
-        // scan of the study's taken rows, which the queue index leaves out), once per lost
-        // connection.
-        let mut retry = false;
-        let first = take_statement("queue = 'done'");
-        let again = take_statement("queue = 'done' OR (queue = 'taken' AND lease_owner = $2)");
-        let rows = self.conn.run_prepared("take results", &first, &[Type::TEXT, Type::TEXT], |c, st| {
-            if std::mem::replace(&mut retry, true) {
-                // A retry is rare: no need to keep its statement prepared.
-                c.query_typed(&again, &[(&study, Type::TEXT), (&token, Type::TEXT)])
-            } else {
-                c.query(st, &[&study, &token])
+        for payload in std::mem::take(&mut self.conn.announced) {
+            match payload.split_once('|') {
+                Some((ids, of)) if of == study => {
+                    let parsed: Option<Vec<u64>> = ids.split(',').map(|id| id.parse().ok()).collect();
+                    match parsed {
+                        Some(ids) => self.announced.extend(ids),
+                        None => self.read_all = true,
+                    }
+                }
+                None if payload == study => self.read_all = true,
+                _ => {}
             }
-        })?;
+        }
+        if self.conn.take_missed() || !self.conn.listening.contains(&"btopt_done") {
+            self.read_all = true;
+        }
+        if self.returned.len() > self.returned_bound {
+            self.read_all = true;
+        }
+        let mut all = std::mem::take(&mut self.read_all);
+        let announced: Vec<i64> = if all {
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.announced).into_iter().map(|id| id as i64).collect()
+        };
+        let every = take_statement(TAKE_ALL);
+        let rows = if all {
+            self.conn.run_prepared("take results", &every, &[Type::TEXT], |c, st| c.query(st, &[&study]))?
+        } else {
+            let these = take_statement(TAKE_ANNOUNCED);
+            let mut retry = false;
+            self.conn.run_prepared("take results", &these, &[Type::TEXT, Type::INT8_ARRAY], |c, st| {
+                if std::mem::replace(&mut retry, true) {
+                    // The first attempt may have failed trials and lost its reply: read all.
+                    all = true;
+                    c.query_typed(&every, &[(&study, Type::TEXT)])
+                } else {
+                    c.query(st, &[&study, &announced])
+                }
+            })?
+        };
+        if all {
+            self.announced.clear();
+            let done: BTreeSet<u64> = rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect();
+            self.returned.retain(|id| done.contains(id));
+        }
         let mut out = BTreeMap::new();
         for r in &rows {
             let id: i64 = r.get(0);
+            if self.returned.contains(&(id as u64)) {
+                continue;
+            }
             let status: String = r.get(1);
             let oc = outcome(id, &status, r.get(2), r.get(3), r.get(4)).map_err(Error::Study)?;
             let Some(oc) = oc else { return Err(Error::Study(format!("trial {id} is done without an outcome"))) };
             out.insert(
-                id,
+                id as u64,
                 Completion {
                     trial_id: id as u64,
                     outcome: oc,
@@ -1126,6 +1235,10 @@ impl Queue {
                     worker: r.get::<_, Option<i32>>(6).map(|w| w as u32),
                 },
             );
+        }
+        self.returned.extend(out.keys().copied());
+        if all {
+            self.returned_bound = (2 * self.returned.len()).max(RETURNED_SLACK);
         }
         Ok(out.into_values().collect())
     }

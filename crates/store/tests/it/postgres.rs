@@ -54,16 +54,26 @@ fn study_with_trials_allowing(target: &PgTarget, name: &str, max_attempts: u32, 
         &mut (),
     )
     .unwrap_err();
+    drop(store);
+    let (_, ids) = reopen(target, name, max_attempts);
+    ids
+}
+
+/// The coordinator's store of a study made by [`study_with_trials_allowing`], opened again
+/// (holding its lock), and its trials' ids.
+fn reopen(target: &PgTarget, name: &str, max_attempts: u32) -> (PgStore, Vec<u64>) {
+    let co = crate::counting_ones(1);
+    let space = co.space();
+    let searcher = optimize::BracketSearch::hyperband(space.clone(), crate::co_settings(1), 1).unwrap();
     let identity = optimize::study_identity(
         &space,
         &searcher,
         SearchOptions { deterministic: true, reuse_results: false, streaming: false },
     );
-    drop(store);
     let mut store = PgStore::connect(target, Some(name), None).unwrap();
     store.set_max_attempts(max_attempts);
     let records = store.load_study(&identity).unwrap();
-    records.iter().map(|r| r.trial_id).collect()
+    (store, records.iter().map(|r| r.trial_id).collect())
 }
 
 fn done(claim: &store::Claimed, loss: f64) -> (store::Claimed, Completion) {
@@ -176,7 +186,8 @@ fn a_trial_whose_lease_expires_on_every_allowed_attempt_becomes_crashed_exactly_
     let trials = coordinator.trials().unwrap();
     for id in &ids[..2] {
         let t = &trials[id];
-        assert_eq!((t.attempts, t.queue.as_deref(), t.status.as_str()), (3, Some("taken"), "crashed"), "{t:?}");
+        // Returned, not yet recorded fed (no store here): `done`.
+        assert_eq!((t.attempts, t.queue.as_deref(), t.status.as_str()), (3, Some("done"), "crashed"), "{t:?}");
         assert_eq!(t.message.as_deref(), Some(message));
     }
     let info = coordinator.info().unwrap().unwrap();
@@ -306,6 +317,67 @@ fn a_server_restart_mid_study_is_survived_by_every_client() {
     assert_eq!(taken.len(), 81, "nothing lost, nothing twice");
     let attempts = coordinator.attempts().unwrap();
     assert!(attempts.values().all(|(a, s)| *a == 1 && s == "ok"), "{attempts:?}");
+}
+
+/// The coordinator reads the rows its workers announce and writes none of them: they stay
+/// `done` until its store records them fed (then `taken`). A row made `done` without an
+/// announcement is not read, until a lost connection or an announcement without trial ids
+/// makes the next take read every done row; a full read never returns a trial twice.
+#[test]
+fn a_take_reads_what_workers_announce_and_reads_every_done_row_when_announcements_may_be_missing() {
+    let Some(target) = fresh() else { return };
+    let ids = study_with_trials(&target, "ann");
+    let lease = Duration::from_secs(60);
+    let mut coordinator = Queue::connect(&target, "ann", lease).unwrap();
+    coordinator.listen_done().unwrap();
+    coordinator.enqueue(&ids).unwrap();
+    assert!(coordinator.take_done().unwrap().is_empty(), "the first take reads every done row: none");
+    let mut w = Queue::connect(&target, "ann", lease).unwrap();
+    let first = w.claim(10).unwrap();
+    assert_eq!(w.complete(&first.iter().map(|c| done(c, 1.0)).collect::<Vec<_>>()).unwrap(), 10);
+    assert!(coordinator.wait(Duration::from_secs(10)).unwrap(), "the worker announces its results");
+    let taken = coordinator.take_done().unwrap();
+    assert_eq!(taken.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids[..10].to_vec());
+    let states = coordinator.trials().unwrap();
+    assert!(ids[..10].iter().all(|id| states[id].queue.as_deref() == Some("done")), "a take writes no row");
+
+    // Done behind the queue's back: no announcement, so an announced take does not see them.
+    let behind = |these: &[u64]| {
+        let these: Vec<i64> = these.iter().map(|&id| id as i64).collect();
+        target
+            .connect()
+            .unwrap()
+            .execute(
+                "UPDATE btopt_trials SET status = 'ok', loss = 3.0, queue = 'done'
+                 WHERE study = 'ann' AND trial_id = ANY($1)",
+                &[&these],
+            )
+            .unwrap();
+    };
+    behind(&ids[10..15]);
+    assert!(coordinator.take_done().unwrap().is_empty(), "nothing was announced");
+    // A lost connection (the statement commits, its reply is lost): the retry reads every done
+    // row, and returns only what it had not returned.
+    coordinator.lose_next_reply("take results");
+    let taken = coordinator.take_done().unwrap();
+    assert_eq!(taken.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids[10..15].to_vec());
+    assert!(taken.iter().all(|c| c.outcome == Outcome::loss(3.0)));
+    // An announcement of the study without trial ids (a batch too large to name) does the same.
+    behind(&ids[15..17]);
+    target.connect().unwrap().execute("SELECT pg_notify('btopt_done', 'ann')", &[]).unwrap();
+    assert!(coordinator.wait(Duration::from_secs(10)).unwrap());
+    let taken = coordinator.take_done().unwrap();
+    assert_eq!(taken.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids[15..17].to_vec());
+    assert!(coordinator.take_done().unwrap().is_empty(), "nothing twice");
+
+    // The coordinator's store records them fed: `taken`, in the same write.
+    drop(coordinator);
+    let (mut store, _) = reopen(&target, "ann", store::DEFAULT_MAX_ATTEMPTS);
+    let fed: Vec<(u64, u64)> = ids[..17].iter().enumerate().map(|(i, &id)| (id, 1000 + i as u64)).collect();
+    optimize::TrialStore::record_fed(&mut store, &fed).unwrap();
+    let states = Queue::connect(&target, "ann", lease).unwrap().trials().unwrap();
+    assert!(ids[..17].iter().all(|id| states[id].queue.as_deref() == Some("taken")), "fed: taken");
+    assert!(ids[17..].iter().all(|id| states[id].queue.as_deref() == Some("queued")));
 }
 
 /// A take whose statement commits while its reply is lost (a server restart just then) is
