@@ -184,8 +184,8 @@ const QUEUED_PEEK_MAX: u64 = 4096;
 
 /// [`Queue::take_done`]'s statement: first the outcome of every trial whose lease expired on
 /// its last allowed attempt (written here, crashed, and left `done` like any other outcome),
-/// then the outcomes of the done rows that match `which` (`$3`: the trials announced since the
-/// last take, or every done row). Nothing else is written: a row stays `done` until the
+/// then the outcomes of the done rows that match `which` (the trials announced since the last
+/// take, `$2`, or every done row). Nothing else is written: a row stays `done` until the
 /// coordinator's store records it fed.
 fn take_statement(which: &str) -> String {
     format!(
@@ -211,8 +211,9 @@ const TAKE_ANNOUNCED: &str = "trial_id = ANY($2)";
 /// The take of every done row (see [`Queue::take_done`]).
 const TAKE_ALL: &str = "true";
 
-/// [`Queue::take_done`] reads every done row once it has returned this many more trials
-/// than the last full read left unfed (twice as many, at least this).
+/// [`Queue::take_done`] reads every done row (and forgets what is no longer `done`) once the
+/// trials it remembers returning outnumber twice what the last such read left, and at least
+/// this many.
 const RETURNED_SLACK: usize = 4096;
 
 /// What a coordinator's store writes in a trial's row (`t`) when it records the trial fed
