@@ -1173,16 +1173,19 @@ impl Queue {
         self.conn.wait(Duration::ZERO)?;
         let study = self.study.clone();
         for payload in std::mem::take(&mut self.conn.announced) {
-            match payload.split_once('|') {
-                Some((ids, of)) if of == study => {
-                    let parsed: Option<Vec<u64>> = ids.split(',').map(|id| id.parse().ok()).collect();
-                    match parsed {
-                        Some(ids) => self.announced.extend(ids),
-                        None => self.read_all = true,
-                    }
+            // The study alone first: its name may hold a `|` itself.
+            if payload == study {
+                self.read_all = true;
+                continue;
+            }
+            if let Some((ids, of)) = payload.split_once('|')
+                && of == study
+            {
+                let parsed: Option<Vec<u64>> = ids.split(',').map(|id| id.parse().ok()).collect();
+                match parsed {
+                    Some(ids) => self.announced.extend(ids),
+                    None => self.read_all = true,
                 }
-                None if payload == study => self.read_all = true,
-                _ => {}
             }
         }
         if self.conn.take_missed() || !self.conn.listening.contains(&"btopt_done") {

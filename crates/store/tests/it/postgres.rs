@@ -378,6 +378,24 @@ fn a_take_reads_what_workers_announce_and_reads_every_done_row_when_announcement
     let states = Queue::connect(&target, "ann", lease).unwrap().trials().unwrap();
     assert!(ids[..17].iter().all(|id| states[id].queue.as_deref() == Some("taken")), "fed: taken");
     assert!(ids[17..].iter().all(|id| states[id].queue.as_deref() == Some("queued")));
+
+    // A study whose name holds the separator: its bare announcement is still its own.
+    let ids = study_with_trials(&target, "a|b");
+    let mut coordinator = Queue::connect(&target, "a|b", lease).unwrap();
+    coordinator.listen_done().unwrap();
+    coordinator.enqueue(&ids).unwrap();
+    assert!(coordinator.take_done().unwrap().is_empty());
+    let these: Vec<i64> = ids[..3].iter().map(|&id| id as i64).collect();
+    let mut c = target.connect().unwrap();
+    c.execute(
+        "UPDATE btopt_trials SET status = 'ok', loss = 3.0, queue = 'done' WHERE study = 'a|b' AND trial_id = ANY($1)",
+        &[&these],
+    )
+    .unwrap();
+    c.execute("SELECT pg_notify('btopt_done', 'a|b')", &[]).unwrap();
+    assert!(coordinator.wait(Duration::from_secs(10)).unwrap());
+    let taken = coordinator.take_done().unwrap();
+    assert_eq!(taken.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids[..3].to_vec());
 }
 
 /// A take whose statement commits while its reply is lost (a server restart just then) is
