@@ -414,7 +414,7 @@ fn a_take_whose_reply_is_lost_loses_no_result() {
     coordinator.lose_next_reply("take results");
     let taken = coordinator.take_done().unwrap();
     assert_eq!(taken.iter().map(|c| c.trial_id).collect::<Vec<_>>(), ids[..30].to_vec());
-    // The next take has a fresh token: it takes only what was completed since.
+    // The next take returns only what was completed since.
     let rest = w.claim(100).unwrap();
     assert_eq!(w.complete(&rest.iter().map(|c| done(c, -2.0)).collect::<Vec<_>>()).unwrap(), 51);
     let taken = coordinator.take_done().unwrap();
