@@ -569,6 +569,8 @@ struct Watched<'e> {
     since: Instant,
     /// (end of an interval, workers without a submitted trial during it, its seconds).
     starved: Vec<(Instant, usize, f64)>,
+    /// When the last trial was submitted: from then on the search only drains.
+    last_submit: Option<Instant>,
 }
 
 impl Watched<'_> {
@@ -602,6 +604,7 @@ impl Evaluator for Watched<'_> {
     }
     fn submit(&mut self, trial_id: u64, config: &Config, budget: f64) -> optimize::Result<()> {
         self.advance();
+        self.last_submit = Some(Instant::now());
         self.in_flight += 1;
         self.inner.submit(trial_id, config, budget)
     }
@@ -633,8 +636,8 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize, iterations: usize) -> Result<Scenari
     let mut pool =
         build(PoolKind::Fork(HandleMode::Inherit), pool::PoolBuilder::new().workers(workers), &data, &tables)?;
     drop(tables);
-    let (mut idle, mut late, mut per_suggestion, mut per_observe, mut walls, mut trials) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut idle, mut late, mut drain, mut per_suggestion, mut per_observe, mut walls, mut trials) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for seed in 0..runs {
         let spec = SearchSpec { kind: SearchKind::Bohb, iterations, seed, ..SearchSpec::default() };
         let mut inner = spec.build(&space)?;
@@ -647,7 +650,14 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize, iterations: usize) -> Result<Scenari
         };
         let mut ev =
             runner::PoolEvaluator::new(&mut pool, ma.clone(), id, base, sessions.clone(), RunOptions::DEFAULT_FEE);
-        let mut watched = Watched { inner: &mut ev, workers, in_flight: 0, since: Instant::now(), starved: Vec::new() };
+        let mut watched = Watched {
+            inner: &mut ev,
+            workers,
+            in_flight: 0,
+            since: Instant::now(),
+            starved: Vec::new(),
+            last_submit: None,
+        };
         let t = Instant::now();
         let summary =
             optimize::optimize(&space, &mut searcher, &mut watched, &mut optimize::NullStore, STREAMING, &mut ())?;
@@ -656,6 +666,7 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize, iterations: usize) -> Result<Scenari
         let (early_secs, late_secs) = watched.starved_secs(searcher.last_opened());
         idle.push((early_secs + late_secs) / (workers as f64 * wall));
         late.push(late_secs / (workers as f64 * wall));
+        drain.push(watched.starved_secs(watched.last_submit).1 / (workers as f64 * wall));
         per_suggestion.push(searcher.suggest_secs / searcher.suggestions.max(1) as f64);
         per_observe.push(searcher.observe_secs / summary.evaluations.max(1) as f64);
         walls.push(wall);
@@ -677,11 +688,13 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize, iterations: usize) -> Result<Scenari
         format!(
             "with async BOHB at {workers} fork workers, fewer trials than workers were in flight for {:.2}% of the \
              worker time on average (worst seed {:.2}%; target ≤ {:.0}%), {:.2}% of it after the last bracket opened \
-             (from then on no bracket can start while the others wait at their stage barriers); the searcher took {:.1} µs per suggestion",
+             (from then on no bracket can start while the others wait at their stage barriers) and {:.2}% after the last trial was \
+             submitted (the drain, while the last trials run); the searcher took {:.1} µs per suggestion",
             mean(&idle) * 100.0,
             worst * 100.0,
             BOHB_IDLE_TARGET * 100.0,
             mean(&late) * 100.0,
+            mean(&drain) * 100.0,
             mean(&per_suggestion) * 1e6
         ),
     );
@@ -690,6 +703,7 @@ fn bohb_idle(ctx: &mut Ctx, workers: usize, iterations: usize) -> Result<Scenari
         .with_metric("idle_fraction_mean", mean(&idle))
         .with_metric("idle_fraction_worst", worst)
         .with_metric("idle_fraction_after_last_bracket_mean", mean(&late))
+        .with_metric("idle_fraction_after_last_submit_mean", mean(&drain))
         .with_metric("suggest_us_mean", mean(&per_suggestion) * 1e6)
         .with_metric("observe_us_mean", mean(&per_observe) * 1e6)
         .with_metric("wall_s_mean", mean(&walls))
