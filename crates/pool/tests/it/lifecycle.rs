@@ -229,3 +229,45 @@ fn busy_time_is_each_tasks_own_not_its_wait_in_the_chunk() {
         }
     }
 }
+
+/// Once tasks are long (well past a chunk's few milliseconds), a worker has one task at a
+/// time and a free worker takes the next: nothing waits in the pipe of a worker that is busy
+/// with a slow task while another worker frees. Two workers, four tasks at most in flight
+/// (submitted one per result, as the optimizer does): four 20 ms tasks teach the pool that
+/// tasks are long, then a 300 ms task and three 20 ms tasks are submitted. All three short
+/// ones go to the other worker and come back before the 300 ms one; with a second task
+/// queued behind each running one, the first of them sat behind the 300 ms task. The margin
+/// is wide: this checks where tasks went, not how fast they ran.
+#[test]
+fn long_tasks_are_not_queued_behind_a_running_one() {
+    let mut backends = process_backends().to_vec();
+    backends.push("thread");
+    for backend in backends {
+        let out = crate::check(
+            &[
+                "--backend",
+                backend,
+                "--workers",
+                "2",
+                "--chunk",
+                "auto",
+                "--tasks",
+                "sleep:20*4,sleep:300,sleep:20*3",
+                "--stream",
+                "--pace",
+                "4",
+                "--busy",
+            ],
+            "",
+            "summary ok=8 failed=0",
+        );
+        let order: Vec<u64> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("busy "))
+            .map(|l| l.split_once(' ').expect("busy ID MS").0.parse().expect("id"))
+            .collect();
+        assert_eq!(order.len(), 8, "{backend}: {}", out.stdout);
+        assert_eq!(order.last(), Some(&4), "{backend}: the 300 ms task (4) should finish last: {order:?}");
+    }
+}
