@@ -49,11 +49,6 @@ impl FromStr for ChunkSize {
 pub const TARGET_CHUNK_NANOS: f64 = 3e6;
 /// The adaptive size stays while a chunk takes between these two (nanoseconds).
 const BAND: (f64, f64) = (2e6, 5e6);
-/// A task that takes longer than this (the band's top) needs no chunk queued behind it: the
-/// pool's round trip between two such tasks is well under 1% of one, while a chunk queued
-/// behind a running task is bound to that worker even if another one frees first, and asks an
-/// async search for trials before it has to choose them (see [`Chunker::depth`]).
-const LONG_TASK_NANOS: f64 = BAND.1;
 /// The largest adaptive chunk.
 pub const MAX_CHUNK: usize = 4096;
 /// The adaptive size grows at most this much per measurement (it shrinks at once).
@@ -82,16 +77,6 @@ impl Chunker {
     /// The current chunk size.
     pub(crate) fn size(&self) -> usize {
         self.size
-    }
-
-    /// Chunks a worker should have outstanding, of at most `most`: `most` (the running one and
-    /// the next, so that a worker never waits for the pool between cheap chunks), or one once
-    /// the measured task is long ([`LONG_TASK_NANOS`]). Then a worker that frees takes the
-    /// next task, whichever it is, and the pool asks for no more tasks than it has workers,
-    /// so that async BOHB samples each config as late as it can, and the end of a search is
-    /// not left to the workers that had a second task queued. Fixed chunk sizes keep `most`.
-    pub(crate) fn depth(&self, most: usize) -> usize {
-        if self.per_task.is_some_and(|p| p > LONG_TASK_NANOS) { 1 } else { most }
     }
 
     /// Learns from `tasks` tasks that took `busy_ns` in a worker.
@@ -155,23 +140,5 @@ mod tests {
             c.observe(n, n as u64);
         }
         assert_eq!(c.size(), MAX_CHUNK);
-    }
-
-    #[test]
-    fn long_tasks_get_one_chunk_per_worker_and_cheap_ones_two() {
-        let mut c = Chunker::new(ChunkSize::Adaptive);
-        assert_eq!(c.depth(2), 2, "nothing measured yet");
-        c.observe(1, 20_000_000);
-        assert_eq!((c.size(), c.depth(2)), (1, 1), "20 ms tasks");
-        // Tasks turn cheap: the mean falls below the bound and the second chunk comes back.
-        for _ in 0..20 {
-            let n = c.size();
-            c.observe(n, n as u64 * 100_000);
-        }
-        assert_eq!(c.depth(2), 2);
-        // A fixed chunk size keeps its depth whatever the tasks take.
-        let mut c = Chunker::new(ChunkSize::Fixed(1));
-        c.observe(1, 1_000_000_000);
-        assert_eq!(c.depth(2), 2);
     }
 }

@@ -2,8 +2,7 @@
 //! retries, timeouts and the wait for the next frame. It moves bytes; `Pool` does the typing.
 //!
 //! Tasks wait in a queue and go out in chunks, one request frame per chunk, up to [`DEPTH`]
-//! chunks per worker (the one it runs and the next, already in its pipe; one once tasks take
-//! longer than a few milliseconds, see `Chunker::depth`). Results come back
+//! chunks per worker (the one it runs and the next, already in its pipe). Results come back
 //! per chunk (per task when there is a timeout), and every result is matched against the
 //! front of what the worker was sent, in order. So when a worker dies, the pool knows which
 //! tasks have their results (kept), and which did not run yet (sent again, uncharged). The
@@ -408,15 +407,9 @@ impl ProcPool {
         self.tasks.live + self.done.len()
     }
 
-    /// Tasks in flight that keep every worker busy: [`ProcPool::depth`] chunks each.
+    /// Tasks in flight that keep every worker busy: [`DEPTH`] chunks each.
     pub(crate) fn wanted_in_flight(&self) -> usize {
-        self.slots.len() * self.depth() * self.chunker.size()
-    }
-
-    /// Chunks each worker may have outstanding now: [`DEPTH`], or one for long tasks
-    /// ([`Chunker::depth`]).
-    fn depth(&self) -> usize {
-        self.chunker.depth(DEPTH)
+        self.slots.len() * DEPTH * self.chunker.size()
     }
 
     pub(crate) fn chunk_size(&self) -> usize {
@@ -450,8 +443,7 @@ impl ProcPool {
         }
         let size = self.chunker.size();
         let open = |l: &&Live| l.ready && !l.broken;
-        let most = self.depth();
-        let free: usize = self.slots.iter().flatten().filter(open).map(|l| most - l.chunks.min(most)).sum();
+        let free: usize = self.slots.iter().flatten().filter(open).map(|l| DEPTH - l.chunks.min(DEPTH)).sum();
         if free == 0 {
             return;
         }
@@ -459,7 +451,7 @@ impl ProcPool {
         let share = if partial { self.queue.len().div_ceil(free).clamp(1, size) } else { size };
         let flush_each = self.cfg.timeout.is_some();
         // The first pass feeds idle workers; the second queues a chunk behind a running one.
-        for depth in 0..most {
+        for depth in 0..DEPTH {
             for i in 0..self.slots.len() {
                 let Some(live) = self.slots[i].as_ref() else { continue };
                 if !live.ready || live.broken || live.chunks != depth {

@@ -3,8 +3,8 @@
 //! (typically an `Arc` of the loaded bundle in each worker value).
 //!
 //! Tasks travel in chunks, one channel message per chunk each way, sized like the process
-//! backends' chunks and at most [`DEPTH`] per thread in flight (one once tasks are long, as there), so that a
-//! cheap task costs no futex hand-off of its own.
+//! backends' chunks and at most [`DEPTH`] per thread in flight, so that a cheap task costs no
+//! futex hand-off of its own.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -117,13 +117,12 @@ impl<W: Worker> ThreadPool<W> {
     fn pump(&mut self, partial: bool) {
         let Some(tx) = &self.tx else { return };
         let size = self.chunker.size();
-        let most = self.threads * self.chunker.depth(DEPTH);
-        let free = most.saturating_sub(self.chunks);
+        let free = (self.threads * DEPTH).saturating_sub(self.chunks);
         if free == 0 || self.queue.is_empty() {
             return;
         }
         let share = if partial { self.queue.len().div_ceil(free).clamp(1, size) } else { size };
-        while self.chunks < most && (self.queue.len() >= size || (partial && !self.queue.is_empty())) {
+        while self.chunks < self.threads * DEPTH && (self.queue.len() >= size || (partial && !self.queue.is_empty())) {
             let take = share.min(self.queue.len());
             let mut chunk = self.spare.pop().unwrap_or_default();
             chunk.extend(self.queue.drain(..take));
@@ -134,7 +133,7 @@ impl<W: Worker> ThreadPool<W> {
     }
 
     pub(crate) fn wanted_in_flight(&self) -> usize {
-        self.threads * self.chunker.depth(DEPTH) * self.chunker.size()
+        self.threads * DEPTH * self.chunker.size()
     }
 
     pub(crate) fn chunk_size(&self) -> usize {
