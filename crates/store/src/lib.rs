@@ -32,8 +32,8 @@ pub mod testing;
 pub use error::{Error, Result};
 pub use location::{Location, PgTarget};
 pub use pg::{
-    Claimed, DEFAULT_MAX_ATTEMPTS, DEFAULT_VACUUM_EVERY, PgStore, Queue, RECONNECT_BOUND, StudyInfo, StudyTask,
-    TrialState, list_studies, server_version,
+    CONNECT_BOUND, Claimed, DEFAULT_MAX_ATTEMPTS, DEFAULT_VACUUM_EVERY, PgStore, Queue, RECONNECT_BOUND, StudyInfo,
+    StudyTask, TrialState, list_studies, server_version,
 };
 pub use redact::redact;
 pub use row::hostname;

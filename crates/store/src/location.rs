@@ -237,6 +237,11 @@ impl PgTarget {
     /// blocking-pool thread, and a thread in the process stops later fork pools). The sync
     /// client's runtime is current-thread and starts none.
     pub fn connect(&self) -> Result<postgres::Client> {
+        self.connect_classified().map_err(|f| f.error)
+    }
+
+    /// [`PgTarget::connect`], saying whether a failure can pass if tried again.
+    pub(crate) fn connect_classified(&self) -> std::result::Result<postgres::Client, ConnectFailure> {
         let mut config = self.config.clone();
         if config.get_hostaddrs().is_empty() {
             let ports = config.get_ports().to_vec();
@@ -251,10 +256,14 @@ impl PgTarget {
                             .ok()
                             .and_then(|mut a| a.next())
                             .map(|a| a.ip())
-                            .ok_or_else(|| Error::Postgres {
-                                url: self.display.clone(),
-                                what: "connect".into(),
-                                message: format!("cannot resolve host {name}"),
+                            .ok_or_else(|| ConnectFailure {
+                                // A name server that is away can come back: not permanent.
+                                error: Error::Postgres {
+                                    url: self.display.clone(),
+                                    what: "connect".into(),
+                                    message: format!("cannot resolve host {name}"),
+                                },
+                                permanent: false,
                             })?;
                         addrs.push(Some(ip));
                     }
@@ -273,7 +282,10 @@ impl PgTarget {
             SslMode::Disable => config.connect(postgres::NoTls),
             _ => config.connect(LazyTls(self.clone())),
         };
-        client.map_err(|e| self.error("connect", &e))
+        client.map_err(|e| ConnectFailure {
+            permanent: is_permanent_connect_failure(&e),
+            error: self.error("connect", &e),
+        })
     }
 
     /// A client error as this crate's error, with the URL redacted and the password masked.
@@ -293,6 +305,49 @@ impl PgTarget {
 }
 
 /// The target's TLS connector, as the client's `MakeTlsConnect`, built only when the server
+/// A failed connection attempt.
+#[derive(Debug)]
+pub(crate) struct ConnectFailure {
+    /// The error, its URL redacted.
+    pub(crate) error: Error,
+    /// Whether trying again cannot help.
+    pub(crate) permanent: bool,
+}
+
+/// Whether a failed connection attempt fails again however often it is tried: a refused login
+/// (SQLSTATE 28P01 wrong password, 28000 no such role or no `pg_hba` entry, 3D000 no such
+/// database, 42501 no privilege) or a TLS failure that is not an I/O error (a certificate
+/// that does not verify, a server without TLS under `sslmode=require`). Everything else passes
+/// once the server is back: refused or reset connections, a server starting up or shutting
+/// down (57P03, 57P01), and I/O errors during the TLS handshake of a server going away.
+///
+/// Decided on the client's error itself, never on its text: the text carries the URL, whose
+/// query (`sslmode=require`) or host name would match any word searched for.
+pub(crate) fn is_permanent_connect_failure(e: &postgres::Error) -> bool {
+    if let Some(db) = e.as_db_error() {
+        use postgres::error::SqlState;
+        let code = db.code();
+        return [
+            SqlState::INVALID_PASSWORD,
+            SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+            SqlState::INVALID_CATALOG_NAME,
+            SqlState::INSUFFICIENT_PRIVILEGE,
+        ]
+        .contains(code);
+    }
+    // tokio-postgres names its TLS failures in its own text ("error performing TLS
+    // handshake", "server does not support TLS"), which holds no URL.
+    let own = e.to_string();
+    let tls = own.starts_with("error performing TLS handshake") || own.contains("server does not support TLS");
+    let mut io = false;
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        io |= s.is::<std::io::Error>();
+        source = s.source();
+    }
+    tls && !io
+}
+
 /// accepts TLS: OpenSSL's connector loads the system's CA bundle, which costs a process some
 /// 40 to 70 ms of CPU per connection, and `sslmode=prefer` (the default) against a server
 /// without TLS never uses it. Once built, the target keeps it for its other connections.
@@ -391,7 +446,24 @@ fn split_pgpass(line: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_pgpass;
+    use super::{PgTarget, split_pgpass};
+
+    /// A refused connection is worth retrying whatever the URL says: its text names the URL,
+    /// and `sslmode=require` or a host called "tls" once made every reconnect give up at once.
+    #[test]
+    fn a_refused_connection_is_not_permanent_whatever_the_url_holds() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        for url in [
+            format!("postgresql://ssl@127.0.0.1:{port}/tls?sslmode=require"),
+            format!("postgresql://u@127.0.0.1:{port}/db?sslmode=prefer&sslrootcert=/nonexistent/certificate.pem"),
+            format!("postgresql://u@127.0.0.1:{port}/db?sslmode=disable"),
+        ] {
+            let Err(failure) = PgTarget::parse(&url).unwrap().connect_classified() else {
+                panic!("{url}: nothing listens there")
+            };
+            assert!(!failure.permanent, "{url}: {}", failure.error);
+        }
+    }
 
     #[test]
     fn pgpass_lines_split_on_unescaped_colons() {

@@ -45,7 +45,8 @@
 //!
 //! Connection loss: every operation is one transaction, retried whole after a reconnect, so
 //! nothing is half-applied; reconnects back off from 50 ms to 2 s and give up after
-//! [`RECONNECT_BOUND`] with [`Error::Unreachable`]. A coordinator re-takes its study lock on
+//! [`RECONNECT_BOUND`] with [`Error::Unreachable`] (a first connection after
+//! [`CONNECT_BOUND`]). A refused login or a TLS failure is not retried. A coordinator re-takes its study lock on
 //! reconnect; workers listen again.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -58,11 +59,16 @@ use postgres::types::Type;
 use postgres::{Client, Statement};
 
 use crate::error::{Error, Result};
-use crate::location::PgTarget;
+use crate::location::{ConnectFailure, PgTarget};
 use crate::row::{RawTrial, columns, holder_name, outcome};
 
 /// How long a server may stay unreachable before an operation fails: 60 s.
 pub const RECONNECT_BOUND: Duration = Duration::from_secs(60);
+
+/// How long a process's first connection to a server keeps trying: 10 s. Long enough for a
+/// server that is starting (or restarting) beside it, short enough that a wrong port or host
+/// in `--store` is one line after seconds, not a minute.
+pub const CONNECT_BOUND: Duration = Duration::from_secs(10);
 
 /// How many times a trial is claimed before a lease that expires on it makes it a crashed
 /// trial (see the module docs): 3, like the local pool's retries of a task whose worker died.
@@ -261,7 +267,7 @@ struct Conn {
 
 impl Conn {
     fn open(target: &PgTarget) -> Result<Conn> {
-        let client = connect_with_backoff(target)?;
+        let client = connect_with_backoff(target, CONNECT_BOUND)?;
         let mut conn = Conn {
             target: target.clone(),
             client,
@@ -352,7 +358,7 @@ impl Conn {
     fn reconnect(&mut self) -> Result<()> {
         self.prepared.clear();
         self.missed = true;
-        self.client = connect_with_backoff(&self.target)?;
+        self.client = connect_with_backoff(&self.target, RECONNECT_BOUND)?;
         for ch in self.listening.clone() {
             self.client.batch_execute(&format!("LISTEN {ch}")).map_err(|e| self.target.error("listen", &e))?;
         }
@@ -428,11 +434,11 @@ impl Conn {
     }
 }
 
-fn connect_with_backoff(target: &PgTarget) -> Result<Client> {
+fn connect_with_backoff(target: &PgTarget, bound: Duration) -> Result<Client> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(50);
     loop {
-        match target.connect() {
+        match target.connect_classified() {
             Ok(mut c) => {
                 // The prepared queue statements are planned for each execution's values: a
                 // generic plan (which PostgreSQL picks after five runs) of the claim halved
@@ -441,20 +447,20 @@ fn connect_with_backoff(target: &PgTarget) -> Result<Client> {
                     .map_err(|e| target.error("configure", &e))?;
                 return Ok(c);
             }
-            Err(e) => {
-                // Wrong password, unknown database, refused role: retrying cannot help.
-                // So does a TLS failure (a certificate that does not verify, no TLS offered).
-                let message = e.to_string();
-                let lower = message.to_ascii_lowercase();
-                let fatal = ["28P01", "28000", "3D000", "42501"].iter().any(|c| message.contains(c))
-                    || ["certificate", "tls", "ssl"].iter().any(|w| lower.contains(w));
-                if fatal {
-                    return Err(e);
+            Err(ConnectFailure { error, permanent }) => {
+                // Wrong password, unknown database, refused role, a certificate that does not
+                // verify: retrying cannot help (`location::is_permanent_connect_failure`).
+                if permanent {
+                    return Err(error);
                 }
-                if started.elapsed() + delay > RECONNECT_BOUND {
+                let message = match &error {
+                    Error::Postgres { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                if started.elapsed() + delay > bound {
                     return Err(Error::Unreachable {
                         url: target.display().to_string(),
-                        secs: RECONNECT_BOUND.as_secs(),
+                        secs: bound.as_secs(),
                         message,
                     });
                 }
@@ -555,7 +561,7 @@ pub fn list_studies(target: &PgTarget) -> Result<Vec<StudyInfo>> {
 /// The server's version as it reports it (`SHOW server_version`, e.g. `15.18 (Debian 15.18-0+deb12u1)`),
 /// for benchmark reports.
 pub fn server_version(target: &PgTarget) -> Result<String> {
-    let mut client = connect_with_backoff(target)?;
+    let mut client = connect_with_backoff(target, CONNECT_BOUND)?;
     client
         .query_one("SHOW server_version", &[])
         .map(|r| r.get(0))
@@ -774,6 +780,14 @@ impl Drop for PgStore {
     }
 }
 
+/// Why `open_study` refused a stored study (found before anything was written).
+enum Refusal {
+    /// Its identity, as stored, differs.
+    Identity(String),
+    /// It runs on the bundle with this content hash.
+    Bundle(String),
+}
+
 impl TrialStore for PgStore {
     fn open_study(
         &mut self,
@@ -787,12 +801,23 @@ impl TrialStore for PgStore {
         let holder = holder_name();
         let task = self.task.clone();
         let max_attempts = i32::try_from(self.max_attempts).unwrap_or(i32::MAX);
-        let stored = self.conn.run("open the study", |c| {
+        // The stored study is checked before anything is written: a coordinator refused for
+        // another space or bundle leaves the study exactly as it was (state, holder, attempts).
+        let wanted_bundle = task.as_ref().map(|t| t.bundle_hash.clone());
+        let checked = self.conn.run("open the study", |c| {
             let mut tx = c.transaction()?;
             let row =
                 tx.query_opt("SELECT identity, bundle_hash FROM btopt_studies WHERE name = $1 FOR UPDATE", &[&name])?;
-            match &row {
-                Some(_) => {
+            match row.map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1))) {
+                Some((stored_identity, stored_bundle)) => {
+                    if stored_identity != text {
+                        return Ok(Err(Refusal::Identity(stored_identity)));
+                    }
+                    if let (Some(stored), Some(wanted)) = (stored_bundle, &wanted_bundle)
+                        && stored != *wanted
+                    {
+                        return Ok(Err(Refusal::Bundle(stored)));
+                    }
                     tx.execute(
                         "UPDATE btopt_studies SET holder = $2, state = 'running', max_attempts = $3 WHERE name = $1",
                         &[&name, &holder, &max_attempts],
@@ -800,29 +825,27 @@ impl TrialStore for PgStore {
                 }
                 None => {
                     let task_json = task.as_ref().map(|t| t.task.to_string());
-                    let bundle = task.as_ref().map(|t| t.bundle_hash.clone());
                     tx.execute(
                         "INSERT INTO btopt_studies (name, identity, hash, bundle_hash, task, holder, max_attempts)
                          VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        &[&name, &text, &hash, &bundle, &task_json, &holder, &max_attempts],
+                        &[&name, &text, &hash, &wanted_bundle, &task_json, &holder, &max_attempts],
                     )?;
                 }
             }
             tx.commit()?;
-            Ok(row.map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1))))
+            Ok(Ok(()))
         })?;
-        if let Some((stored_identity, bundle)) = stored {
-            if stored_identity != text {
+        match checked {
+            Ok(()) => {}
+            Err(Refusal::Identity(stored_identity)) => {
                 let old: serde_json::Value = serde_json::from_str(&stored_identity)
                     .map_err(|e| optimize::Error::Store(format!("study identity: {e}")))?;
                 return Err(study_mismatch(&old, identity));
             }
-            if let (Some(stored), Some(task)) = (bundle, &self.task)
-                && stored != task.bundle_hash
-            {
+            Err(Refusal::Bundle(stored)) => {
                 return Err(optimize::Error::StudyMismatch(format!(
                     "study {name} runs on bundle {stored}, this one is {}",
-                    task.bundle_hash
+                    wanted_bundle.unwrap_or_default()
                 )));
             }
         }

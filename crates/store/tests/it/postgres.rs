@@ -486,3 +486,30 @@ fn a_connection_to_a_current_schema_takes_no_schema_lock_and_an_old_one_is_broug
     drop(PgStore::connect(&target, None, None).unwrap());
     assert_eq!(mark(&target).as_deref(), Some("btopt schema 2"));
 }
+
+/// A coordinator refused for another space, or another bundle, writes nothing: a finished
+/// study stays finished, without a holder (so `worker --study` still exits 0 on it).
+#[test]
+fn a_coordinator_refused_for_another_space_or_bundle_leaves_the_study_as_it_was() {
+    let Some(target) = fresh() else { return };
+    let task = |bundle: &str| store::StudyTask { bundle_hash: bundle.into(), task: serde_json::json!({}) };
+    let co = crate::counting_ones(1);
+    let space = co.space();
+    let identity = |seed: u64| {
+        let searcher = optimize::BracketSearch::hyperband(space.clone(), crate::co_settings(1), seed).unwrap();
+        optimize::study_identity(&space, &searcher, SearchOptions::default())
+    };
+    let mut first = PgStore::connect(&target, Some("kept"), Some(task("b1"))).unwrap();
+    first.load_study(&identity(1)).unwrap();
+    first.finish().unwrap();
+    drop(first);
+    let before = store::list_studies(&target).unwrap();
+    assert_eq!(before[0].state, "finished");
+    for (seed, bundle, says) in [(2, "b1", "searcher"), (1, "b2", "runs on bundle b1")] {
+        let mut other = PgStore::connect(&target, Some("kept"), Some(task(bundle))).unwrap();
+        let e = other.load_study(&identity(seed)).unwrap_err();
+        assert!(matches!(e, optimize::Error::StudyMismatch(_)) && e.to_string().contains(says), "{e}");
+        drop(other);
+        assert_eq!(store::list_studies(&target).unwrap(), before, "refused with {says}");
+    }
+}
